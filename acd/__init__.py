@@ -1,0 +1,1 @@
+"""Automatic call distribution: the only owner of agent and queue state."""

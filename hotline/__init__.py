@@ -1,0 +1,1 @@
+"""12345 hotline: configuration, command line and process runtime."""

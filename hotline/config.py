@@ -1,0 +1,345 @@
+"""The one hotline configuration: a YAML file validated with pydantic.
+
+Everything else (the generated Asterisk config, the IVR, the ACD, the caller rules) reads
+its settings from a validated :class:`HotlineConfig`.  A file that does not validate is
+refused with the field and the line at fault (:class:`ConfigError`), before anything is
+rendered for Asterisk.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+ID = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+"""Identifiers that end up in Asterisk config (queue, endpoint, context names): ASCII only."""
+DIGIT = Annotated[str, Field(pattern=r"^[0-9*#]$")]
+PROMPT = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+"""A prompt name: a file in the prompt directory without extension (``greeting``)."""
+EMERGENCY_LINES = ("110", "119", "120", "122")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _host(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", value):
+            raise ValueError(f"not an IP address or host name: {value!r}") from None
+    return value
+
+
+class HostPort(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+
+    _check_host = field_validator("host")(_host)
+
+
+class Sip(_Model):
+    """Where Asterisk's PJSIP transport listens."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=5060, ge=1, le=65535)
+    external_address: str | None = None
+
+    _check_host = field_validator("host")(_host)
+
+
+class Trunk(_Model):
+    """A SIP peer identified by its address: the carrier that delivers 12345 calls, or the
+    emergency trunk that reaches 110/119/120/122."""
+
+    host: str
+    port: int = Field(default=5060, ge=1, le=65535)
+    codecs: tuple[Literal["ulaw", "alaw", "g722"], ...] = ("alaw", "ulaw")
+
+    _check_host = field_validator("host")(_host)
+
+
+class Trunks(_Model):
+    carrier: Trunk
+    emergency: Trunk
+
+
+class Ami(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=5038, ge=1, le=65535)
+    username: ID = "hotline"
+    secret: str = Field(min_length=12, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    _check_host = field_validator("host")(_host)
+
+
+class Agi(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=4573, ge=1, le=65535)
+
+    _check_host = field_validator("host")(_host)
+
+
+class Redis(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=6390, ge=1, le=65535)
+    db: int = Field(default=0, ge=0, le=15)
+    timeout_ms: int = Field(default=50, ge=1, le=5000)
+    """A Redis answer slower than this counts as a failure; callers are then treated as normal."""
+
+    _check_host = field_validator("host")(_host)
+
+
+class Seat(_Model):
+    """A seat group: a 专席 (specialist) or the 综合席 (general seats)."""
+
+    id: ID
+    name: str = Field(min_length=1, max_length=32)
+    kind: Literal["specialist", "general"] = "specialist"
+    prompt: PROMPT | None = None
+    """The prompt that names this seat in the main menu (``seat-gjj``)."""
+
+
+class Agent(_Model):
+    """An agent's phone: a SIP endpoint at a fixed address, and the seats it may answer."""
+
+    id: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")]
+    name: str = Field(min_length=1, max_length=32)
+    host: str
+    port: int = Field(ge=1, le=65535)
+    seats: tuple[ID, ...] = Field(min_length=1)
+
+    _check_host = field_validator("host")(_host)
+
+    @property
+    def endpoint(self) -> str:
+        return f"agent{self.id}"
+
+
+TARGET_KINDS = ("seat", "menu", "emergency", "notice", "speech", "progress", "repeat")
+
+
+class Target(_Model):
+    """Where a menu choice leads: ``seat:gjj``, ``menu:emergency``, ``emergency:119``,
+    ``notice:litigation``, ``speech:demand``, ``progress:latest`` or ``repeat:menu``."""
+
+    kind: Literal["seat", "menu", "emergency", "notice", "speech", "progress", "repeat"]
+    value: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: object) -> object:
+        if isinstance(data, str):
+            kind, sep, value = data.partition(":")
+            if not sep or not value:
+                raise ValueError(f"a target is 'kind:value' with kind one of {TARGET_KINDS}")
+            return {"kind": kind, "value": value}
+        return data
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+class Menu(_Model):
+    """A DTMF menu: prompts, digit → target, time-out, retries, invalid/no-input handling."""
+
+    prompts: tuple[PROMPT, ...] = Field(min_length=1)
+    options: dict[DIGIT, Target] = Field(min_length=1)
+    timeout_s: float = Field(default=5.0, gt=0, le=30)
+    retries: int = Field(default=3, ge=1, le=9)
+    invalid_prompt: PROMPT = "invalid"
+    no_input_prompt: PROMPT = "no-input"
+    on_exhausted: Target = Target(kind="seat", value="zonghe")
+    """Where a caller goes after ``retries`` rounds without a valid choice."""
+
+
+class DayHours(_Model):
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(min_length=1)
+    open: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
+    close: Annotated[str, Field(pattern=r"^([01][0-9]|2[0-4]):[0-5][0-9]$")]
+
+
+class BusinessHours(_Model):
+    """When seats are staffed.  12345 in Hangzhou answers 24/7; smaller cities close at night."""
+
+    timezone: str = "Asia/Shanghai"
+    always_open: bool = True
+    hours: tuple[DayHours, ...] = ()
+    closed_prompt: PROMPT = "closed"
+    closed_target: Target = Target(kind="speech", value="message")
+
+
+class Emergency(_Model):
+    """Emergency lines (第九条): reached by key from any menu, by speech, or by an agent's
+    feature code; always through the emergency trunk with the caller's number preserved."""
+
+    lines: dict[Literal["110", "119", "120", "122"], str] = Field(
+        default={"110": "公安", "119": "消防", "120": "急救", "122": "交通事故"}
+    )
+    agent_feature_code: Annotated[str, Field(pattern=r"^\*[0-9]{2,3}$")] = "*119"
+
+
+class HotlineInfo(_Model):
+    name: str = "12345政务服务便民热线"
+    number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
+    prompt_language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "zh"
+
+
+class HotlineConfig(_Model):
+    hotline: HotlineInfo = HotlineInfo()
+    sip: Sip = Sip()
+    trunks: Trunks
+    ami: Ami
+    agi: Agi = Agi()
+    redis: Redis = Redis()
+    seats: tuple[Seat, ...] = Field(min_length=1)
+    agents: tuple[Agent, ...] = ()
+    menus: dict[ID, Menu]
+    business_hours: BusinessHours = BusinessHours()
+    emergency: Emergency = Emergency()
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> HotlineConfig:
+        problems = self.cross_problems()
+        if problems:
+            raise ValueError("; ".join(f"{where}: {msg}" for where, msg in problems))
+        return self
+
+    def cross_problems(self) -> list[tuple[str, str]]:
+        """Problems that span sections, as ``(dotted.field, message)``."""
+        out: list[tuple[str, str]] = []
+        seat_ids = [s.id for s in self.seats]
+        for i, seat_id in enumerate(seat_ids):
+            if seat_ids.index(seat_id) != i:
+                out.append((f"seats.{i}.id", f"duplicate seat id {seat_id!r}"))
+        if sum(s.kind == "general" for s in self.seats) != 1:
+            out.append(("seats", "exactly one seat must be kind 'general' (综合席)"))
+        agent_ids = [a.id for a in self.agents]
+        for i, agent in enumerate(self.agents):
+            if agent_ids.index(agent.id) != i:
+                out.append((f"agents.{i}.id", f"duplicate agent id {agent.id!r}"))
+            for seat in agent.seats:
+                if seat not in seat_ids:
+                    out.append((f"agents.{i}.seats", f"unknown seat {seat!r}"))
+        if "main" not in self.menus:
+            out.append(("menus", "a menu named 'main' is required"))
+        for name, menu in self.menus.items():
+            for digit, target in menu.options.items():
+                out += self._target_problems(f"menus.{name}.options.{digit}", target)
+            out += self._target_problems(f"menus.{name}.on_exhausted", menu.on_exhausted)
+        out += self._target_problems(
+            "business_hours.closed_target", self.business_hours.closed_target
+        )
+        return out
+
+    def _target_problems(self, where: str, target: Target) -> list[tuple[str, str]]:
+        if target.kind == "seat" and target.value not in {s.id for s in self.seats}:
+            return [(where, f"unknown seat {target.value!r}")]
+        if target.kind == "menu" and target.value not in self.menus:
+            return [(where, f"unknown menu {target.value!r}")]
+        if target.kind == "emergency" and target.value not in self.emergency.lines:
+            return [(where, f"unknown emergency line {target.value!r}")]
+        return []
+
+    @property
+    def general_seat(self) -> Seat:
+        return next(s for s in self.seats if s.kind == "general")
+
+    def seat(self, seat_id: str) -> Seat:
+        return next(s for s in self.seats if s.id == seat_id)
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; ``problems`` are ``(field, line, message)``."""
+
+    def __init__(self, path: str, problems: list[tuple[str, int | None, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = [
+            f"{path}:{line if line is not None else '?'}: {field}: {message}"
+            for field, line, message in problems
+        ]
+        super().__init__("invalid hotline config\n" + "\n".join(lines))
+
+
+class _LineLoader(yaml.SafeLoader):
+    """A YAML loader that remembers the line of every mapping key and sequence item."""
+
+
+def _load_with_lines(text: str) -> tuple[object, dict[tuple[str, ...], int]]:
+    loader = _LineLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        lines: dict[tuple[str, ...], int] = {}
+
+        def walk(n: yaml.Node, path: tuple[str, ...]) -> None:
+            lines.setdefault(path, n.start_mark.line + 1)
+            if isinstance(n, yaml.MappingNode):
+                for key, value in n.value:
+                    sub = (*path, str(key.value))
+                    lines[sub] = key.start_mark.line + 1
+                    walk(value, sub)
+            elif isinstance(n, yaml.SequenceNode):
+                for i, item in enumerate(n.value):
+                    walk(item, (*path, str(i)))
+
+        walk(node, ())
+        return loader.construct_document(node), lines
+    finally:
+        loader.dispose()
+
+
+def _line_for(loc: tuple[str | int, ...], lines: dict[tuple[str, ...], int]) -> int | None:
+    path = tuple(str(p) for p in loc)
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+def parse_config(text: str, path: str = "<config>") -> HotlineConfig:
+    """Validate config text; raise :class:`ConfigError` naming each field and line at fault."""
+    try:
+        data, lines = _load_with_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(path, [("<yaml>", line, str(getattr(exc, "problem", exc)))]) from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, [("<root>", 1, "the file must be a YAML mapping")])
+    try:
+        return HotlineConfig.model_validate(data)
+    except ValidationError as exc:
+        problems: list[tuple[str, int | None, str]] = []
+        for err in exc.errors():
+            loc = tuple(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+            if not loc and err["type"] == "value_error":
+                # Cross-section problems arrive as "a.b.c: message; d.e: message".
+                text = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+                for part in text.split("; "):
+                    where, _, msg = part.partition(": ")
+                    sub = tuple(where.split("."))
+                    problems.append((where, _line_for(sub, lines), msg))
+                continue
+            field = ".".join(loc) or "<root>"
+            problems.append((field, _line_for(loc, lines), err["msg"]))
+        raise ConfigError(path, problems) from None
+
+
+def load_config(path: str | Path) -> HotlineConfig:
+    """Read and validate a hotline config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(p), [("<file>", None, exc.strerror or str(exc))]) from None
+    return parse_config(text, str(p))

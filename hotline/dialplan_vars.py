@@ -1,0 +1,41 @@
+"""Every channel variable the dialplan and the AGI handlers share, named once.
+
+The Jinja templates in ``asterisk_conf`` receive this module as ``V`` so that a name is
+spelled in exactly one place (``${{ '{' }}{{ V.SEAT }}{{ '}' }}``).
+"""
+
+# Set by the IVR (AGI) for the dialplan.
+ROUTE = "HOTLINE_ROUTE"
+"""What the dialplan does after the IVR: ``queue``, ``emergency`` or ``hangup``."""
+QUEUE = "HOTLINE_QUEUE"
+"""The app_queue queue to join (from the ACD's routing decision)."""
+SEAT = "HOTLINE_SEAT"
+"""The seat id chosen (``gjj``, ``zonghe`` …)."""
+PRIORITY = "HOTLINE_PRIORITY"
+"""Queue priority for the caller (higher is answered first)."""
+EMERGENCY_LINE = "HOTLINE_EMERGENCY"
+"""110/119/120/122 when ROUTE is ``emergency``."""
+EMERGENCY_REASON = "HOTLINE_EMERGENCY_REASON"
+"""Why the emergency line was chosen (``key:9-2``, ``speech:着火``)."""
+IVR_PATH = "HOTLINE_IVR_PATH"
+"""The IVR steps the caller went through, ``>``-separated (``main>2``)."""
+CALL_ID = "HOTLINE_CALL_ID"
+"""Our call id (Asterisk's linkedid), used by the ACD, tickets and the agent screen."""
+CALLER_FLAG = "HOTLINE_CALLER_FLAG"
+"""Caller-rule stage shown to the agent (``normal``/``warning``/``suspended``)."""
+
+# Set by the dialplan itself.
+AGI_STATUS = "AGISTATUS"
+"""Asterisk's result of AGI(): SUCCESS, FAILURE, NOTFOUND or HANGUP."""
+
+ALL = (
+    ROUTE,
+    QUEUE,
+    SEAT,
+    PRIORITY,
+    EMERGENCY_LINE,
+    EMERGENCY_REASON,
+    IVR_PATH,
+    CALL_ID,
+    CALLER_FLAG,
+)
