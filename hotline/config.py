@@ -185,6 +185,83 @@ class Emergency(_Model):
     agent_feature_code: Annotated[str, Field(pattern=r"^\*[0-9]{2,3}$")] = "*119"
 
 
+class OutOfScope(_Model):
+    """A matter 12345 does not take (第九条 2–4): the caller hears ``prompt`` and is offered the
+    general seat.  ``words`` are matched on characters and pinyin by the speech extractor."""
+
+    name: str
+    words: tuple[str, ...] = Field(min_length=1)
+    prompt: PROMPT
+
+
+def _default_emergency_words() -> dict[str, tuple[str, ...]]:
+    return {
+        "119": ("着火", "火灾", "冒烟", "起火", "失火", "烧起来"),
+        "120": ("晕倒", "昏迷", "受伤", "急救", "没有呼吸", "流血", "心脏病", "救护车"),
+        "122": ("车祸", "追尾", "撞车", "被车撞", "交通事故"),
+        "110": ("打架", "抢劫", "小偷", "持刀", "拿着刀", "杀人", "报警", "斗殴"),
+    }
+
+
+def _default_out_of_scope() -> dict[str, OutOfScope]:
+    return {
+        "litigation": OutOfScope(
+            name="诉讼", words=("起诉", "诉讼", "打官司", "告到法院"), prompt="notice-legal"
+        ),
+        "arbitration": OutOfScope(name="仲裁", words=("仲裁",), prompt="notice-legal"),
+        "reconsideration": OutOfScope(name="行政复议", words=("行政复议",), prompt="notice-legal"),
+        "petition": OutOfScope(name="信访", words=("信访", "上访"), prompt="notice-legal"),
+        "disclosure": OutOfScope(
+            name="政府信息公开", words=("信息公开", "依申请公开"), prompt="notice-legal"
+        ),
+        "secrets": OutOfScope(
+            name="国家秘密、商业秘密",
+            words=("国家秘密", "商业秘密", "机密"),
+            prompt="notice-secret",
+        ),
+        "privacy": OutOfScope(
+            name="个人隐私",
+            words=("个人隐私", "查别人", "查一下他的", "他的手机号", "他的住址"),
+            prompt="notice-secret",
+        ),
+        "non_government": OutOfScope(
+            name="非政务服务",
+            words=("帮我买", "点外卖", "讲个笑话", "算命", "彩票"),
+            prompt="notice-nongov",
+        ),
+    }
+
+
+class CallerRules(_Model):
+    """Rule tables for callers (第九条): emergency words per line, out-of-scope matters."""
+
+    emergency_words: dict[Literal["110", "119", "120", "122"], tuple[str, ...]] = Field(
+        default_factory=_default_emergency_words
+    )
+    out_of_scope: dict[ID, OutOfScope] = Field(default_factory=_default_out_of_scope)
+
+
+class City(_Model):
+    """The city the hotline serves; its districts feed address extraction and analytics."""
+
+    name: str = "杭州市"
+    districts: tuple[str, ...] = (
+        "上城区", "拱墅区", "西湖区", "滨江区", "萧山区", "余杭区", "临平区", "钱塘区",
+        "富阳区", "临安区", "桐庐县", "淳安县", "建德市",
+    )  # fmt: skip
+
+
+class Speech(_Model):
+    """Speech recognition settings; ``vocabulary`` biases recognition (Whisper prompt, Vosk
+    phrase list) together with seat names and districts."""
+
+    engine: Literal["auto", "vosk", "whisper"] = "auto"
+    vocabulary: tuple[str, ...] = (
+        "12345", "咨询", "投诉", "举报", "建议", "求助", "表扬", "公积金", "社保", "医保",
+        "营业执照", "噪音", "油烟", "施工", "拖欠工资", "限行", "学区", "小区", "物业",
+    )  # fmt: skip
+
+
 class HotlineInfo(_Model):
     name: str = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -203,6 +280,9 @@ class HotlineConfig(_Model):
     menus: dict[ID, Menu]
     business_hours: BusinessHours = BusinessHours()
     emergency: Emergency = Emergency()
+    caller_rules: CallerRules = CallerRules()
+    city: City = City()
+    speech: Speech = Speech()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
