@@ -1,0 +1,1 @@
+"""Audio: recognition, conversion, prompt synthesis, ticket-field extraction."""
