@@ -262,6 +262,77 @@ class Speech(_Model):
     )  # fmt: skip
 
 
+PHONE = Annotated[str, Field(pattern=r"^\+?[0-9]{3,20}$")]
+"""A telephone number as a carrier delivers it (digits, optional leading ``+``)."""
+
+
+class ThrottleLimits(_Model):
+    """Counters at which a throttle stage starts (a counter reaching its limit triggers it).
+    Calls are counted before the current one: ``calls_per_hour: 5`` acts on the 6th call."""
+
+    calls_per_hour: int = Field(ge=1, le=10_000)
+    calls_per_day: int = Field(ge=1, le=100_000)
+    minutes_per_day: int = Field(ge=1, le=1440)
+    no_demand_per_day: int = Field(ge=1, le=100_000)
+    """Calls that ended without a registrable demand (诉求)."""
+    harassment_flags: int = Field(ge=1, le=1000)
+    """Calls an agent flagged as harassment within ``harassment_window_days``."""
+
+
+class Throttle(_Model):
+    """Repeat-caller rules (第二十九条): normal → warning (notice + agent flag) → suspended for
+    ``suspension_minutes`` → listed for referral after ``referral_after`` suspensions.  Never
+    applies to emergency lines, allow-listed or withheld numbers; fails open."""
+
+    enabled: bool = True
+    warning: ThrottleLimits = ThrottleLimits(
+        calls_per_hour=5, calls_per_day=12, minutes_per_day=60, no_demand_per_day=4,
+        harassment_flags=1,
+    )  # fmt: skip
+    suspension: ThrottleLimits = ThrottleLimits(
+        calls_per_hour=8, calls_per_day=20, minutes_per_day=120, no_demand_per_day=8,
+        harassment_flags=2,
+    )  # fmt: skip
+    grace_minutes: int = Field(default=10, ge=0, le=1440)
+    """合理时间: the least time between a caller's first warning and a suspension."""
+    suspension_minutes: int = Field(default=1440, ge=1, le=60 * 24 * 90)
+    harassment_window_days: int = Field(default=30, ge=1, le=365)
+    referral_after: int = Field(default=3, ge=1, le=100)
+    """Suspensions within ``referral_window_days`` after which a caller is listed for referral."""
+    referral_window_days: int = Field(default=180, ge=1, le=3650)
+    allow_list: tuple[PHONE, ...] = ()
+    """Numbers never throttled (e.g. community workers, test lines)."""
+    failure_cooldown_ms: int = Field(default=1000, ge=0, le=60_000)
+    """After a Redis failure, decide without Redis (fail open) for this long."""
+    key_file: str = "run/secrets/pii.key"
+    """Secret for hashing caller numbers in Redis keys (created 0600 if missing)."""
+
+    @model_validator(mode="after")
+    def _suspension_above_warning(self) -> Throttle:
+        low = [
+            name
+            for name in ThrottleLimits.model_fields
+            if getattr(self.suspension, name) < getattr(self.warning, name)
+        ]
+        if low:
+            raise ValueError(f"suspension limits below warning limits: {', '.join(low)}")
+        return self
+
+
+class Tickets(_Model):
+    """The ticket store (第十四条 progress): SQLite by default, or a city's ticket system
+    over HTTP (``tickets/http.py`` documents the JSON API)."""
+
+    backend: Literal["sqlite", "http"] = "sqlite"
+    path: str = "run/tickets.sqlite3"
+    url: str | None = None
+    timeout_ms: int = Field(default=2000, ge=1, le=60_000)
+    feedback_days: int = Field(default=15, ge=1, le=365)
+    """Default feedback period (反馈期限) for a new ticket."""
+    key_file: str = "run/secrets/pii.key"
+    """Secret for hashing and encrypting caller numbers (created 0600 if missing)."""
+
+
 class HotlineInfo(_Model):
     name: str = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -283,6 +354,8 @@ class HotlineConfig(_Model):
     caller_rules: CallerRules = CallerRules()
     city: City = City()
     speech: Speech = Speech()
+    throttle: Throttle = Throttle()
+    tickets: Tickets = Tickets()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
