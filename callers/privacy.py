@@ -39,17 +39,25 @@ def normalize(number: str | None) -> str | None:
     if number is None:
         return None
     n = _SEPARATORS.sub("", number.strip())
-    if n.startswith("+"):
-        n = n[1:]
-        if n.startswith("86"):
-            n = n[2:]
+    national = None
+    if n.startswith("+86"):
+        national = n[3:]
     elif n.startswith("0086"):
-        n = n[4:]
-    elif n.startswith("86") and len(n) == 13 and n[2] == "1":
-        n = n[2:]  # 86 + an 11-digit mobile number
+        national = n[4:]
+    elif n.startswith("86") and len(n) == 13 and _is_mobile(n[2:]):
+        national = n[2:]
+    elif n.startswith("+"):
+        n = n[1:]  # another country: keep its country code
+    if national is not None:
+        # +86 571 8700 1234 is the landline 0571 8700 1234; mobiles have no trunk prefix.
+        n = national if _is_mobile(national) or national.startswith("0") else "0" + national
     if not n.isascii() or not n.isdigit() or len(n) < 3 or set(n) == {"0"}:
         return None
     return n
+
+
+def _is_mobile(n: str) -> bool:
+    return len(n) == 11 and n[0] == "1" and n[1] in "3456789"
 
 
 def is_withheld(number: str | None) -> bool:

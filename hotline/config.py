@@ -262,8 +262,8 @@ class Speech(_Model):
     )  # fmt: skip
 
 
-PHONE = Annotated[str, Field(pattern=r"^\+?[0-9]{3,20}$")]
-"""A telephone number as a carrier delivers it (digits, optional leading ``+``)."""
+PHONE = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 -]{1,24}[0-9]$")]
+"""A telephone number: digits with optional spaces or dashes and a leading ``+``."""
 
 
 class ThrottleLimits(_Model):
