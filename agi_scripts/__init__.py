@@ -1,0 +1,1 @@
+"""The only code that speaks AGI: the asyncio FastAGI server, its handlers, a classic script."""

@@ -1,0 +1,86 @@
+"""``python -m agi_scripts serve --config hotline.yaml [--host H] [--port P]``.
+
+Refuses to start on a config that does not validate (exit 2, each field and line printed).
+SIGTERM/SIGINT: stop accepting, let calls in the IVR finish for ``--drain-s`` seconds, then
+hand the rest back to the dialplan and exit 0.  SIGUSR1 logs the session counters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+
+from agi_scripts.server import AgiApp, AgiServer, load_handlers
+from hotline.config import ConfigError, load_config
+
+log = logging.getLogger("agi_scripts")
+
+
+def _install_uvloop() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+async def serve(app: AgiApp, host: str, port: int, drain_s: float) -> None:
+    server = AgiServer(app)
+    bound = await server.start(host, port)
+    print(f"FastAGI listening on {bound[0]}:{bound[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(
+        signal.SIGUSR1, lambda: log.info("stats %s", json.dumps(server.stats.as_dict()))
+    )
+    await stop.wait()
+    log.info("stopping")
+    await server.stop(drain_s)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m agi_scripts", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("serve", help="run the FastAGI server")
+    p.add_argument("--config", required=True, help="hotline YAML config")
+    p.add_argument("--host", help="listen address (default: agi.host from the config)")
+    p.add_argument("--port", type=int, help="listen port (default: agi.port from the config)")
+    p.add_argument("--drain-s", type=float, default=5.0, help="grace period on SIGTERM")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 2
+    if args.port is not None and not 0 <= args.port <= 65535:
+        print(f"refusing to start: bad --port {args.port}", file=sys.stderr)
+        return 2
+    host = args.host or config.agi.host
+    port = config.agi.port if args.port is None else args.port
+    app = AgiApp(config=config, handlers=load_handlers())
+    loop_name = _install_uvloop()
+    log.info("event loop: %s", loop_name)
+    try:
+        asyncio.run(serve(app, host, port, args.drain_s))
+    except OSError as exc:
+        print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

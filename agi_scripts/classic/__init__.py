@@ -1,0 +1,1 @@
+"""Classic (process-per-call, stdin/stdout) AGI scripts built on pyst2."""

@@ -1,0 +1,1 @@
+"""FastAGI handlers: ``agi://host:port/<name>`` runs ``<name>.handle(session, app)``."""
