@@ -8,6 +8,7 @@ end the flow: the transport hands the call back to the dialplan.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from acd.interface import RouteRequest
 
@@ -102,3 +103,5 @@ class CallInfo:
     """Caller-rule stage decided before the flow starts (fail-open: ``normal``)."""
     open_tickets: tuple[dict[str, object], ...] = field(default=())
     """The caller's open demands, newest first (for 第十四条 progress)."""
+    started_at: datetime | None = None
+    """When the call arrived (timezone-aware), for business hours; ``None``: treated as open."""

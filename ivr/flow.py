@@ -1,0 +1,410 @@
+"""The 12345 IVR call flow: a pure generator driven by ``config.menus``.
+
+A transport drives it::
+
+    flow = call_flow(config, call)
+    action = next(flow)
+    while not isinstance(action, TERMINAL):
+        action = flow.send(perform(action))   # Done / Digits / Heard
+
+What a caller meets:
+
+* a *suspended* caller (第二十九条) hears the suspension notice, may press 9 for an
+  emergency-only menu, and is then hung up; emergency lines are never refused;
+* outside business hours: ``closed_prompt``, then ``closed_target``;
+* otherwise the greeting (played once, not interruptible, it names 110/119/120/122 and key 9),
+  the throttle notice for a *warned* caller, the progress offer when the caller has open
+  demands (第十四条), then the ``main`` menu;
+* a menu: its prompts (interruptible) → a key → the key's target; an unknown key plays
+  ``invalid_prompt``, silence ``no_input_prompt``, and the menu is offered again; after
+  ``retries`` failed rounds the caller goes to ``on_exhausted`` (the general seat by default,
+  at :data:`EXHAUSTED_PRIORITY`: a caller who cannot use the keypad must reach a person).
+
+Every call ends in a terminal action within :data:`MAX_COLLECTS` menu rounds, whatever the
+caller presses (a repeat key or menu loops cannot keep a caller in the IVR forever).
+The path of valid choices (``main>9>emergency>2``) goes into ``RouteRequest.fields["ivr_path"]``
+and into the emergency reason (``key:main>9>emergency>2``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from acd.interface import RouteRequest
+from hotline.config import BusinessHours, HotlineConfig, Menu, Target
+from ivr.actions import (
+    Action,
+    CallInfo,
+    Collect,
+    Digits,
+    EmergencyTransfer,
+    Hangup,
+    Heard,
+    Listen,
+    Play,
+    Result,
+    Route,
+)
+from ivr.speak import MAX_NUMBER, say_date, say_number
+
+GREETING = "greeting"
+"""A menu whose first prompt is this plays it once, as a separate :class:`Play`."""
+TRANSFER = "transfer"
+GOODBYE = "goodbye"
+KEYS = frozenset("0123456789*#")
+MAX_COLLECTS = 30
+"""Menu rounds per call before the caller is sent to the general seat regardless."""
+EXHAUSTED_PRIORITY = 1
+"""Queue priority of a caller who could not choose (elderly callers are answered first)."""
+SPEECH_SEAT_MIN_CONFIDENCE = 0.6
+"""A spoken demand routes to its seat only at or above this confidence."""
+NOTICE_TIMEOUT_MS = 5000
+SUSPENDED_TIMEOUT_MS = 5000
+EMERGENCY_KEY = "9"
+STATUS_PROMPTS = {
+    "accepted": "status-accepted",
+    "已受理": "status-accepted",
+    "in_progress": "status-in-progress",
+    "办理中": "status-in-progress",
+    "done": "status-done",
+    "已办结": "status-done",
+}
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+STAY = ""
+"""A handler's "continue in the current menu" (progress played, menu offered again)."""
+Next = str | None
+"""What a step returns: the menu to run next, :data:`STAY`, or ``None`` after a terminal."""
+Step = Generator[Action, Result | None, Next]
+
+
+@dataclass
+class _Call:
+    """Per-call state of the flow."""
+
+    config: HotlineConfig
+    info: CallInfo
+    path: list[str] = field(default_factory=list)
+    collects: int = 0
+    greeted: bool = False
+    intro_extra: tuple[str, ...] = ()
+    via: str = "key"
+
+    @property
+    def ivr_path(self) -> str:
+        return ">".join(self.path)
+
+
+Handler = Callable[[_Call, Target], Step]
+
+
+# ---- entry point ------------------------------------------------------------------------
+def call_flow(
+    config: HotlineConfig, call: CallInfo, now: datetime | None = None
+) -> Generator[Action, Result | None, None]:
+    """The IVR for one call.  ``now`` (default ``call.started_at``) decides business hours;
+    without a clock the hotline counts as open."""
+    c = _Call(config, call)
+    if call.caller_flag == "suspended":
+        yield from _suspended(c)
+        return
+    clock = now if now is not None else call.started_at
+    nxt: Next
+    if clock is not None and not is_open(config.business_hours, clock):
+        c.greeted = True
+        c.path.append("closed")
+        c.via = "closed"
+        yield Play((config.business_hours.closed_prompt,))
+        nxt = yield from _goto(c, config.business_hours.closed_target)
+    else:
+        if call.caller_flag == "warning":
+            c.intro_extra = ("throttle-warning",)
+        nxt = "main"
+        if call.open_tickets:
+            nxt = yield from _offer_progress(c)
+    while nxt:
+        nxt = yield from _run_menu(c, nxt)
+
+
+# ---- menus ------------------------------------------------------------------------------
+def _split_greeting(menu: Menu) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(prompts played once, prompts offered every round)."""
+    if menu.prompts[0] == GREETING and len(menu.prompts) > 1:
+        return (GREETING,), menu.prompts[1:]
+    return (), menu.prompts
+
+
+def _intro(c: _Call, menu: Menu) -> Step:
+    """The greeting (and a throttle notice), once per call."""
+    if not c.greeted:
+        c.greeted = True
+        prompts = (*_split_greeting(menu)[0], *c.intro_extra)
+        if prompts:
+            yield Play(prompts)
+    return None
+
+
+def _collect(
+    c: _Call, prompts: tuple[str, ...], timeout_ms: int
+) -> Generator[Action, Result | None, str]:
+    """One menu round; returns the key ("" for silence, "?" for anything unusable)."""
+    c.collects += 1
+    result = yield Collect(prompts, max_digits=1, timeout_ms=timeout_ms)
+    if not isinstance(result, Digits) or not result.value:
+        return ""
+    key = result.value[0]
+    return key if key in KEYS else "?"
+
+
+def _run_menu(c: _Call, name: str, *, emergency_only: bool = False) -> Step:
+    """Offer menu ``name`` until a valid key leads somewhere or its retries run out."""
+    menu = _emergency_menu(c.config)[1] if emergency_only else c.config.menus[name]
+    options = menu.options
+    if emergency_only:
+        options = {k: t for k, t in options.items() if t.kind == "emergency"}
+    c.path.append(name)
+    yield from _intro(c, menu)
+    prompts = _split_greeting(menu)[1]
+    failures = 0
+    while True:
+        if c.collects >= MAX_COLLECTS:
+            c.via = "limit"
+            return (yield from _route(c, c.config.general_seat.id))
+        key = yield from _collect(c, prompts, int(menu.timeout_s * 1000))
+        target = options.get(key)
+        if target is not None and target.kind == "repeat":
+            continue
+        if target is not None:
+            c.path.append(key)
+            nxt = yield from HANDLERS[target.kind](c, target)
+            if nxt == STAY:
+                continue
+            return nxt
+        failures += 1
+        yield Play((menu.no_input_prompt if key == "" else menu.invalid_prompt,))
+        if failures >= menu.retries:
+            if emergency_only:
+                return (yield from _goodbye(c, "suspended"))
+            c.via = "exhausted"
+            return (yield from _goto(c, menu.on_exhausted))
+
+
+def _goto(c: _Call, target: Target) -> Step:
+    """Follow a target outside a menu round (on_exhausted, closed_target)."""
+    if target.kind == "repeat":
+        return (yield from _route(c, c.config.general_seat.id))
+    nxt = yield from HANDLERS[target.kind](c, target)
+    return "main" if nxt == STAY else nxt
+
+
+# ---- target handlers --------------------------------------------------------------------
+def _route(c: _Call, seat_id: str, extra: Mapping[str, object] | None = None) -> Step:
+    """Terminal: "正在为您转接人工坐席" then the ACD."""
+    priority = EXHAUSTED_PRIORITY if c.via == "exhausted" else 0
+    fields: dict[str, object] = {
+        "ivr_path": c.ivr_path,
+        "caller_flag": c.info.caller_flag,
+        "via": c.via,
+        **(extra or {}),
+    }
+    yield Play((TRANSFER,))
+    yield Route(RouteRequest(c.info.call_id, c.info.caller, seat_id, priority, fields))
+    return None
+
+
+def _emergency_transfer(c: _Call, line: str, reason: str) -> Step:
+    """Terminal: "正在为您转接119…" then the emergency trunk."""
+    yield Play((f"emergency-{line}",))
+    yield EmergencyTransfer(line, reason=reason)
+    return None
+
+
+def _goodbye(c: _Call, reason: str) -> Step:
+    yield Play((GOODBYE,))
+    yield Hangup(reason)
+    return None
+
+
+def _seat(c: _Call, target: Target) -> Step:
+    return (yield from _route(c, target.value))
+
+
+def _menu(c: _Call, target: Target) -> Step:
+    return target.value
+    yield  # unreachable: makes this a generator like every handler
+
+
+def _emergency(c: _Call, target: Target) -> Step:
+    return (yield from _emergency_transfer(c, target.value, f"key:{c.ivr_path}"))
+
+
+def _notice(c: _Call, target: Target) -> Step:
+    """第九条 2–4: tell the caller why 12345 does not take the matter; 0 reaches a person,
+    anything else ends the call.  Issue 4 refines this seam."""
+    rule = c.config.caller_rules.out_of_scope.get(target.value)
+    if rule is None:  # an unknown rule: fail open to a person
+        return (yield from _route(c, c.config.general_seat.id))
+    key = yield from _collect(c, (rule.prompt,), NOTICE_TIMEOUT_MS)
+    if key == "0":
+        c.path.append("0")
+        return (yield from _route(c, c.config.general_seat.id, {"out_of_scope": target.value}))
+    return (yield from _goodbye(c, f"notice:{target.value}"))
+
+
+def _speech(c: _Call, target: Target) -> Step:
+    """Let the caller speak (``speak-<value>``) and route by the ticket draft.  Issue 3 seam.
+
+    ``speech:message`` (the closed-hours default) records a message and says goodbye; any
+    other value routes: an emergency in the draft → that line; an out-of-scope matter → its
+    notice; a confident seat → that seat; otherwise the general seat."""
+    result = yield Listen(
+        f"speak-{target.value}", max_s=60.0 if target.value == "message" else 20.0
+    )
+    draft = result.draft if isinstance(result, Heard) and isinstance(result.draft, dict) else None
+    line = str(draft.get("emergency") or "") if draft else ""
+    if draft and line in c.config.emergency.lines:
+        words = draft.get("emergency_words")
+        said = "、".join(str(w) for w in words) if isinstance(words, list | tuple) else ""
+        return (yield from _emergency_transfer(c, line, f"speech:{said or line}"))
+    if target.value == "message":
+        return (yield from _goodbye(c, "message"))
+    extra: dict[str, object] = {"draft": draft} if draft else {}
+    c.via = "speech"
+    oos = str(draft.get("out_of_scope") or "") if draft else ""
+    if oos in c.config.caller_rules.out_of_scope:
+        return (yield from _notice(c, Target(kind="notice", value=oos)))
+    seat = _confident_seat(c.config, draft)
+    return (yield from _route(c, seat or c.config.general_seat.id, extra))
+
+
+def _confident_seat(config: HotlineConfig, draft: Mapping[str, object] | None) -> str | None:
+    if not draft:
+        return None
+    seat = draft.get("seat")
+    confidence = draft.get("confidence")
+    score = confidence.get("seat") if isinstance(confidence, Mapping) else None
+    known = {s.id for s in config.seats}
+    if seat in known and isinstance(score, int | float) and score >= SPEECH_SEAT_MIN_CONFIDENCE:
+        return str(seat)
+    return None
+
+
+def _progress(c: _Call, target: Target) -> Step:
+    """第十四条: the newest open demand's status and dates, then the menu again."""
+    tickets = c.info.open_tickets
+    if tickets:
+        yield Play((*_progress_head(tickets), *progress_details(tickets[0])))
+    else:
+        yield Play(("progress-none",))
+    return STAY
+
+
+def _offer_progress(c: _Call) -> Step:
+    """A caller with open demands: "您有一件诉求正在办理。听取进度请按1，反映新的诉求请按2"."""
+    main = c.config.menus["main"]
+    yield from _intro(c, main)
+    key = yield from _collect(
+        c, (*_progress_head(c.info.open_tickets), "progress-menu"), int(main.timeout_s * 1000)
+    )
+    if key == "1":
+        c.path += ["progress", "1"]
+        yield Play(progress_details(c.info.open_tickets[0]))
+    return "main"
+
+
+HANDLERS: dict[str, Handler] = {
+    "seat": _seat,
+    "menu": _menu,
+    "emergency": _emergency,
+    "notice": _notice,
+    "speech": _speech,
+    "progress": _progress,
+}
+
+
+# ---- suspended callers (第二十九条) --------------------------------------------------------
+def _emergency_menu(config: HotlineConfig) -> tuple[str, Menu]:
+    """The configured menu that offers emergency lines, or the standard four-line menu."""
+    for name, menu in config.menus.items():
+        if any(t.kind == "emergency" for t in menu.options.values()):
+            return name, menu
+    options = {str(i): f"emergency:{line}" for i, line in enumerate(config.emergency.lines, 1)}
+    return "emergency", Menu.model_validate({"prompts": ["emergency-menu"], "options": options})
+
+
+def _suspended(c: _Call) -> Step:
+    """Suspension notice (it still names the emergency lines); 9 → emergency-only menu."""
+    c.greeted = True
+    c.path.append("suspended")
+    key = yield from _collect(c, ("throttle-suspended",), SUSPENDED_TIMEOUT_MS)
+    if key != EMERGENCY_KEY:
+        return (yield from _goodbye(c, "suspended"))
+    c.path.append(key)
+    return (yield from _run_menu(c, _emergency_menu(c.config)[0], emergency_only=True))
+
+
+# ---- business hours and progress --------------------------------------------------------
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+def is_open(hours: BusinessHours, now: datetime) -> bool:
+    """Whether seats are staffed at ``now`` (aware: converted to ``hours.timezone``; naive:
+    taken as local).  A close time at or before the open time runs past midnight.  An unknown
+    timezone counts as open (fail open)."""
+    if hours.always_open:
+        return True
+    if now.tzinfo is not None:
+        try:
+            now = now.astimezone(ZoneInfo(hours.timezone))
+        except (ZoneInfoNotFoundError, ValueError):
+            return True
+    today, yesterday = _DAYS[now.weekday()], _DAYS[(now.weekday() - 1) % 7]
+    minute = now.hour * 60 + now.minute
+    for span in hours.hours:
+        start, end = _minutes(span.open), _minutes(span.close)
+        if start < end:
+            if today in span.days and start <= minute < end:
+                return True
+        elif (today in span.days and minute >= start) or (yesterday in span.days and minute < end):
+            return True
+    return False
+
+
+def _as_date(value: object) -> date | None:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def _progress_head(tickets: tuple[Mapping[str, object], ...]) -> tuple[str, ...]:
+    if len(tickets) == 1:
+        return ("progress-intro",)
+    count = say_number(min(len(tickets), MAX_NUMBER))
+    return ("you-have", *count, "jian", "demands-pending", "latest-demand")
+
+
+def progress_details(ticket: Mapping[str, object]) -> tuple[str, ...]:
+    """Prompt names for one demand: status, 受理日期 …, 预计反馈日期 … (what is known)."""
+    out: list[str] = []
+    status = STATUS_PROMPTS.get(str(ticket.get("status", "")))
+    if status:
+        out.append(status)
+    received = _as_date(ticket.get("created_at"))
+    if received:
+        out += ["received-on", *say_date(received)]
+    due = _as_date(ticket.get("feedback_due"))
+    if due and status != "status-done":
+        out += ["feedback-by", *say_date(due)]
+    return tuple(out) or ("progress-intro",)
