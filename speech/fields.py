@@ -1,0 +1,614 @@
+"""Ticket-field extraction from a Mandarin transcript: :func:`extract` and :func:`mask_sensitive`.
+
+``extract(text, config)`` turns what a caller said (often a recogniser's guess) into a ticket
+draft, a JSON-able dict:
+
+``transcript``      the text as stored: control characters removed, sensitive numbers masked
+``type``            咨询/投诉/举报/建议/求助/表扬, or ``None`` when nothing says what kind of demand
+``seat``            a seat id of the config (``gjj``), the general seat when the matter has no
+                    specialist seat, ``None`` when no matter was understood; ``seat_name`` its name
+``department``      承办 category (城管, 生态环境, 公积金 …) or ``None``
+``district``        one of ``config.city.districts`` or ``None``; ``address`` road/小区/号 text
+``callback``        the number to call back, digits only (spoken 一三八…/幺/mixed → 138…)
+``name``            how the caller wants to be addressed (王先生, 张三, 王) or ``None``
+``emergency``       110/119/120/122 or ``None``; ``emergency_words``: the config words heard
+``out_of_scope``    a key of ``config.caller_rules.out_of_scope`` or ``None`` (+ ``…_name``)
+``summary``         one line; ``demands``: one draft per matter (第八条), each with ``text``,
+                    ``type``, ``seat``, ``seat_name``, ``department``, ``district``, ``summary``
+                    and ``confidence``
+``confidence``      per field, 0..1 (0 for an empty field); ``low_confidence`` lists the filled
+                    fields under :data:`LOW_CONFIDENCE` — the IVR must not let such a seat
+                    override the caller's keypad choice
+
+Personal data (第二十条).  Identity numbers (18 digits, last may be X/叉; also 15-digit old
+ones) and bank card numbers (16–19 digits) — any run of 15 or more digits, spoken in Chinese
+digits or written — are masked in every stored text (transcript, summaries, demand texts,
+address) to their last four digits.  Phone numbers are needed to do the job, so ``callback``
+keeps the full number; in the stored texts a mobile or long-distance number keeps only its
+first three (or area code) and last four digits (``138****2345``), so texts forwarded to 承办
+单位 do not spread it.  Names are kept: the agent must address the caller.
+
+Matching.  Keywords (type cues and the topic lexicon in :mod:`speech.fields_lexicon`, the
+config's emergency words, out-of-scope words and districts) are found on characters and on
+toneless pinyin (:mod:`speech.fields_pinyin`), so 攻击金 still finds 公积金 and 狗受区 finds
+拱墅区, at a lower confidence.  A pinyin-only match inside a character match of another
+lexicon word is ignored (自行车 is not 咨询).  Emergency words also match with a few filler
+characters inside (流了很多血 → 流血, 着了火 → 着火).
+
+Totality.  Any input gives a draft, never an exception: non-strings are converted, lone
+surrogates and control characters are replaced, and only the first :data:`MAX_ANALYSED`
+characters are analysed (masking still covers the whole transcript; ``truncated`` says so).
+Matchers are built once per config object.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from hotline.config import HotlineConfig
+from speech import fields_lexicon as lex
+from speech.fields_pinyin import Match, PinyinMatcher, text_readings
+
+LOW_CONFIDENCE = 0.6
+"""Fields with a lower confidence are listed in ``low_confidence``."""
+MAX_ANALYSED = 2000
+"""Characters of a transcript that field extraction looks at (an utterance is ~100)."""
+EMERGENCY_ORDER = ("119", "120", "110", "122")
+"""When several lines are heard: fire first, then medical, police, traffic (120/110 alert 122)."""
+
+# ---- text clean-up and numbers ------------------------------------------------------------
+_ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_FULLWIDTH = str.maketrans(
+    {0xFF10 + i: ord("0") + i for i in range(10)}
+    | {0xFF21 + i: ord("A") + i for i in range(26)}
+    | {0xFF41 + i: ord("a") + i for i in range(26)}
+    | {0x3000: ord(" ")}
+)
+_DIGIT_VALUE = {c: str(i) for i, c in enumerate("零一二三四五六七八九")}
+_DIGIT_VALUE |= {str(i): str(i) for i in range(10)} | {"〇": "0", "幺": "1", "两": "2"}
+_DIGIT_GROUP = re.compile("[0-9零〇一二三四五六七八九幺两]+")
+_GROUP_SEPS = " -－—–·、,，.．"
+_ID_LAST = "Xx叉"
+_PHONE_CUE = re.compile("电话|手机|号码|联系|回电|打给|拨打|回拨|致电|打我")
+
+
+def _clean(text: object) -> str:
+    """A string whatever came in: surrogates → U+FFFD, controls → space, full-width → ASCII."""
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8", "replace")
+    elif not isinstance(text, str):
+        try:
+            text = str(text) if text is not None else ""
+        except Exception:
+            text = ""
+    text = _SURROGATE.sub("\ufffd", text)
+    text = _ZERO_WIDTH.sub("", text)
+    text = _CONTROL.sub(" ", text)
+    return text.translate(_FULLWIDTH)
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRun:
+    """Digits spoken or written in a row (groups joined across single separators)."""
+
+    start: int
+    end: int
+    digits: str
+
+
+def number_runs(text: str) -> list[NumberRun]:
+    """Runs of digits in ``text``: 一三八零五七一二三四五, 138 0571 2345, 幺三八…, IDs with X."""
+    groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(text)]
+    runs: list[NumberRun] = []
+    i = 0
+    while i < len(groups):
+        start, end = groups[i]
+        last_len = end - start
+        j = i + 1
+        while j < len(groups):
+            s, e = groups[j]
+            if s - end == 1 and text[end] in _GROUP_SEPS and last_len >= 3 and e - s >= 3:
+                end, last_len = e, e - s
+                j += 1
+            else:
+                break
+        digits = "".join(_DIGIT_VALUE.get(c, "") for c in text[start:end])
+        if len(digits) == 17 and end < len(text) and text[end] in _ID_LAST:
+            end += 1
+            digits += "X"
+        runs.append(NumberRun(start, end, digits))
+        i = j
+    return runs
+
+
+def _is_mobile(d: str) -> bool:
+    return len(d) == 11 and d[0] == "1" and d[1] in "3456789"
+
+
+def _is_long_distance(d: str) -> bool:
+    return 10 <= len(d) <= 12 and d[0] == "0" and d[1] != "0"
+
+
+def _masked(digits: str, phones: bool) -> str | None:
+    if len(digits) >= 15:
+        return "*" * (len(digits) - 4) + digits[-4:]
+    if phones and _is_mobile(digits):
+        return digits[:3] + "****" + digits[-4:]
+    if phones and _is_long_distance(digits):
+        head = 3 if digits[1] in "12" else 4  # 010, 02x area codes are three digits
+        return digits[:head] + "*" * (len(digits) - head - 4) + digits[-4:]
+    return None
+
+
+def _mask_clean(text: str, phones: bool = True) -> str:
+    out: list[str] = []
+    pos = 0
+    for run in number_runs(text):
+        masked = _masked(run.digits, phones)
+        if masked is None:
+            continue
+        out.append(text[pos : run.start])
+        out.append(masked)
+        pos = run.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def mask_sensitive(text: str, phones: bool = True) -> str:
+    """``text`` with identity and bank card numbers masked to their last four digits, and (if
+    ``phones``) phone numbers to ``138****2345``; spoken Chinese digits count as digits."""
+    return _mask_clean(_clean(text), phones)
+
+
+# ---- per-config matchers ------------------------------------------------------------------
+_FILLERS = "了着过很多好大量不少一些的点得满地身是有个场"
+_NEGATORS = ("没有", "没", "不是", "并非", "不会", "未")
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    matcher: PinyinMatcher
+    short_districts: PinyinMatcher
+    emergency_gapped: tuple[tuple[re.Pattern[str], str, str], ...]
+    topic_seat: dict[int, str | None]
+    """Topic index → config seat id (``None``: the general seat)."""
+    seat_names: dict[str, str]
+    general: str
+    address: re.Pattern[str]
+    lexicon_words: frozenset[str]
+
+
+_CACHE: dict[int, tuple[HotlineConfig, _Tables]] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _seat_key(name: str) -> str:
+    for suffix in lex.SUFFIXES_SEAT:
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _build(config: HotlineConfig) -> _Tables:
+    entries: list[tuple[str, object]] = []
+    lexicon_words: set[str] = set()
+    for typ, cues in lex.TYPE_CUES.items():
+        for word, weight in cues.items():
+            entries.append((word, ("type", typ, weight)))
+            lexicon_words.add(word)
+    for idx, topic in enumerate(lex.TOPICS):
+        for word, weight in topic.words.items():
+            entries.append((word, ("topic", idx, weight)))
+            lexicon_words.add(word)
+    gapped = []
+    for line, words in config.caller_rules.emergency_words.items():
+        for word in words:
+            entries.append((word, ("emergency", line)))
+            lexicon_words.add(word)
+            if len(word) >= 2:
+                inner = f"[{_FILLERS}]{{0,4}}".join(re.escape(c) for c in word)
+                gapped.append((re.compile(inner), word, line))
+    for key, rule in config.caller_rules.out_of_scope.items():
+        for word in rule.words:
+            entries.append((word, ("scope", key)))
+            lexicon_words.add(word)
+    for word in lex.COMMON_WORDS:
+        entries.append((word, ("common",)))
+        lexicon_words.add(word)
+    short: list[tuple[str, object]] = []
+    for district in config.city.districts:
+        entries.append((district, ("district", district)))
+        lexicon_words.add(district)
+        stem = district[:-1] if district[-1:] in "区县市旗" else district
+        if len(stem) >= 2 and stem != district:
+            short.append((stem, ("district", district)))
+    by_key = {_seat_key(s.name): s.id for s in config.seats}
+    general = config.general_seat.id
+    topic_seat = {
+        i: (by_key.get(t.seat) if by_key.get(t.seat) != general else None)
+        for i, t in enumerate(lex.TOPICS)
+    }
+    named = "|".join(sorted(map(re.escape, lex.PLACE_SUFFIXES), key=len, reverse=True))
+    numbered = "|".join(sorted(map(re.escape, lex.NUMBERED_SUFFIXES), key=len, reverse=True))
+    stop = re.escape(lex.NOT_IN_PLACE_NAMES + "去来住位于近附靠")
+    number = "[0-9零〇一二三四五六七八九十百千幺两]{1,6}"
+    token = rf"(?:[^\W_{stop}]{{1,8}}?(?:{named})|{number}(?:{numbered}))"
+    return _Tables(
+        matcher=PinyinMatcher(entries),
+        short_districts=PinyinMatcher(short),
+        emergency_gapped=tuple(gapped),
+        topic_seat=topic_seat,
+        seat_names={s.id: s.name for s in config.seats},
+        general=general,
+        address=re.compile(rf"(?:{token})+"),
+        lexicon_words=frozenset(lexicon_words),
+    )
+
+
+def _tables(config: HotlineConfig) -> _Tables:
+    with _CACHE_LOCK:
+        hit = _CACHE.get(id(config))
+        if hit is not None and hit[0] is config:
+            return hit[1]
+    tables = _build(config)
+    with _CACHE_LOCK:
+        if len(_CACHE) >= 8:
+            _CACHE.clear()
+        _CACHE[id(config)] = (config, tables)
+    return tables
+
+
+# ---- extraction ---------------------------------------------------------------------------
+def _drop_shadowed(matches: list[Match], lexicon_words: frozenset[str]) -> list[Match]:
+    """Drop pinyin-only matches that lie inside a character match of another lexicon word."""
+    spans = [(m.start, m.end, m.word) for m in matches if m.how == "char"]
+    out = []
+    for m in matches:
+        if m.how != "char" and any(
+            s < m.end and m.start < e and w != m.word and w in lexicon_words for s, e, w in spans
+        ):
+            continue
+        out.append(m)
+    return out
+
+
+def _best_per_word(matches: list[Match]) -> dict[tuple[str, object], Match]:
+    best: dict[tuple[str, object], Match] = {}
+    for m in matches:
+        key = (m.word, m.payload)
+        if key not in best or m.score > best[key].score:
+            best[key] = m
+    return best
+
+
+def _ranked(scores: dict[Any, float]) -> tuple[Any, float, float]:
+    """(best key, its confidence, raw score) for weighted keyword scores; 3 = a sure word."""
+    if not scores:
+        return None, 0.0, 0.0
+    order = sorted(scores.items(), key=lambda kv: -kv[1])
+    top, top_score = order[0]
+    second = order[1][1] if len(order) > 1 else 0.0
+    conf = min(1.0, top_score / 3.0) * (top_score / (top_score + second))
+    return top, round(conf, 3), top_score
+
+
+@dataclass(slots=True)
+class _Segment:
+    start: int
+    end: int
+    explicit: bool
+    """Started by a separator word (另外 …), not just a sentence end."""
+
+
+_SENTENCE_END = re.compile("[。！？!?；;\n]+")
+
+
+def _segments(text: str) -> list[_Segment]:
+    cuts: list[tuple[int, bool]] = []
+    for m in _SENTENCE_END.finditer(text):
+        if m.end() < len(text):
+            cuts.append((m.end(), False))
+    for word in lex.DEMAND_SEPARATORS:
+        start = text.find(word)
+        while start >= 0:
+            cuts.append((start, True))
+            start = text.find(word, start + len(word))
+    cuts.sort()
+    segs: list[_Segment] = []
+    pos, explicit = 0, False
+    for at, exp in cuts:
+        if at > pos:
+            segs.append(_Segment(pos, at, explicit))
+            pos, explicit = at, exp
+        else:
+            explicit = explicit or exp
+    segs.append(_Segment(pos, len(text), explicit))
+    return segs
+
+
+def _scores(matches: list[Match], start: int, end: int) -> tuple[dict, dict]:
+    types: dict[str, float] = {}
+    topics: dict[int, float] = {}
+    for m in _best_per_word([m for m in matches if start <= m.start < end]).values():
+        kind = m.payload[0]  # type: ignore[index]
+        if kind == "type":
+            _, typ, weight = m.payload  # type: ignore[misc]
+            types[typ] = types.get(typ, 0.0) + weight * m.score
+        elif kind == "topic":
+            _, idx, weight = m.payload  # type: ignore[misc]
+            topics[idx] = topics.get(idx, 0.0) + weight * m.score
+    return types, topics
+
+
+_LEAD = re.compile(r"^(?:[\s，,。、]|你好|您好|喂|嗯|啊|那个|就是|请问|我想|我要|另外|此外|还有)+")
+
+
+def _summary(kind: str | None, department: str | None, district: str | None, text: str) -> str:
+    core = _LEAD.sub("", text).strip(" ，,。.!！?？;；")
+    core = re.sub(r"\s+", " ", core)
+    if len(core) > 40:
+        core = core[:40] + "…"
+    head = "/".join(x for x in (kind, department, district) if x)
+    return f"【{head}】{core}" if head else core
+
+
+def _emergency(
+    text: str, matches: list[Match], tables: _Tables
+) -> tuple[str | None, list[str], float]:
+    heard: dict[str, dict[str, float]] = {}
+    for m in matches:
+        if m.payload[0] == "emergency":  # type: ignore[index]
+            if any(text[max(0, m.start - len(n)) : m.start] == n for n in _NEGATORS):
+                continue
+            line = m.payload[1]  # type: ignore[index]
+            heard.setdefault(line, {})
+            heard[line][m.word] = max(heard[line].get(m.word, 0.0), m.score)
+    for pattern, word, line in tables.emergency_gapped:
+        for m in pattern.finditer(text):
+            if not any(text[max(0, m.start() - len(n)) : m.start()] == n for n in _NEGATORS):
+                heard.setdefault(line, {})
+                heard[line][word] = max(heard[line].get(word, 0.0), 0.9)
+                break
+    for line in EMERGENCY_ORDER:
+        if line in heard:
+            words = sorted(heard[line], key=lambda w: -heard[line][w])
+            conf = max(heard[line].values())
+            if re.search("怎么办|如何|吗|怎样|如果|万一", text):
+                conf = min(conf, 0.5)  # a question about an emergency, not one happening
+            return line, words, round(conf, 3)
+    return None, [], 0.0
+
+
+def _district(text: str, matches: list[Match], tables: _Tables) -> tuple[str | None, float]:
+    cands = [(m.score, -m.start, m.payload[1]) for m in matches if m.payload[0] == "district"]  # type: ignore[index]
+    if not cands:
+        syl = text_readings(text)
+        for m in tables.short_districts.find(text, syl):
+            if m.how == "char":
+                cands.append((0.75, -m.start, m.payload[1]))  # type: ignore[index]
+    if not cands:
+        return None, 0.0
+    score, _, name = max(cands)
+    return name, round(score, 3)
+
+
+def _address(text: str, tables: _Tables, district: str | None) -> tuple[str | None, float]:
+    best = ""
+    for m in tables.address.finditer(text):
+        found = m.group()
+        cut = max((found.rfind(w) + len(w) for w in _ADDRESS_LEAD if w in found), default=0)
+        found = found[cut:]
+        if district and district in found:
+            found = found[found.index(district) :]
+        if len(found) > len(best):
+            best = found
+    if len(best) < 3:
+        return None, 0.0
+    return best, 0.8 if re.search("路|街|大道|巷|弄|小区|号", best) else 0.65
+
+
+_ADDRESS_LEAD = (*(w for cues in lex.TYPE_CUES.values() for w in cues), "一下", "地址", "反映")
+
+
+def _callback(text: str) -> tuple[str | None, float]:
+    best: tuple[float, str] | None = None
+    for run in number_runs(text):
+        d = run.digits
+        cue = bool(_PHONE_CUE.search(text, max(0, run.start - 12), run.start)) or bool(
+            _PHONE_CUE.search(text, run.end, run.end + 8)
+        )
+        if _is_mobile(d):
+            score = 0.95 if cue else 0.8
+        elif _is_long_distance(d):
+            score = 0.85 if cue else 0.7
+        elif len(d) in (7, 8) and d[0] not in "01" and cue:
+            score = 0.6
+        else:
+            continue
+        if best is None or score > best[0]:
+            best = (score, d)
+    return (best[1], best[0]) if best else (None, 0.0)
+
+
+_NAME_CHARS = f"[^\\W\\d_{re.escape(lex.NOT_IN_PLACE_NAMES)}电话住今年家姓叫名字号手机]"
+_SURNAME = "(?:" + "|".join(lex.COMPOUND_SURNAMES) + f"|[{lex.SURNAMES}])"
+_HONORIFIC = "(?:" + "|".join(lex.HONORIFICS) + ")"
+_NAME_PATTERNS = (
+    (re.compile(f"(?:我叫|我的名字是|我的名字叫|名字叫)({_SURNAME}{_NAME_CHARS}{{1,2}})"), 0.85),
+    (re.compile(f"我是({_SURNAME}{_HONORIFIC})"), 0.85),
+    (re.compile(f"(?:我|免贵)姓({_SURNAME})"), 0.8),
+    (re.compile(f"(?:我叫|我的名字是|名字叫)({_NAME_CHARS}{{2,3}})"), 0.5),
+    (re.compile(f"({_SURNAME}{_HONORIFIC})"), 0.55),
+)
+
+
+def _name(text: str) -> tuple[str | None, float]:
+    for pattern, conf in _NAME_PATTERNS:
+        m = pattern.search(text)
+        if m:
+            name = m.group(1)
+            after = text[m.end() : m.end() + 4]
+            honor = re.match(_HONORIFIC, after)
+            if len(name) == 1 and honor:  # 我姓王，王先生 / 我姓王先生
+                name += honor.group()
+            return name, conf
+    return None, 0.0
+
+
+def _empty_draft(transcript: str) -> dict[str, Any]:
+    return {
+        "transcript": transcript,
+        "type": None,
+        "seat": None,
+        "seat_name": None,
+        "department": None,
+        "district": None,
+        "address": None,
+        "callback": None,
+        "name": None,
+        "emergency": None,
+        "emergency_words": [],
+        "out_of_scope": None,
+        "out_of_scope_name": None,
+        "summary": "",
+        "demands": [],
+        "confidence": {},
+        "low_confidence": [],
+        "truncated": False,
+    }
+
+
+def extract(text: str, config: HotlineConfig) -> dict[str, Any]:
+    """A ticket draft for what a caller said (see the module docstring for every key)."""
+    clean = _clean(text)
+    draft = _empty_draft(_mask_clean(clean))
+    try:
+        _fill(draft, clean, config)
+    except Exception as exc:  # never lose the call: keep the transcript, flag every field
+        draft["error"] = f"field extraction failed: {type(exc).__name__}"
+        draft["confidence"] = dict.fromkeys(_FIELDS, 0.0)
+    return draft
+
+
+_FIELDS = (
+    "type", "seat", "department", "district", "address", "callback", "name", "emergency",
+    "out_of_scope",
+)  # fmt: skip
+
+
+def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
+    tables = _tables(config)
+    text = clean[:MAX_ANALYSED]
+    draft["truncated"] = len(clean) > MAX_ANALYSED
+    syl = text_readings(text)
+    matches = _drop_shadowed(tables.matcher.find(text, syl), tables.lexicon_words)
+    conf: dict[str, float] = {}
+
+    line, words, conf["emergency"] = _emergency(text, matches, tables)
+    draft["emergency"], draft["emergency_words"] = line, words
+
+    scope = [m for m in matches if m.payload[0] == "scope"]  # type: ignore[index]
+    if scope:
+        top = max(scope, key=lambda m: (m.score, -m.start))
+        key = top.payload[1]  # type: ignore[index]
+        draft["out_of_scope"] = key
+        draft["out_of_scope_name"] = config.caller_rules.out_of_scope[key].name
+        conf["out_of_scope"] = round(top.score, 3)
+    else:
+        conf["out_of_scope"] = 0.0
+
+    draft["district"], conf["district"] = _district(text, matches, tables)
+    address, conf["address"] = _address(text, tables, draft["district"])
+    draft["address"] = _mask_clean(address) if address else None
+    draft["callback"], conf["callback"] = _callback(text)
+    draft["name"], conf["name"] = _name(text)
+
+    utter_types, _ = _scores(matches, 0, len(text))
+    utter_type, utter_type_conf, _ = _ranked(utter_types)
+    demands = _demands(text, matches, tables, utter_type, utter_type_conf, draft["district"])
+    draft["demands"] = demands
+    if demands:
+        first = demands[0]
+        for key in ("type", "seat", "seat_name", "department"):
+            draft[key] = first[key]
+        for key in ("type", "seat", "department"):
+            conf[key] = first["confidence"][key]
+        draft["summary"] = "；".join(d["summary"] for d in demands)
+    else:
+        conf.update(type=0.0, seat=0.0, department=0.0)
+        draft["summary"] = _summary(None, None, draft["district"], draft["transcript"])[:60]
+    draft["confidence"] = {k: conf.get(k, 0.0) for k in _FIELDS}
+    draft["low_confidence"] = [
+        k for k in _FIELDS if draft.get(k) is not None and conf.get(k, 0.0) < LOW_CONFIDENCE
+    ]
+
+
+def _demands(
+    text: str,
+    matches: list[Match],
+    tables: _Tables,
+    utter_type: str | None,
+    utter_type_conf: float,
+    district: str | None,
+) -> list[dict[str, Any]]:
+    """One draft per matter: segments split at sentence ends and 另外/还有…, merged back when
+    they do not name a different matter."""
+    parts: list[tuple[_Segment, dict, dict]] = []
+    for seg in _segments(text):
+        types, topics = _scores(matches, seg.start, seg.end)
+        if parts:
+            prev_seg, prev_types, prev_topics = parts[-1]
+            prev_top = max(prev_topics, key=prev_topics.get) if prev_topics else None
+            top = max(topics, key=topics.get) if topics else None
+            differs = top is not None and prev_top is not None and (
+                seg.explicit
+                or tables.topic_seat.get(top) != tables.topic_seat.get(prev_top)
+            )  # fmt: skip
+            if not differs:
+                merged = _Segment(prev_seg.start, seg.end, prev_seg.explicit)
+                m_types = {k: prev_types.get(k, 0) + types.get(k, 0) for k in {*prev_types, *types}}
+                m_topics = {
+                    k: prev_topics.get(k, 0) + topics.get(k, 0) for k in {*prev_topics, *topics}
+                }
+                parts[-1] = (merged, m_types, m_topics)
+                continue
+        parts.append((seg, types, topics))
+
+    out = []
+    for seg, types, topics in parts:
+        kind, type_conf, _ = _ranked(types)
+        if kind is None and utter_type is not None and len(parts) > 1:
+            kind, type_conf = utter_type, round(utter_type_conf * 0.8, 3)
+        idx, dept_conf, _ = _ranked(topics)
+        if kind is None and idx is None:
+            continue
+        if kind is None:
+            kind, type_conf = "咨询", 0.3  # a matter named without saying what is wanted
+        if idx is not None:
+            department = lex.TOPICS[idx].department
+            seat_scores: dict[str, float] = {}
+            for i, s in topics.items():
+                sid = tables.topic_seat[i] or tables.general
+                seat_scores[sid] = seat_scores.get(sid, 0.0) + s
+            seat, seat_conf, _ = _ranked(seat_scores)
+        else:
+            department, seat, seat_conf = None, tables.general, 0.4
+        seg_text = _mask_clean(text[seg.start : seg.end]).strip()
+        out.append(
+            {
+                "text": seg_text,
+                "type": kind,
+                "seat": seat,
+                "seat_name": tables.seat_names[seat],
+                "department": department,
+                "district": district,
+                "summary": _summary(kind, department, district, seg_text),
+                "confidence": {"type": type_conf, "seat": seat_conf, "department": dept_conf},
+            }
+        )
+    return out
