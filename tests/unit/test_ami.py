@@ -1,7 +1,8 @@
 """The AMI client against recorded Asterisk 22 manager traffic, replayed by a tiny fake server.
 
-The transcripts below are AMI bytes as Asterisk 22 sends them (CRLF lines, a blank line after
-each message); ``{aid}`` stands for the ActionID of the action being answered.
+The transcripts below were recorded from Asterisk 22.10.1 (AMI 11.0.0) running the rendered
+hotline config; ``{aid}`` stands for the ActionID of the action being answered.  The events of
+a call (``USER_EVENTS``) follow the shape of the dialplan's UserEvent(HotlineRoute, ...).
 """
 
 from __future__ import annotations
@@ -13,43 +14,49 @@ import pytest
 
 from hotline.ami import DISCONNECTED, AmiClient, AmiError, encode_action, parse_message
 
-BANNER = "Asterisk Call Manager/11.0.0\r\n"
+BANNER = "Asterisk Call Manager/11.0.0\r\n"  # recorded
 
-LOGIN_OK = (
-    "Response: Success\r\nActionID: {aid}\r\nMessage: Authentication accepted\r\n\r\n"
-    "Event: FullyBooted\r\nPrivilege: system,all\r\nUptime: 3\r\nLastReload: 3\r\n"
-    "Status: Fully Booted\r\n\r\n"
-)
+LOGIN_OK = "Response: Success\r\nActionID: {aid}\r\nMessage: Authentication accepted\r\n\r\n"
 LOGIN_BAD = "Response: Error\r\nActionID: {aid}\r\nMessage: Authentication failed\r\n\r\n"
 COMMAND_QUEUE_SHOW = (
     "Response: Success\r\nActionID: {aid}\r\nMessage: Command output follows\r\n"
     "Output: seat_gjj has 0 calls (max unlimited) in 'rrmemory' strategy (0s holdtime, 0s "
     "talktime), W:0, C:0, A:0, SL:0.0%, SL2:0.0% within 0s\r\n"
     "Output:    Members: \r\n"
-    "Output:       PJSIP/agent1002 (ringinuse disabled) (Not in use) has taken no calls yet\r\n"
-    "Output:       PJSIP/agent1009 (ringinuse disabled) (Not in use) has taken no calls yet\r\n"
-    "Output:    No Callers\r\n"
-    "\r\n"
+    "Output:       agent1002 (PJSIP/agent1002) (ringinuse disabled) (Not in use) has taken no "
+    "calls yet (login was 9 secs ago)\r\n"
+    "Output:       agent1009 (PJSIP/agent1009) (ringinuse disabled) (Not in use) has taken no "
+    "calls yet (login was 9 secs ago)\r\n"
+    "Output:    No Callers\r\nOutput: \r\nOutput: \r\n\r\n"
 )
 QUEUE_STATUS = (
     "Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n"
     "Message: Queue status will follow\r\n\r\n"
-    "Event: QueueParams\r\nQueue: seat_gjj\r\nMax: 0\r\nStrategy: rrmemory\r\nCalls: 1\r\n"
+    "Event: QueueParams\r\nQueue: seat_gjj\r\nMax: 0\r\nStrategy: rrmemory\r\nCalls: 0\r\n"
     "Holdtime: 0\r\nTalkTime: 0\r\nCompleted: 0\r\nAbandoned: 0\r\nServiceLevel: 0\r\n"
     "ServicelevelPerf: 0.0\r\nServicelevelPerf2: 0.0\r\nWeight: 0\r\nActionID: {aid}\r\n\r\n"
-    "Event: QueueMember\r\nQueue: seat_gjj\r\nMemberName: PJSIP/agent1002\r\n"
-    "Interface: PJSIP/agent1002\r\nStateInterface: PJSIP/agent1002\r\nMembership: static\r\n"
-    "Penalty: 0\r\nCallsTaken: 0\r\nLastCall: 0\r\nLastPause: 0\r\nLoginTime: 1763840000\r\n"
-    "InCall: 0\r\nStatus: 1\r\nPaused: 0\r\nPausedReason: \r\nWrapuptime: 0\r\n"
-    "ActionID: {aid}\r\n\r\n"
-    "Event: QueueEntry\r\nQueue: seat_gjj\r\nPosition: 1\r\nChannel: PJSIP/carrier-00000001\r\n"
-    "Uniqueid: 1763840010.1\r\nCallerIDNum: 13800000001\r\nCallerIDName: <unknown>\r\n"
-    "ConnectedLineNum: <unknown>\r\nConnectedLineName: <unknown>\r\nWait: 4\r\nPriority: 5\r\n"
-    "ActionID: {aid}\r\n\r\n"
+    "Event: QueueMember\r\nQueue: seat_gjj\r\nName: agent1002\r\nLocation: PJSIP/agent1002\r\n"
+    "StateInterface: PJSIP/agent1002\r\nMembership: static\r\nPenalty: 0\r\nCallsTaken: 0\r\n"
+    "LastCall: 0\r\nLastPause: 0\r\nLoginTime: 1795378273\r\nInCall: 0\r\nStatus: 1\r\n"
+    "Paused: 0\r\nPausedReason: \r\nWrapuptime: 0\r\nActionID: {aid}\r\n\r\n"
+    "Event: QueueMember\r\nQueue: seat_gjj\r\nName: agent1009\r\nLocation: PJSIP/agent1009\r\n"
+    "StateInterface: PJSIP/agent1009\r\nMembership: static\r\nPenalty: 0\r\nCallsTaken: 0\r\n"
+    "LastCall: 0\r\nLastPause: 0\r\nLoginTime: 1795378273\r\nInCall: 0\r\nStatus: 1\r\n"
+    "Paused: 0\r\nPausedReason: \r\nWrapuptime: 0\r\nActionID: {aid}\r\n\r\n"
     "Event: QueueStatusComplete\r\nActionID: {aid}\r\nEventList: Complete\r\nListItems: 3\r\n"
     "\r\n"
 )
-QUEUE_STATUS_UNKNOWN = "Response: Error\r\nActionID: {aid}\r\nMessage: No such queue\r\n\r\n"
+QUEUE_STATUS_UNKNOWN = (
+    "Response: Success\r\nActionID: {aid}\r\nEventList: start\r\n"
+    "Message: Queue status will follow\r\n\r\n"
+    "Event: QueueStatusComplete\r\nActionID: {aid}\r\nEventList: Complete\r\nListItems: 0\r\n"
+    "\r\n"
+)
+QUEUE_ADD_UNKNOWN = (
+    "Response: Error\r\nActionID: {aid}\r\n"
+    "Message: Unable to add interface to queue: No such queue\r\n\r\n"
+)
+PING = "Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\nTimestamp: 1795378296.067852\r\n\r\n"
 USER_EVENTS = (
     "Event: Newchannel\r\nPrivilege: call,all\r\nChannel: PJSIP/carrier-00000001\r\n"
     "CallerIDNum: 13800000001\r\nExten: 12345\r\nContext: from-carrier\r\n"
@@ -132,7 +139,8 @@ async def fake() -> AsyncIterator[tuple[FakeAsterisk, int]]:
         "Command:queue show seat_gjj": COMMAND_QUEUE_SHOW,
         "QueueStatus:seat_gjj": QUEUE_STATUS,
         "QueueStatus:seat_none": QUEUE_STATUS_UNKNOWN,
-        "Ping": "Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\nTimestamp: 1.0\r\n\r\n",
+        "QueueAdd:seat_none": QUEUE_ADD_UNKNOWN,
+        "Ping": PING,
     }
     ast = FakeAsterisk(script)
     server = await asyncio.start_server(ast.handle, "127.0.0.1", 0)
@@ -183,8 +191,9 @@ async def test_queue_show_output_lines_are_joined(fake: tuple[FakeAsterisk, int]
     out = await client.command("queue show seat_gjj")
     lines = out.split("\n")
     assert lines[0].startswith("seat_gjj has 0 calls")
-    assert [ln.strip() for ln in lines if "PJSIP/" in ln][1].startswith("PJSIP/agent1009")
-    assert len(lines) == 5
+    members = [ln.split()[0] for ln in lines if "(PJSIP/" in ln]
+    assert members == ["agent1002", "agent1009"]
+    assert len(lines) == 7  # two trailing empty Output lines are kept
     await client.close()
 
 
@@ -194,27 +203,38 @@ async def test_byte_by_byte_delivery_parses_the_same(fake: tuple[FakeAsterisk, i
     client = await login(port)
     assert client.banner.startswith("Asterisk Call Manager/")
     out = await client.command("queue show seat_gjj")
-    assert "PJSIP/agent1002" in out and out.count("\n") == 4
+    assert "PJSIP/agent1002" in out and out.count("\n") == 6
     await client.close()
 
 
-async def test_queue_status_collects_members_and_callers(fake: tuple[FakeAsterisk, int]) -> None:
+async def test_queue_status_collects_members(fake: tuple[FakeAsterisk, int]) -> None:
     _, port = fake
     client = await login(port)
     events = await client.action_list("QueueStatus", Queue="seat_gjj")
-    assert [e["Event"] for e in events] == ["QueueParams", "QueueMember", "QueueEntry"]
-    member = events[1]
-    assert member["Interface"] == "PJSIP/agent1002"
-    assert member["PausedReason"] == ""
-    assert events[2]["CallerIDNum"] == "13800000001"
+    assert [e["Event"] for e in events] == ["QueueParams", "QueueMember", "QueueMember"]
+    assert [e["Location"] for e in events[1:]] == ["PJSIP/agent1002", "PJSIP/agent1009"]
+    assert events[1]["PausedReason"] == ""
+    assert events[0]["Strategy"] == "rrmemory"
     await client.close()
 
 
-async def test_unknown_queue_list_raises(fake: tuple[FakeAsterisk, int]) -> None:
+async def test_unknown_queue_status_is_an_empty_list(fake: tuple[FakeAsterisk, int]) -> None:
     _, port = fake
     client = await login(port)
+    assert await client.action_list("QueueStatus", Queue="seat_none") == []
+    await client.close()
+
+
+async def test_error_response_is_returned_and_list_error_raises(
+    fake: tuple[FakeAsterisk, int],
+) -> None:
+    _, port = fake
+    client = await login(port)
+    reply = await client.action("QueueAdd", Queue="seat_none", Interface="PJSIP/agent1001")
+    assert reply["Response"] == "Error"
+    assert "No such queue" in reply["Message"]
     with pytest.raises(AmiError, match="No such queue"):
-        await client.action_list("QueueStatus", Queue="seat_none")
+        await client.action_list("QueueAdd", Queue="seat_none", Interface="PJSIP/agent1001")
     await client.close()
 
 

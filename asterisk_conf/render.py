@@ -1,0 +1,251 @@
+"""Render the Asterisk configuration of one instance from a validated :class:`HotlineConfig`.
+
+``render(config, out_dir, instance)`` writes every ``templates/*.j2`` into ``out_dir``
+atomically (a temporary sibling directory, then a rename).  Everything in the output is
+derived from the config; nothing a caller sends ever reaches a template.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pydantic import ValidationError
+
+from acd.queues import queue_name
+from hotline import dialplan_vars
+from hotline.config import Agent, ConfigError, HotlineConfig, Seat, load_config
+
+TEMPLATES = Path(__file__).parent / "templates"
+MODULE_DIR = "/usr/lib/x86_64-linux-gnu/asterisk/modules"
+INSTANCE_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+MODULES: tuple[str, ...] = (
+    # sorcery, PJSIP and the SIP channel
+    "res_sorcery_config",
+    "res_sorcery_memory",
+    "res_sorcery_astdb",
+    "res_pjproject",
+    "res_pjsip",
+    "res_pjsip_session",
+    "res_pjsip_pubsub",
+    "res_pjsip_sdp_rtp",
+    "res_pjsip_endpoint_identifier_ip",
+    "res_pjsip_caller_id",
+    "res_pjsip_rfc3326",
+    "res_pjsip_nat",
+    "res_pjsip_dtmf_info",
+    "res_pjsip_header_funcs",
+    "res_pjsip_diversion",
+    "res_pjsip_refer",
+    "res_pjsip_logger",
+    "res_pjsip_authenticator_digest",
+    "res_pjsip_outbound_authenticator_digest",
+    "chan_pjsip",
+    # media
+    "res_rtp_asterisk",
+    "res_timing_timerfd",
+    "codec_ulaw",
+    "codec_alaw",
+    "codec_a_mu",
+    "codec_g722",
+    "codec_gsm",
+    "codec_resample",
+    "format_wav",
+    "format_gsm",
+    "format_pcm",
+    "format_sln",
+    "res_musiconhold",
+    # bridging
+    "bridge_simple",
+    "bridge_native_rtp",
+    "bridge_softmix",
+    "bridge_holding",
+    "bridge_builtin_features",
+    "chan_bridge_media",
+    # dialplan
+    "pbx_config",
+    "res_agi",
+    "res_speech",
+    "app_stack",
+    "app_queue",
+    "app_dial",
+    "app_playback",
+    "app_read",
+    "app_verbose",
+    "app_userevent",
+    "app_mixmonitor",
+    "app_chanspy",
+    "app_echo",
+    "app_senddtmf",
+    "app_exec",
+    "app_record",
+    "app_softhangup",
+    "app_originate",
+    "app_audiosocket",
+    "res_audiosocket",
+    "chan_audiosocket",
+    "res_clioriginate",
+    "func_channel",
+    "func_callerid",
+    "func_strings",
+    "func_logic",
+    "func_global",
+    "func_cut",
+    "func_math",
+    "func_timeout",
+    "func_uri",
+    "func_hangupcause",
+    "func_devstate",
+    "func_dialplan",
+    "func_db",
+    "func_env",
+    "func_sprintf",
+    "func_rand",
+    "func_volume",
+    "func_pjsip_endpoint",
+    "func_pjsip_contact",
+    "func_pjsip_aor",
+)
+"""Every module the hotline needs, loaded with ``require``: one that does not load stops
+Asterisk at start-up instead of failing a call later."""
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """One app_queue queue: a seat and the agents that answer it."""
+
+    name: str
+    seat: Seat
+    agents: tuple[Agent, ...]
+    strategy: str
+
+
+def _comment(text: object) -> str:
+    """A human-readable name, safe inside a ``;`` comment (control characters removed)."""
+    return re.sub(r"[\x00-\x1f\x7f]", " ", str(text))
+
+
+def _var(name: str) -> str:
+    if name not in (*dialplan_vars.ALL, dialplan_vars.AGI_STATUS):
+        raise ValueError(f"{name!r} is not a name from hotline/dialplan_vars.py")
+    return "${" + name + "}"
+
+
+def _validated(config: HotlineConfig | str | Path) -> HotlineConfig:
+    """The config re-validated, so an unvalidated object is refused too."""
+    if isinstance(config, str | Path):
+        return load_config(config)
+    try:
+        return HotlineConfig.model_validate(config.model_dump(mode="python"))
+    except ValidationError as exc:
+        problems: list[tuple[str, int | None, str]] = [
+            (".".join(str(p) for p in e["loc"]) or "<root>", None, e["msg"]) for e in exc.errors()
+        ]
+        raise ConfigError("<config object>", problems) from None
+
+
+def ami_permit(config: HotlineConfig) -> list[str]:
+    """Networks allowed to log in to AMI: loopback when AMI is bound to loopback."""
+    try:
+        if ipaddress.ip_address(config.ami.host).is_loopback:
+            return ["127.0.0.0/255.0.0.0"]
+    except ValueError:
+        pass
+    return ["0.0.0.0/0.0.0.0"]
+
+
+def queues(config: HotlineConfig) -> list[QueueSpec]:
+    """One queue per seat; the general seat rings its least recently used agent first."""
+    return [
+        QueueSpec(
+            name=queue_name(seat.id),
+            seat=seat,
+            agents=tuple(a for a in config.agents if seat.id in a.seats),
+            strategy="leastrecent" if seat.kind == "general" else "rrmemory",
+        )
+        for seat in config.seats
+    ]
+
+
+def context(config: HotlineConfig, instance: str) -> dict[str, object]:
+    """Everything the templates see."""
+    general = config.general_seat
+    return {
+        "config": config,
+        "instance": instance,
+        "V": dialplan_vars,
+        "header": f"Generated by asterisk_conf.render from the hotline config; instance "
+        f"{instance}. Do not edit: change the YAML and run `hotline config render`.",
+        "etc_dir": f"/etc/asterisk-{instance}",
+        "module_dir": MODULE_DIR,
+        "modules": MODULES,
+        "agi_url": f"agi://{config.agi.host}:{config.agi.port}/ivr",
+        "ami_permit": ami_permit(config),
+        "queues": queues(config),
+        "general_seat": general.id,
+        "general_queue": queue_name(general.id),
+        "emergency_lines": sorted(config.emergency.lines),
+        "emergency_named": sorted(config.emergency.lines.items()),
+        "moh_dir": "/usr/share/asterisk/moh-hotline",
+    }
+
+
+def _environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["comment"] = _comment
+    env.globals["var"] = _var
+    return env
+
+
+def render_text(config: HotlineConfig, instance: str = "demo") -> dict[str, str]:
+    """File name → rendered text, without writing anything."""
+    if not INSTANCE_RE.match(instance):
+        raise ValueError(f"instance name {instance!r} must match {INSTANCE_RE.pattern}")
+    cfg = _validated(config)
+    env = _environment()
+    ctx = context(cfg, instance)
+    return {
+        name.removesuffix(".j2"): env.get_template(name).render(ctx)
+        for name in sorted(p.name for p in TEMPLATES.glob("*.j2"))
+    }
+
+
+def render(config: HotlineConfig | str | Path, out_dir: str | Path, instance: str = "demo") -> Path:
+    """Render the config of ``instance`` into ``out_dir`` (replaced atomically).
+
+    Raises :class:`ConfigError` for an invalid config and ``ValueError`` for a bad instance
+    name; in both cases nothing is written.
+    """
+    cfg = _validated(config)
+    files = render_text(cfg, instance)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, text in files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        tmp.chmod(0o755)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{tmp.name}"
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,391 @@
+"""One running hotline instance: Asterisk (chroot), Redis and the FastAGI server.
+
+::
+
+    stack = Stack("hotline.yaml", instance="demo")
+    stack.up()          # idempotent: builds what is missing, starts what is not running
+    stack.status()      # JSON-able dict
+    stack.reload()      # re-render, validate, reload Asterisk without dropping calls
+    stack.down()
+
+Instances share the rootfs but nothing else: ``/etc/asterisk-<instance>`` and
+``/var/{run,log,spool,lib,cache}/asterisk-<instance>`` inside the rootfs, and
+``<run_dir>/<instance>/`` outside it (PID files, logs, the rendered config for reading).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from asterisk_conf.render import INSTANCE_RE, MODULE_DIR, MODULES, render
+from hotline.ami import AmiClient, AmiError
+from hotline.config import HotlineConfig, load_config
+from hotline.runtime import rootfs as rootfs_mod
+from hotline.runtime.procs import (
+    StackError,
+    alive,
+    port_open,
+    read_pid,
+    spawn,
+    stop,
+    tail,
+    udp_port_bound,
+    wait_gone,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_RUN_DIR = REPO / "run"
+READY_TIMEOUT_S = 60.0
+
+
+class Stack:
+    """The processes of one instance, driven through PID files (safe to re-create)."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        instance: str = "demo",
+        run_dir: str | Path | None = None,
+        rootfs: str | Path | None = None,
+    ) -> None:
+        if not INSTANCE_RE.match(instance):
+            raise ValueError(f"instance name {instance!r} must match {INSTANCE_RE.pattern}")
+        self.config_path = Path(config_path).resolve()
+        self.config: HotlineConfig = load_config(self.config_path)
+        self.instance = instance
+        self.run = Path(run_dir or DEFAULT_RUN_DIR).resolve() / instance
+        self._rootfs = Path(rootfs) if rootfs else None
+        self.timings: dict[str, float] = {}
+
+    # ---- paths ------------------------------------------------------------------------
+    @property
+    def rootfs(self) -> Path:
+        return self._rootfs or rootfs_mod.rootfs_path()
+
+    @property
+    def etc_in_root(self) -> str:
+        return f"/etc/asterisk-{self.instance}"
+
+    @property
+    def asterisk_conf(self) -> str:
+        return f"{self.etc_in_root}/asterisk.conf"
+
+    def _inside(self, path: str) -> Path:
+        return self.rootfs / path.lstrip("/")
+
+    @property
+    def asterisk_log(self) -> Path:
+        return self._inside(f"/var/log/asterisk-{self.instance}/messages.log")
+
+    def _pidfile(self, name: str) -> Path:
+        return self.run / f"{name}.pid"
+
+    def _logfile(self, name: str) -> Path:
+        return self.run / f"{name}.log"
+
+    # ---- whole stack ------------------------------------------------------------------
+    def up(self, require_fastagi: bool = False) -> dict[str, object]:
+        """Build what is missing and start what is not running; return :meth:`status`."""
+        self.run.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        if self._rootfs is None:
+            self._rootfs = rootfs_mod.ensure_rootfs()
+        else:
+            rootfs_mod.prepare(self._rootfs)
+        self.timings["rootfs_s"] = time.monotonic() - started
+        self.start_redis()
+        self.start_fastagi(required=require_fastagi)
+        self.start_asterisk()
+        return self.status()
+
+    def down(self) -> dict[str, bool]:
+        """Stop every component of this instance; return which ones were running."""
+        return {
+            "asterisk": self.stop_asterisk(),
+            "fastagi": self.stop_fastagi(),
+            "redis": self.stop_redis(),
+        }
+
+    def status(self) -> dict[str, object]:
+        cfg = self.config
+        ast_pid = read_pid(self._pidfile("asterisk"))
+        redis_pid = read_pid(self._pidfile("redis"))
+        agi_pid = read_pid(self._pidfile("fastagi"))
+        ast_running = alive(ast_pid, "asterisk")
+        return {
+            "instance": self.instance,
+            "config": str(self.config_path),
+            "rootfs": str(self.rootfs),
+            "run_dir": str(self.run),
+            "asterisk": {
+                "running": ast_running,
+                "pid": ast_pid if ast_running else None,
+                "sip": f"udp:{cfg.sip.host}:{cfg.sip.port}",
+                "sip_bound": ast_running and udp_port_bound(cfg.sip.port),
+                "ami": f"tcp:{cfg.ami.host}:{cfg.ami.port}",
+                "ami_listening": ast_running and port_open(cfg.ami.host, cfg.ami.port),
+                "config_dir": str(self._inside(self.etc_in_root)),
+                "log": str(self.asterisk_log),
+            },
+            "redis": {
+                "running": alive(redis_pid, "redis-server"),
+                "pid": redis_pid if alive(redis_pid, "redis-server") else None,
+                "listen": f"tcp:{cfg.redis.host}:{cfg.redis.port}",
+                "listening": port_open(cfg.redis.host, cfg.redis.port),
+            },
+            "fastagi": {
+                "available": self.fastagi_available(),
+                "running": alive(agi_pid, "agi_scripts"),
+                "pid": agi_pid if alive(agi_pid, "agi_scripts") else None,
+                "listen": f"tcp:{cfg.agi.host}:{cfg.agi.port}",
+                "listening": port_open(cfg.agi.host, cfg.agi.port),
+                "log": str(self._logfile("fastagi")),
+            },
+            "timings": dict(self.timings),
+        }
+
+    # ---- Asterisk ---------------------------------------------------------------------
+    def render_config(self) -> Path:
+        """Render this instance's config into the rootfs (and a copy under run/ to read)."""
+        render(self.config, self.run / "asterisk-etc", self.instance)
+        return render(self.config, self._inside(self.etc_in_root), self.instance)
+
+    def _prepare_dirs(self) -> None:
+        for sub in ("run", "log", "spool", "lib", "cache"):
+            self._inside(f"/var/{sub}/asterisk-{self.instance}").mkdir(parents=True, exist_ok=True)
+        self._inside(f"/var/spool/asterisk-{self.instance}/monitor/hotline").mkdir(
+            parents=True, exist_ok=True
+        )
+        missing = [m for m in MODULES if not self._inside(f"{MODULE_DIR}/{m}.so").exists()]
+        if missing:
+            raise StackError(f"Asterisk modules missing from {self.rootfs}: {', '.join(missing)}")
+        sounds = REPO / "sounds" / "zh"
+        self.timings["prompts_installed"] = rootfs_mod.install_sounds(self.rootfs, sounds)
+        rootfs_mod.install_hold_music(self.rootfs, sounds)
+
+    def asterisk_running(self) -> bool:
+        return alive(read_pid(self._pidfile("asterisk")), "asterisk")
+
+    def start_asterisk(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Render the config, start Asterisk in the chroot and wait until it is ready."""
+        if self.asterisk_running():
+            self.wait_ready(timeout)
+            return
+        self._check_ports_free()
+        self.render_config()
+        self._prepare_dirs()
+        ctl = self._inside(f"/var/run/asterisk-{self.instance}/asterisk.ctl")
+        ctl.unlink(missing_ok=True)
+        started = time.monotonic()
+        spawn(
+            ["chroot", str(self.rootfs), "asterisk", "-f", "-C", self.asterisk_conf],
+            self._pidfile("asterisk"),
+            self._logfile("asterisk"),
+        )
+        self.wait_ready(timeout)
+        self.timings["asterisk_ready_s"] = round(time.monotonic() - started, 3)
+
+    def _check_ports_free(self) -> None:
+        cfg = self.config
+        busy = []
+        if udp_port_bound(cfg.sip.port):
+            busy.append(f"SIP udp {cfg.sip.port}")
+        if port_open(cfg.ami.host, cfg.ami.port):
+            busy.append(f"AMI tcp {cfg.ami.host}:{cfg.ami.port}")
+        if busy:
+            raise StackError(
+                f"cannot start Asterisk for instance {self.instance!r}: "
+                f"{' and '.join(busy)} already in use by another process"
+            )
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
+        """Until AMI login works and the PJSIP transport is listed; StackError (with the log
+        tail) if Asterisk exits or is not ready within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        last = "not started"
+        while time.monotonic() < deadline:
+            if not self.asterisk_running():
+                raise StackError(
+                    f"Asterisk ({self.instance}) exited during start-up.\n"
+                    f"--- {self._logfile('asterisk')}\n{tail(self._logfile('asterisk'))}\n"
+                    f"--- {self.asterisk_log}\n{tail(self.asterisk_log)}"
+                )
+            try:
+                out = asyncio.run(self._ami_command("pjsip show transports", 2.0))
+                if "transport-udp" in out:
+                    return
+                last = f"transport not listed yet: {out.strip()[-200:]}"
+            except (AmiError, OSError) as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        raise StackError(
+            f"Asterisk ({self.instance}) not ready after {timeout:.0f} s: {last}\n"
+            f"--- {self.asterisk_log}\n{tail(self.asterisk_log)}"
+        )
+
+    async def _ami_command(self, command: str, timeout: float = 5.0) -> str:
+        cfg = self.config.ami
+        client = await AmiClient.connect(cfg.host, cfg.port, cfg.username, cfg.secret, timeout)
+        try:
+            return await client.command(command, timeout)
+        finally:
+            await client.close()
+
+    def cli(self, command: str, timeout: float = 15.0) -> str:
+        """Run an Asterisk CLI command (``asterisk -rx`` in the chroot) and return its output."""
+        proc = subprocess.run(
+            ["chroot", str(self.rootfs), "asterisk", "-C", self.asterisk_conf, "-rx", command],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if proc.returncode != 0:
+            raise StackError(f"asterisk -rx {command!r} failed: {proc.stderr or proc.stdout}")
+        return proc.stdout
+
+    def loaded_modules(self) -> set[str]:
+        out = self.cli("module show")
+        return {line.split()[0].removesuffix(".so") for line in out.splitlines() if ".so" in line}
+
+    def stop_asterisk(self) -> bool:
+        pidfile = self._pidfile("asterisk")
+        pid = read_pid(pidfile)
+        if not alive(pid, "asterisk"):
+            pidfile.unlink(missing_ok=True)
+            return False
+        with contextlib.suppress(StackError, subprocess.TimeoutExpired):
+            self.cli("core stop now", timeout=10)
+        if pid and wait_gone(pid, 10):
+            pidfile.unlink(missing_ok=True)
+            return True
+        return stop(pidfile, "asterisk")
+
+    def reload(self) -> dict[str, str]:
+        """Re-read and validate the config, re-render it and reload Asterisk's modules in
+        place (calls in progress stay up).  An invalid file raises ConfigError and changes
+        nothing."""
+        new = load_config(self.config_path)
+        restart = self._needs_restart(new)
+        self.config = new
+        self.render_config()
+        out: dict[str, str] = {}
+        for command in (
+            "module reload res_pjsip.so",
+            "dialplan reload",
+            "queue reload all",
+            "module reload res_musiconhold.so",
+            "module reload manager",
+        ):
+            out[command] = self.cli(command).strip()
+        if restart:
+            out["warning"] = f"needs a restart to take effect: {', '.join(restart)}"
+        return out
+
+    def _needs_restart(self, new: HotlineConfig) -> list[str]:
+        old = self.config
+        changed = []
+        if (old.sip.host, old.sip.port) != (new.sip.host, new.sip.port):
+            changed.append("sip transport address")
+        if (old.ami.host, old.ami.port) != (new.ami.host, new.ami.port):
+            changed.append("AMI address")
+        return changed
+
+    # ---- Redis ------------------------------------------------------------------------
+    def start_redis(self, timeout: float = 10.0) -> None:
+        """Redis without persistence on the config's host:port."""
+        cfg = self.config.redis
+        if alive(read_pid(self._pidfile("redis")), "redis-server"):
+            return
+        if port_open(cfg.host, cfg.port):
+            raise StackError(f"Redis port {cfg.host}:{cfg.port} is already in use")
+        server = shutil.which("redis-server")
+        if server is None:
+            raise StackError("redis-server is not installed (apt-get install redis-server)")
+        self.run.mkdir(parents=True, exist_ok=True)
+        spawn(
+            [
+                server,
+                "--bind",
+                cfg.host,
+                "--port",
+                str(cfg.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.run),
+                "--daemonize",
+                "no",
+                "--protected-mode",
+                "no",
+            ],
+            self._pidfile("redis"),
+            self._logfile("redis"),
+        )
+        self._wait_port("redis", "redis-server", cfg.host, cfg.port, timeout)
+
+    def stop_redis(self) -> bool:
+        return stop(self._pidfile("redis"), "redis-server")
+
+    # ---- FastAGI ----------------------------------------------------------------------
+    @staticmethod
+    def fastagi_available() -> bool:
+        return (REPO / "agi_scripts" / "__main__.py").exists() or (
+            importlib.util.find_spec("agi_scripts.__main__") is not None
+        )
+
+    def start_fastagi(self, required: bool = True, timeout: float = 20.0) -> bool:
+        """Start ``python -m agi_scripts serve``; False (or StackError if ``required``) when
+        the module is missing or it does not listen."""
+        cfg = self.config.agi
+        if alive(read_pid(self._pidfile("fastagi")), "agi_scripts"):
+            return True
+        if not self.fastagi_available():
+            if required:
+                raise StackError("agi_scripts has no __main__ yet: FastAGI cannot start")
+            return False
+        if port_open(cfg.host, cfg.port):
+            raise StackError(f"FastAGI port {cfg.host}:{cfg.port} is already in use")
+        env = dict(os.environ, HOTLINE_INSTANCE=self.instance, PYTHONUNBUFFERED="1")
+        spawn(
+            [sys.executable, "-m", "agi_scripts", "serve", "--config", str(self.config_path)],
+            self._pidfile("fastagi"),
+            self._logfile("fastagi"),
+            cwd=REPO,
+            env=env,
+        )
+        try:
+            self._wait_port("fastagi", "agi_scripts", cfg.host, cfg.port, timeout)
+        except StackError:
+            if required:
+                raise
+            return False
+        return True
+
+    def stop_fastagi(self) -> bool:
+        return stop(self._pidfile("fastagi"), "agi_scripts")
+
+    # ---- helpers ----------------------------------------------------------------------
+    def _wait_port(self, name: str, marker: str, host: str, port: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pid = read_pid(self._pidfile(name))
+        while time.monotonic() < deadline:
+            if port_open(host, port):
+                return
+            if not alive(pid, marker):
+                break
+            time.sleep(0.05)
+        stop(self._pidfile(name), marker)
+        raise StackError(
+            f"{name} did not listen on {host}:{port}.\n--- {self._logfile(name)}\n"
+            f"{tail(self._logfile(name))}"
+        )
