@@ -80,8 +80,9 @@ def spawn(
     return proc.pid
 
 
-def stop(pidfile: Path, marker: str, timeout: float = 10.0) -> bool:
-    """SIGTERM the process in ``pidfile`` (SIGKILL after ``timeout``); True if it ran."""
+def stop(pidfile: Path, marker: str | None, timeout: float = 10.0) -> bool:
+    """SIGTERM the process in ``pidfile`` (SIGKILL after ``timeout``); True if it ran.
+    ``marker`` must appear in its command line (None: a child we just started)."""
     pid = read_pid(pidfile)
     ran = alive(pid, marker)
     if ran and pid:

@@ -381,10 +381,10 @@ class Stack:
         while time.monotonic() < deadline:
             if port_open(host, port):
                 return
-            if not alive(pid, marker):
+            if not alive(pid):  # no marker: right after fork the child is still "python"
                 break
             time.sleep(0.05)
-        stop(self._pidfile(name), marker)
+        stop(self._pidfile(name), None)
         raise StackError(
             f"{name} did not listen on {host}:{port}.\n--- {self._logfile(name)}\n"
             f"{tail(self._logfile(name))}"
