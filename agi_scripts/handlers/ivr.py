@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from acd.interface import RouteDecision, RouteRequest
@@ -68,9 +69,13 @@ def prompt_path(name: str) -> str:
 
 
 def call_info_from_env(
-    env: AgiEnv, call_id: str | None = None, caller_flag: str | None = None
+    env: AgiEnv,
+    call_id: str | None = None,
+    caller_flag: str | None = None,
+    now: datetime | None = None,
 ) -> CallInfo:
-    """What the flow knows at the start, from the AGI environment (caller data cleaned)."""
+    """What the flow knows at the start, from the AGI environment (caller data cleaned);
+    ``started_at`` is ``now`` (default: the current UTC time) for business hours."""
     caller = clean_text(env.get("agi_callerid"), 64).strip()
     if caller.lower() in ("unknown", "anonymous", "restricted"):
         caller = ""
@@ -83,6 +88,7 @@ def call_info_from_env(
         caller=caller,
         dialed=dialed or "12345",
         caller_flag=flag,
+        started_at=now or datetime.now(UTC),
     )
 
 
