@@ -367,3 +367,56 @@ async def test_stop_hands_calls_still_in_the_ivr_back_to_the_dialplan() -> None:
     ast = await asyncio.wait_for(call, 8)
     assert ast.closed_by_server and ast.variables() == []
     assert server.active_tasks == []
+
+
+# ---- the real flow (ivr.flow) over FastAGI ----------------------------------------------
+def real_app() -> AgiApp:
+    return AgiApp(config=CONFIG, handlers={"ivr": ivr_handler.handle})
+
+
+async def test_real_flow_caller_presses_2_hears_transfer_and_reaches_gongjijin() -> None:
+    server, port = await start(real_app())
+    ast = await FakeAsterisk(port, menu_answers({"hotline/main-menu": "2"})).call()
+    await server.stop()
+    assert ast.played() == ["hotline/greeting", "hotline/main-menu", "hotline/transfer"]
+    vars_ = dict(ast.variables())
+    assert (vars_[V.QUEUE], vars_[V.IVR_PATH], vars_[V.ROUTE]) == ("seat_gjj", "main>2", "queue")
+
+
+async def test_real_flow_silent_caller_reaches_the_general_seat_after_the_retries() -> None:
+    server, port = await start(real_app())
+    ast = await FakeAsterisk(port, menu_answers({})).call()
+    await server.stop()
+    retries = CONFIG.menus["main"].retries
+    assert ast.played().count("hotline/main-menu") == retries
+    assert ast.played().count("hotline/no-input") == retries
+    waits = [w for w in ast.commands if w[:2] == ["WAIT", "FOR"]]
+    assert len(waits) == retries
+    assert waits[0][3] == str(int(CONFIG.menus["main"].timeout_s * 1000))
+    assert dict(ast.variables())[V.QUEUE] == "seat_zonghe"
+
+
+async def test_real_flow_caller_presses_9_then_3_is_put_through_to_120() -> None:
+    keys = {"hotline/main-menu": "9", "hotline/emergency-menu": "3"}
+    server, port = await start(real_app())
+    ast = await FakeAsterisk(port, menu_answers(keys)).call()
+    await server.stop()
+    assert "hotline/emergency-120" in ast.played()
+    vars_ = ast.variables()
+    assert dict(vars_)[V.EMERGENCY_LINE] == "120"
+    assert dict(vars_)[V.EMERGENCY_REASON] == "key:main>9>emergency>3"
+    assert vars_[-1] == (V.ROUTE, "emergency")
+
+
+async def test_real_flow_suspended_caller_flag_from_the_dialplan_is_honoured() -> None:
+    def answer(words: list[str]) -> list[str]:
+        if words[:3] == ["GET", "VARIABLE", V.CALLER_FLAG]:
+            return ["200 result=1 (suspended)"]
+        return menu_answers({})(words)
+
+    server, port = await start(real_app())
+    ast = await FakeAsterisk(port, answer).call()
+    await server.stop()
+    assert "hotline/throttle-suspended" in ast.played()
+    assert "hotline/main-menu" not in ast.played()
+    assert dict(ast.variables())[V.ROUTE] == "hangup"
