@@ -112,6 +112,7 @@ class Stack:
             "asterisk": self.stop_asterisk(),
             "fastagi": self.stop_fastagi(),
             "redis": self.stop_redis(),
+            "demo_phones": self.stop_demo_phones() > 0,
         }
 
     def status(self) -> dict[str, object]:
@@ -373,6 +374,31 @@ class Stack:
 
     def stop_fastagi(self) -> bool:
         return stop(self._pidfile("fastagi"), "agi_scripts")
+
+    # ---- demo phones ------------------------------------------------------------------
+    def _phones(self) -> list[tuple[str, str, int]]:
+        cfg = self.config
+        out = [(a.endpoint, a.host, a.port) for a in cfg.agents]
+        out.append(("emergency-trunk", cfg.trunks.emergency.host, cfg.trunks.emergency.port))
+        return out
+
+    def start_demo_phones(self) -> list[str]:
+        """sipp UAS phones that answer every agent endpoint and the emergency trunk (for a
+        demo without real phones); return what listens where."""
+        sipp = shutil.which("sipp")
+        if sipp is None:
+            raise StackError("sipp is not installed (apt-get install sip-tester)")
+        out = []
+        for name, host, port in self._phones():
+            pidfile = self._pidfile(f"phone-{name}")
+            if not alive(read_pid(pidfile), "sipp"):
+                argv = [sipp, "-sn", "uas", "-i", host, "-p", str(port), "-nostdin"]
+                spawn(argv, pidfile, self._logfile(f"phone-{name}"), cwd=self.run)
+            out.append(f"{name} udp:{host}:{port} (sipp uas pid {read_pid(pidfile)})")
+        return out
+
+    def stop_demo_phones(self) -> int:
+        return sum(stop(self._pidfile(f"phone-{name}"), "sipp") for name, _, _ in self._phones())
 
     # ---- helpers ----------------------------------------------------------------------
     def _wait_port(self, name: str, marker: str, host: str, port: int, timeout: float) -> None:
