@@ -28,6 +28,10 @@ keeps the full number; in the stored texts a mobile or long-distance number keep
 first three (or area code) and last four digits (``138****2345``), so texts forwarded to 承办
 单位 do not spread it.  Names are kept: the agent must address the caller.
 
+Script.  Fields are matched and given in simplified characters (traditional ones, which
+Whisper often writes, are mapped character by character with OpenCC's table); the transcript
+keeps the characters that were recognised.
+
 Matching.  Keywords (type cues and the topic lexicon in :mod:`speech.fields_lexicon`, the
 config's emergency words, out-of-scope words and districts) are found on characters and on
 toneless pinyin (:mod:`speech.fields_pinyin`), so 攻击金 still finds 公积金 and 狗受区 finds
@@ -46,6 +50,8 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from hotline.config import HotlineConfig
@@ -56,6 +62,8 @@ LOW_CONFIDENCE = 0.6
 """Fields with a lower confidence are listed in ``low_confidence``."""
 MAX_ANALYSED = 2000
 """Characters of a transcript that field extraction looks at (an utterance is ~100)."""
+MAX_DEMANDS = 10
+"""At most this many demands per utterance (the transcript keeps the rest)."""
 EMERGENCY_ORDER = ("119", "120", "110", "122")
 """When several lines are heard: fire first, then medical, police, traffic (120/110 alert 122)."""
 
@@ -75,6 +83,28 @@ _DIGIT_GROUP = re.compile("[0-9零〇一二三四五六七八九幺两]+")
 _GROUP_SEPS = " -－—–·、,，.．"
 _ID_LAST = "Xx叉"
 _PHONE_CUE = re.compile("电话|手机|号码|联系|回电|打给|拨打|回拨|致电|打我")
+
+
+@lru_cache(maxsize=1)
+def _to_simplified() -> dict[int, int]:
+    """Traditional → simplified, character for character (OpenCC's TSCharacters table, first
+    choice; empty if the opencc package is not installed)."""
+    try:
+        import opencc
+    except ImportError:
+        return {}
+    table: dict[int, int] = {}
+    path = Path(opencc.__file__).parent / "dictionary" / "TSCharacters.txt"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    for line in lines:
+        trad, _, simp = line.partition("\t")
+        first = simp.split(" ")[0] if simp else ""
+        if len(trad) == 1 and len(first) == 1:
+            table[ord(trad)] = ord(first)
+    return table
 
 
 def _clean(text: object) -> str:
@@ -102,7 +132,8 @@ class NumberRun:
 
 
 def number_runs(text: str) -> list[NumberRun]:
-    """Runs of digits in ``text``: 一三八零五七一二三四五, 138 0571 2345, 幺三八…, IDs with X."""
+    """Runs of seven or more digits in ``text``: 一三八零五七一二三四五, 138 0571 2345, 幺三八…,
+    identity numbers ending in X/叉."""
     groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(text)]
     runs: list[NumberRun] = []
     i = 0
@@ -117,12 +148,14 @@ def number_runs(text: str) -> list[NumberRun]:
                 j += 1
             else:
                 break
+        i = j
+        if end - start < 7:  # shorter runs are neither phone nor identity numbers
+            continue
         digits = "".join(_DIGIT_VALUE.get(c, "") for c in text[start:end])
         if len(digits) == 17 and end < len(text) and text[end] in _ID_LAST:
             end += 1
             digits += "X"
         runs.append(NumberRun(start, end, digits))
-        i = j
     return runs
 
 
@@ -409,6 +442,8 @@ def _address(text: str, tables: _Tables, district: str | None) -> tuple[str | No
             best = found
     if len(best) < 3:
         return None, 0.0
+    if len(best) > 40:  # no real address is this long: keep its end, say it is doubtful
+        return best[-40:], 0.3
     return best, 0.8 if re.search("路|街|大道|巷|弄|小区|号", best) else 0.65
 
 
@@ -503,7 +538,7 @@ _FIELDS = (
 
 def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
     tables = _tables(config)
-    text = clean[:MAX_ANALYSED]
+    text = clean[:MAX_ANALYSED].translate(_to_simplified())
     draft["truncated"] = len(clean) > MAX_ANALYSED
     syl = text_readings(text)
     matches = _drop_shadowed(tables.matcher.find(text, syl), tables.lexicon_words)
@@ -580,7 +615,7 @@ def _demands(
         parts.append((seg, types, topics))
 
     out = []
-    for seg, types, topics in parts:
+    for seg, types, topics in parts[:MAX_DEMANDS]:
         kind, type_conf, _ = _ranked(types)
         if kind is None and utter_type is not None and len(parts) > 1:
             kind, type_conf = utter_type, round(utter_type_conf * 0.8, 3)
