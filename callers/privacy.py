@@ -1,6 +1,6 @@
 """Caller numbers are personal data (第二十条): normalise, hash, mask and encrypt them.
 
-Decision (also in ``docs/callers.md``):
+Decision (also in ``callers/README.md``):
 
 * Redis (throttle) never holds a caller number: keys and audit records use
   :func:`CallerKey.hash` — HMAC-SHA256 with a secret key, so a leaked Redis dump cannot be

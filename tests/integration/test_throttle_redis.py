@@ -13,15 +13,20 @@ import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from redis import Redis as SyncRedis
 
+from callers.policy import CallerPolicy
 from callers.privacy import CallerKey
 from callers.throttle import Decision, Throttle
 from hotline.config import Redis as RedisSettings
 from hotline.config import Throttle as ThrottleSettings
 from hotline.config import ThrottleLimits
+from tickets.sqlite import SqliteTicketStore
 
 pytestmark = [
     pytest.mark.integration,
@@ -360,3 +365,28 @@ async def test_slow_redis_fails_open_within_the_timeout(server: RedisServer, clo
     finally:
         server.client.execute_command("CLIENT", "UNPAUSE")
         await t.close()
+
+
+async def test_caller_with_an_open_demand_hears_progress_then_is_warned_for_ringing_again(
+    server: RedisServer, clock: Clock, tmp_path: Path
+) -> None:
+    server.client.flushall()
+    day = [datetime(2026, 11, 18, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))]
+    store = SqliteTicketStore(tmp_path / "t.sqlite3", CallerKey(b"k" * 32), clock=lambda: day[0])
+    ticket = await store.create(
+        {"caller": CALLER, "call_id": "first", "seat": "gjj", "summary": "公积金提取"}
+    )
+    day[0] += timedelta(days=2)
+    policy = CallerPolicy(make_throttle(server.port, clock), store)
+    try:
+        flags = []
+        for i in range(5):
+            screen = await policy.screen(CALLER, f"again-{i}")
+            flags.append(screen.flag)
+            assert [t["id"] for t in screen.open_tickets] == [ticket.id]
+            assert "caller" not in screen.open_tickets[0]
+            await policy.call_ended(CALLER, f"again-{i}", 50, had_demand=False)
+            clock.advance(minutes=3)
+        assert flags == ["normal"] * 3 + ["warning"] * 2
+    finally:
+        await policy.close()
