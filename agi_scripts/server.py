@@ -103,8 +103,8 @@ class AgiConnection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's TCPTransport is not an asyncio.Transport subclass: no isinstance check.
+        self._transport = transport  # type: ignore[assignment]
         self._server._connections.add(self)
         loop = self._server.loop
         self._env_timer = loop.call_later(ENV_TIMEOUT_S, self._env_timeout)

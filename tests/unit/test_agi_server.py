@@ -420,3 +420,19 @@ async def test_real_flow_suspended_caller_flag_from_the_dialplan_is_honoured() -
     assert "hotline/throttle-suspended" in ast.played()
     assert "hotline/main-menu" not in ast.played()
     assert dict(ast.variables())[V.ROUTE] == "hangup"
+
+
+def test_calls_on_uvloop_the_loop_the_server_runs_on_in_production() -> None:
+    """uvloop's transports are not asyncio.Transport subclasses; the server must not care."""
+    import uvloop
+
+    async def scenario() -> tuple[list[FakeAsterisk], AgiServer]:
+        server, port = await start(make_app())
+        calls = [FakeAsterisk(port, menu_answers({"hotline/main-menu": "7"})) for _ in range(5)]
+        done = await asyncio.gather(*(c.call() for c in calls))
+        await server.stop()
+        return done, server
+
+    done, server = uvloop.run(scenario())
+    assert all(dict(a.variables())[V.QUEUE] == "seat_yibao" for a in done)
+    assert server.stats.completed == 5
