@@ -191,10 +191,10 @@ def render_menu_texts(config: Any) -> dict[str, str]:
         name = f"{menu_id.replace('_', '-')}-menu"
         if name in menu.prompts:
             phrases = [
-                f"{_option_label(config, target)}请按{_key_words(key)}"
+                f"{_option_label(config, target)}，请按{_key_words(key)}"
                 for key, target in menu.options.items()
             ]
-            out[name] = "，".join(phrases) + "。"
+            out[name] = "；".join(phrases) + "。"
     return out
 
 

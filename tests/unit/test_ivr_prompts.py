@@ -137,9 +137,9 @@ def test_main_menu_names_every_seat_with_its_key(config: HotlineConfig) -> None:
     for key, target in config.menus["main"].options.items():
         if target.kind == "seat" and config.seat(target.value).kind == "specialist":
             short = config.seat(target.value).name.removesuffix("专席")
-            assert f"{short}业务请按{key}" in text
-    assert "综合咨询请按0" in text
-    assert "紧急求助请按9" in text
+            assert f"{short}业务，请按{key}" in text
+    assert "综合咨询，请按0" in text
+    assert "紧急求助，请按9" in text
     assert "星号键" in text
 
 
@@ -148,16 +148,16 @@ def test_admin_moving_a_seat_to_another_key_changes_the_menu_text() -> None:
     options = data["menus"]["main"]["options"]
     options["1"], options["2"] = options["2"], options["1"]
     text = render_menu_texts(HotlineConfig.model_validate(data))["main-menu"]
-    assert "公积金业务请按1" in text
-    assert "人社业务请按2" in text
+    assert "公积金业务，请按1" in text
+    assert "人社业务，请按2" in text
 
 
 def test_emergency_menu_names_each_line_and_its_key(config: HotlineConfig) -> None:
     text = render_menu_texts(config)["emergency-menu"]
     for key, target in config.menus["emergency"].options.items():
         if target.kind == "emergency":
-            assert f"{target.value}请按{key}" in text
-    assert "返回主菜单请按0" in text
+            assert f"{target.value}，请按{key}" in text
+    assert "返回主菜单，请按0" in text
 
 
 def test_prompt_texts_follow_the_regulation(prompts: dict[str, str]) -> None:
@@ -168,7 +168,7 @@ def test_prompt_texts_follow_the_regulation(prompts: dict[str, str]) -> None:
     assert "9号键" in prompts["greeting"]
     assert "9号键" in prompts["throttle-suspended"]
     for notice in ("notice-legal", "notice-secret", "notice-nongov"):
-        assert prompts[notice].endswith("转人工请按0。")
+        assert prompts[notice].endswith("转人工，请按0。")
     assert prompts["speak-demand"].endswith("[beep]")
 
 
