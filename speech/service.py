@@ -160,9 +160,10 @@ async def wait_for_draft(
             return None
         return draft
 
-    pubsub = redis.pubsub()
+    pubsub = None
     try:
         async with asyncio.timeout(timeout_s):
+            pubsub = redis.pubsub()
             await pubsub.subscribe(DRAFT_CHANNEL)
             found = matches(await redis.get(key))
             while found is None:
@@ -176,8 +177,9 @@ async def wait_for_draft(
         log.warning("wait_for_draft %s: %s", call_id, exc)
         return None
     finally:
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
 
 # ---- the service ------------------------------------------------------------------------
