@@ -8,9 +8,12 @@ registered).
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
@@ -34,6 +37,7 @@ pytestmark = [
 ]
 
 CALLER = "13800001111"
+SECRET = b"test-secret-0123456789"
 T0 = 1_795_000_000.0  # 2026-11-18, a fixed instant: the clock is ours
 
 
@@ -390,3 +394,40 @@ async def test_caller_with_an_open_demand_hears_progress_then_is_warned_for_ring
         assert flags == ["normal"] * 3 + ["warning"] * 2
     finally:
         await policy.close()
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOTLINE_PII_KEY": SECRET.hex()}
+    return subprocess.run(
+        [sys.executable, "-m", "callers", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+
+
+async def test_supervisor_lifts_a_suspension_from_the_command_line(
+    throttle: Throttle, clock: Clock, server: RedisServer, tmp_path: Path
+) -> None:
+    config = tmp_path / "hotline.yaml"
+    text = (Path(__file__).resolve().parents[2] / "hotline.yaml").read_text(encoding="utf-8")
+    config.write_text(text.replace("port: 6390", f"port: {server.port}"), encoding="utf-8")
+    clock.now = time.time() - 30 * 60  # the CLI runs on the real clock
+    await ring(throttle, clock, 6)
+    assert (await throttle.decide(CALLER)).stage == "suspended"
+    status = _cli(config, "status", CALLER)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["stage"] == "suspended"
+    bad = _cli(config, "lift", "anonymous", "--by", "张班长", "--why", "误判")
+    assert bad.returncode == 2 and "not a caller number" in bad.stderr
+    lifted = _cli(config, "lift", CALLER, "--by", "张班长", "--why", "独居老人，确有诉求")
+    assert lifted.returncode == 0, lifted.stderr
+    assert json.loads(lifted.stdout) == {"lifted": True, "was": "suspended"}
+    assert (await throttle.decide(CALLER)).stage == "normal"
+    audit = _cli(config, "audit", CALLER, "--count", "1")
+    assert json.loads(audit.stdout)["by"] == "张班长"
+    down = tmp_path / "down.yaml"
+    down.write_text(text.replace("port: 6390", f"port: {_free_port()}"), encoding="utf-8")
+    refused = _cli(down, "referrals")
+    assert refused.returncode == 1 and "Redis" in refused.stderr
