@@ -179,6 +179,8 @@ def _run_menu(c: _Call, name: str, *, emergency_only: bool = False) -> Step:
             continue
         if target is not None:
             c.path.append(key)
+            if c.via == "exhausted":  # a choice made after all: no longer a keypad failure
+                c.via = "key"
             nxt = yield from HANDLERS[target.kind](c, target)
             if nxt == STAY:
                 continue

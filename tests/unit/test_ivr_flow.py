@@ -488,6 +488,16 @@ def test_menus_exhausting_into_each_other_cannot_hold_a_caller_forever() -> None
     assert call.route.request.fields["via"] == "limit"
 
 
+def test_caller_who_chooses_after_exhausting_into_a_submenu_is_routed_normally() -> None:
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data["menus"]["main"]["on_exhausted"] = "menu:emergency"
+    call = place_call(HotlineConfig.model_validate(data), ["", "", "", "0", "2"])
+    assert call.route.request.skill == "gjj"
+    assert call.route.request.priority == 0
+    assert call.route.request.fields["via"] == "key"
+    assert call.route.request.fields["ivr_path"] == "main>emergency>0>main>2"
+
+
 def test_flow_is_deterministic(config: HotlineConfig) -> None:
     assert place_call(config, ["9", "0", "x", "2"]) == place_call(config, ["9", "0", "x", "2"])
 
