@@ -298,7 +298,8 @@ def _progress(c: _Call, target: Target) -> Step:
     """第十四条: the newest open demand's status and dates, then the menu again."""
     tickets = c.info.open_tickets
     if tickets:
-        yield Play((*_progress_head(tickets), *progress_details(tickets[0])))
+        details = progress_details(tickets[0], c.config.business_hours.timezone)
+        yield Play((*_progress_head(tickets), *details))
     else:
         yield Play(("progress-none",))
     return STAY
@@ -313,7 +314,7 @@ def _offer_progress(c: _Call) -> Step:
     )
     if key == "1":
         c.path += ["progress", "1"]
-        yield Play(progress_details(c.info.open_tickets[0]))
+        yield Play(progress_details(c.info.open_tickets[0], c.config.business_hours.timezone))
     return "main"
 
 
@@ -361,10 +362,10 @@ def is_open(hours: BusinessHours, now: datetime) -> bool:
     if hours.always_open:
         return True
     if now.tzinfo is not None:
-        try:
-            now = now.astimezone(ZoneInfo(hours.timezone))
-        except (ZoneInfoNotFoundError, ValueError):
+        zone = _zone(hours.timezone)
+        if zone is None:
             return True
+        now = now.astimezone(zone)
     today, yesterday = _DAYS[now.weekday()], _DAYS[(now.weekday() - 1) % 7]
     minute = now.hour * 60 + now.minute
     for span in hours.hours:
@@ -377,17 +378,26 @@ def is_open(hours: BusinessHours, now: datetime) -> bool:
     return False
 
 
-def _as_date(value: object) -> date | None:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _as_date(value: object, zone: ZoneInfo | None) -> date | None:
+    """A ticket date (``date``, ``datetime`` or ISO text) as a local calendar date; an aware
+    time is converted to the hotline's timezone first.  Anything else: ``None``."""
     if isinstance(value, str):
         try:
-            return date.fromisoformat(value[:10])
+            value = datetime.fromisoformat(value)
         except ValueError:
             return None
-    return None
+    if isinstance(value, datetime):
+        if value.tzinfo is not None and zone is not None:
+            value = value.astimezone(zone)
+        return value.date()
+    return value if isinstance(value, date) else None
 
 
 def _progress_head(tickets: tuple[Mapping[str, object], ...]) -> tuple[str, ...]:
@@ -397,16 +407,20 @@ def _progress_head(tickets: tuple[Mapping[str, object], ...]) -> tuple[str, ...]
     return ("you-have", *count, "jian", "demands-pending", "latest-demand")
 
 
-def progress_details(ticket: Mapping[str, object]) -> tuple[str, ...]:
-    """Prompt names for one demand: status, 受理日期 …, 预计反馈日期 … (what is known)."""
+def progress_details(
+    ticket: Mapping[str, object], timezone: str = "Asia/Shanghai"
+) -> tuple[str, ...]:
+    """Prompt names for one demand: status, 受理日期 …, 预计反馈日期 … (what is known).
+    Keys as in ``tickets.Ticket.to_json``: ``status``, ``created_at``, ``feedback_due``."""
+    zone = _zone(timezone)
     out: list[str] = []
     status = STATUS_PROMPTS.get(str(ticket.get("status", "")))
     if status:
         out.append(status)
-    received = _as_date(ticket.get("created_at"))
+    received = _as_date(ticket.get("created_at"), zone)
     if received:
         out += ["received-on", *say_date(received)]
-    due = _as_date(ticket.get("feedback_due"))
+    due = _as_date(ticket.get("feedback_due"), zone)
     if due and status != "status-done":
         out += ["feedback-by", *say_date(due)]
     return tuple(out) or ("progress-intro",)

@@ -453,6 +453,17 @@ def test_caller_with_several_open_demands_hears_how_many(config: HotlineConfig) 
     assert "feedback-by" not in heard
 
 
+def test_demand_registered_late_evening_utc_is_dated_in_hangzhou_time(
+    config: HotlineConfig,
+) -> None:
+    ticket = {"status": "accepted", "created_at": "2026-11-20T17:30:00+00:00"}
+    call = place_call(config, ["1", "2"], open_tickets=(ticket,))
+    heard = call.played()
+    i = heard.index("received-on") + 1
+    local_day = date(2026, 11, 21)  # 01:30 the next morning in Asia/Shanghai
+    assert tuple(heard[i : i + len(say_date(local_day))]) == say_date(local_day)
+
+
 def test_progress_key_without_open_demands_says_so_and_offers_the_menu_again() -> None:
     cfg = config_with(main_options={"5": "progress:latest"})
     call = place_call(cfg, ["5", "2"])
