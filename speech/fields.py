@@ -12,6 +12,8 @@ draft, a JSON-able dict:
 ``callback``        the number to call back, digits only (spoken 一三八…/幺/mixed → 138…)
 ``name``            how the caller wants to be addressed (王先生, 张三, 王) or ``None``
 ``emergency``       110/119/120/122 or ``None``; ``emergency_words``: the config words heard
+                    for it; ``emergency_heard``: every line heard → its words (fire first,
+                    then 120, 110, 122: :data:`EMERGENCY_ORDER`)
 ``out_of_scope``    a key of ``config.caller_rules.out_of_scope`` or ``None`` (+ ``…_name``)
 ``summary``         one line; ``demands``: one draft per matter (第八条), each with ``text``,
                     ``type``, ``seat``, ``seat_name``, ``department``, ``district``, ``summary``
@@ -36,8 +38,10 @@ Matching.  Keywords (type cues and the topic lexicon in :mod:`speech.fields_lexi
 config's emergency words, out-of-scope words and districts) are found on characters and on
 toneless pinyin (:mod:`speech.fields_pinyin`), so 攻击金 still finds 公积金 and 狗受区 finds
 拱墅区, at a lower confidence.  A pinyin-only match inside a character match of another
-lexicon word is ignored (自行车 is not 咨询).  Emergency words also match with a few filler
-characters inside (流了很多血 → 流血, 着了火 → 着火).
+lexicon word is ignored (自行车 is not 咨询; :data:`speech.fields_lexicon.COMMON_WORDS`).
+Emergency words count by characters, the same pinyin or fuzzy pairs, not by merely close
+syllables (a false alarm sends a caller to 110); they also match with a few filler characters inside
+(流了很多血 → 流血, 着了火 → 着火), and not right after a negation (没有着火).
 
 Totality.  Any input gives a draft, never an exception: non-strings are converted, lone
 surrogates and control characters are replaced, and only the first :data:`MAX_ANALYSED`
@@ -250,7 +254,7 @@ def _build(config: HotlineConfig) -> _Tables:
         for word in rule.words:
             entries.append((word, ("scope", key)))
             lexicon_words.add(word)
-    for word in lex.COMMON_WORDS:
+    for word in (*lex.COMMON_WORDS, *lex.HONORIFICS):
         entries.append((word, ("common",)))
         lexicon_words.add(word)
     short: list[tuple[str, object]] = []
@@ -365,10 +369,16 @@ def _segments(text: str) -> list[_Segment]:
 
 
 def _scores(matches: list[Match], start: int, end: int) -> tuple[dict, dict]:
+    """Weighted type and topic scores of the matches starting in ``[start, end)``; a guess
+    from similar pinyin counts only when nothing of its kind was heard more surely."""
     types: dict[str, float] = {}
     topics: dict[int, float] = {}
-    for m in _best_per_word([m for m in matches if start <= m.start < end]).values():
+    inside = _best_per_word([m for m in matches if start <= m.start < end]).values()
+    sure = {m.payload[0] for m in inside if m.how in ("char", "pinyin")}  # type: ignore[index]
+    for m in inside:
         kind = m.payload[0]  # type: ignore[index]
+        if m.how not in ("char", "pinyin") and kind in sure:
+            continue
         if kind == "type":
             _, typ, weight = m.payload  # type: ignore[misc]
             types[typ] = types.get(typ, 0.0) + weight * m.score
@@ -392,10 +402,10 @@ def _summary(kind: str | None, department: str | None, district: str | None, tex
 
 def _emergency(
     text: str, matches: list[Match], tables: _Tables
-) -> tuple[str | None, list[str], float]:
+) -> tuple[str | None, dict[str, list[str]], float]:
     heard: dict[str, dict[str, float]] = {}
     for m in matches:
-        if m.payload[0] == "emergency":  # type: ignore[index]
+        if m.payload[0] == "emergency" and m.how != "close":  # type: ignore[index]
             if any(text[max(0, m.start - len(n)) : m.start] == n for n in _NEGATORS):
                 continue
             line = m.payload[1]  # type: ignore[index]
@@ -407,14 +417,18 @@ def _emergency(
                 heard.setdefault(line, {})
                 heard[line][word] = max(heard[line].get(word, 0.0), 0.9)
                 break
-    for line in EMERGENCY_ORDER:
-        if line in heard:
-            words = sorted(heard[line], key=lambda w: -heard[line][w])
-            conf = max(heard[line].values())
-            if re.search("怎么办|如何|吗|怎样|如果|万一", text):
-                conf = min(conf, 0.5)  # a question about an emergency, not one happening
-            return line, words, round(conf, 3)
-    return None, [], 0.0
+    lines = {
+        line: sorted(heard[line], key=lambda w: -heard[line][w])
+        for line in EMERGENCY_ORDER
+        if line in heard
+    }
+    if not lines:
+        return None, {}, 0.0
+    line = next(iter(lines))
+    conf = max(heard[line].values())
+    if re.search("怎么办|如何|吗|怎样|如果|万一", text):
+        conf = min(conf, 0.5)  # perhaps a question about an emergency, not one happening
+    return line, lines, round(conf, 3)
 
 
 def _district(text: str, matches: list[Match], tables: _Tables) -> tuple[str | None, float]:
@@ -508,6 +522,7 @@ def _empty_draft(transcript: str) -> dict[str, Any]:
         "name": None,
         "emergency": None,
         "emergency_words": [],
+        "emergency_heard": {},
         "out_of_scope": None,
         "out_of_scope_name": None,
         "summary": "",
@@ -544,8 +559,10 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
     matches = _drop_shadowed(tables.matcher.find(text, syl), tables.lexicon_words)
     conf: dict[str, float] = {}
 
-    line, words, conf["emergency"] = _emergency(text, matches, tables)
-    draft["emergency"], draft["emergency_words"] = line, words
+    line, heard, conf["emergency"] = _emergency(text, matches, tables)
+    draft["emergency"] = line
+    draft["emergency_words"] = heard.get(line, []) if line else []
+    draft["emergency_heard"] = heard
 
     scope = [m for m in matches if m.payload[0] == "scope"]  # type: ignore[index]
     if scope:

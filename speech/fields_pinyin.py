@@ -104,7 +104,9 @@ def keyword_syllables(word: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One keyword found in a text: span ``[start, end)``, how (``char``/``pinyin``/``fuzzy``)."""
+    """One keyword found in a text: span ``[start, end)``; ``how``: ``char`` (same characters),
+    ``pinyin`` (same pinyin), ``fuzzy`` (fuzzy pairs or another reading), ``close`` (some
+    syllable only close)."""
 
     word: str
     payload: object
@@ -206,7 +208,7 @@ class PinyinMatcher:
             return None
         if length > 2 and (mean < 0.7 or max(sims) < SIM_FUZZY):
             return None
-        how = "pinyin" if mean == 1.0 else "fuzzy"
+        how = "pinyin" if mean == 1.0 else "fuzzy" if min(sims) >= SIM_FUZZY else "close"
         return Match(e.word, e.payload, i, i + length, round(SCORE_PINYIN * mean, 3), how)
 
 
