@@ -1,0 +1,600 @@
+"""sipp as the hotline's test telephone network: callers, agents' phones, the emergency trunk.
+
+Three scenarios live in ``hotline/sipp_scenarios/``:
+
+* ``caller.xml`` — a 12345 caller arriving from the carrier address (127.0.0.2): INVITE with
+  a caller number and name, RFC 4733 keys at given times (sip-tester's ``dtmf_2833_*.pcap``),
+  optionally speech (a pcap made by :mod:`speech.pcap`), then holds and hangs up (or takes the
+  far end's BYE).
+* ``uas.xml`` — a phone that rings briefly, answers with SDP and holds until BYE; one process
+  answers any number of calls and logs each INVITE (Request-URI, From, P-Asserted-Identity) so
+  tests can tell which phone got which call.  Used for agents and for the emergency trunk.
+
+This module builds the command lines, runs sipp with bounded time-outs, and parses what sipp
+leaves behind: exit code, ``-trace_stat`` CSV, ``-trace_screen`` and the ``<log>`` lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hotline.config import HotlineConfig
+
+SCENARIO_DIR = Path(__file__).resolve().parent / "sipp_scenarios"
+CALLER_XML = SCENARIO_DIR / "caller.xml"
+UAS_XML = SCENARIO_DIR / "uas.xml"
+DTMF_DIR = Path("/usr/share/sip-tester")
+DTMF_FILES = {
+    **{str(d): f"dtmf_2833_{d}.pcap" for d in range(10)},
+    "*": "dtmf_2833_star.pcap",
+    "#": "dtmf_2833_pound.pcap",
+}
+CARRIER_IP = "127.0.0.2"
+SPEECH_MARKER = "<!--SPEECH-->"
+
+EXIT_CODES = {
+    0: "all calls succeeded",
+    1: "at least one call failed",
+    97: "exit on internal command, calls may have been processed",
+    99: "normal exit without calls processed",
+    253: "fatal error binding a socket",
+    254: "fatal error binding a socket",
+    255: "fatal error",
+}
+"""sipp's documented exit codes (-1/-2 appear as 255/254)."""
+
+
+class SippError(RuntimeError):
+    """sipp is missing, an argument cannot be expressed in SIP, or sipp could not start."""
+
+
+def sipp_binary() -> str:
+    """Path of the sipp executable; SippError when sip-tester is not installed."""
+    path = shutil.which("sipp")
+    if path is None:
+        raise SippError("sipp is not installed: apt-get install sip-tester")
+    return path
+
+
+def missing_dtmf_samples(dtmf_dir: Path = DTMF_DIR) -> list[str]:
+    """The sip-tester RTP event samples that are not where the caller scenario plays them."""
+    return sorted(name for name in DTMF_FILES.values() if not (dtmf_dir / name).is_file())
+
+
+# ---- arguments --------------------------------------------------------------------------
+def digit_plan(
+    digits: str | Sequence[tuple[float, str]], first_after_s: float = 3.0, gap_s: float = 1.0
+) -> str:
+    """The caller scenario's key plan ``"<wait_ms>:<digit>;..."``.
+
+    ``digits`` is either a string of keys ("92": the first ``first_after_s`` after answer, the
+    others ``gap_s`` apart) or explicit ``(seconds_after_previous, key)`` pairs."""
+    if isinstance(digits, str):
+        steps = [(first_after_s if i == 0 else gap_s, d) for i, d in enumerate(digits)]
+    else:
+        steps = list(digits)
+    out = []
+    for wait_s, key in steps:
+        if key not in DTMF_FILES:
+            raise SippError(f"cannot press {key!r}: keys are 0-9, * and #")
+        if not 0 <= wait_s <= 600:
+            raise SippError(f"a key wait of {wait_s} s is outside 0..600 s")
+        out.append(f"{round(wait_s * 1000)}:{key}")
+    for i in range(1, len(steps)):
+        if steps[i][0] < 0.2:
+            raise SippError("keys must be at least 0.2 s apart (a key event lasts 0.14 s)")
+    return ";".join(out)
+
+
+_NUMBER_RE = re.compile(r"^\+?[0-9]{1,32}$|^(anonymous|unknown)$")
+
+
+def check_number(number: str) -> str:
+    """A caller number for the From/P-Asserted-Identity user part (digits, optional +)."""
+    if not _NUMBER_RE.match(number):
+        raise SippError(f"caller number {number!r}: use digits (optionally +), or 'anonymous'")
+    return number
+
+
+def sip_display_name(name: str) -> str:
+    """``name`` escaped for a SIP quoted-string (RFC 3261 quoted-pair for ``\\`` and ``"``).
+
+    CR, LF and NUL cannot travel in a SIP header at all (Asterisk's PJSIP drops such an
+    INVITE without an answer), so they are refused here rather than silently changed."""
+    bad = sorted({repr(c) for c in name if c in "\r\n\0"})
+    if bad:
+        raise SippError(
+            f"a caller name cannot contain {', '.join(bad)}: SIP cannot carry it "
+            "(use e.g. U+2028 to test line-separator handling)"
+        )
+    if len(name.encode()) > 200:
+        raise SippError("caller name longer than 200 bytes")
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def free_udp_port(host: str, pair: bool = False) -> int:
+    """A UDP port free on ``host`` (and ``port + 2`` too if ``pair``: sipp's media ports)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if not pair:
+            return port
+        if port + 2 <= 65535:
+            try:
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind((host, port + 2))
+                return port
+            except OSError:
+                continue
+    raise SippError(f"no free UDP port on {host}")
+
+
+# ---- results ----------------------------------------------------------------------------
+@dataclass
+class SippResult:
+    """What one sipp run did."""
+
+    exit_code: int | None
+    """None when sipp had to be killed after its time limit."""
+    meaning: str
+    calls_created: int = 0
+    successful: int = 0
+    failed: int = 0
+    retransmissions: int = 0
+    failed_reasons: dict[str, int] = field(default_factory=dict)
+    logs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    workdir: str = ""
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and self.failed == 0 and self.successful > 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "exit_code": self.exit_code,
+            "meaning": self.meaning,
+            "ok": self.ok,
+            "calls_created": self.calls_created,
+            "successful": self.successful,
+            "failed": self.failed,
+            "failed_reasons": self.failed_reasons,
+            "retransmissions": self.retransmissions,
+            "duration_s": round(self.duration_s, 3),
+            "logs": self.logs,
+            "errors": self.errors[-5:],
+            "timed_out": self.timed_out,
+            "workdir": self.workdir,
+        }
+
+
+def parse_stat_csv(path: Path) -> dict[str, str]:
+    """The last row of a sipp ``-trace_stat`` CSV as ``{column: value}`` (empty if none)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return {}
+    rows = list(csv.reader(text.splitlines(), delimiter=";"))
+    if len(rows) < 2:
+        return {}
+    header, last = rows[0], rows[-1]
+    return {k: v for k, v in zip(header, last, strict=False) if k}
+
+
+def _int(stats: dict[str, str], key: str) -> int:
+    try:
+        return int(float(stats.get(key, "0") or 0))
+    except ValueError:
+        return 0
+
+
+def stats_counts(stats: dict[str, str]) -> dict[str, object]:
+    """Cumulative counters from a stat row: created, successful, failed (+ reasons)."""
+    reasons = {
+        k.removeprefix("Failed").removesuffix("(C)"): _int(stats, k)
+        for k in stats
+        if k.startswith("Failed") and k.endswith("(C)") and k != "FailedCall(C)"
+    }
+    return {
+        "created": _int(stats, "TotalCallCreated"),
+        "successful": _int(stats, "SuccessfulCall(C)"),
+        "failed": _int(stats, "FailedCall(C)"),
+        "retransmissions": _int(stats, "Retransmissions(C)"),
+        "failed_reasons": {k: v for k, v in reasons.items() if v},
+        "current": _int(stats, "CurrentCall"),
+    }
+
+
+def parse_screen(path: Path) -> dict[str, int]:
+    """Successful/failed call counts from a ``-trace_screen`` dump (fallback for the CSV)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return {}
+    out = {}
+    for key, pattern in (
+        ("successful", r"Successful call\s+\|\s+\d+\s+\|\s+(\d+)"),
+        ("failed", r"Failed call\s+\|\s+\d+\s+\|\s+(\d+)"),
+    ):
+        found = re.findall(pattern, text)
+        if found:
+            out[key] = int(found[-1])
+    return out
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def _errors(path: Path) -> list[str]:
+    """sipp's error log without its routine receive-timeout lines (our wait loops)."""
+    text = "\n".join(_read_lines(path))
+    parts = re.split(r"(?=\d{4}-\d\d-\d\d\t\d\d:\d\d:\d\d\.\d+\t)", text)
+    return [
+        p.strip()
+        for p in parts
+        if p.strip()
+        and "receive timeout on message" not in p
+        and not p.startswith("The following events occurred")
+    ]
+
+
+# ---- a caller -----------------------------------------------------------------------------
+@dataclass
+class CallerSpec:
+    """One test call into the hotline."""
+
+    target_host: str
+    target_port: int
+    dialed: str = "12345"
+    caller: str = "13800000001"
+    name: str = ""
+    digits: str = ""
+    """A :func:`digit_plan` string ("" presses nothing)."""
+    hold_s: float = 10.0
+    speech_pcap: Path | None = None
+    local_ip: str = CARRIER_IP
+    calls: int = 1
+    rate: float = 1.0
+    limit: int | None = None
+
+    def validate(self) -> None:
+        check_number(self.caller)
+        sip_display_name(self.name)
+        if not re.fullmatch(r"[0-9]{1,16}", self.dialed):
+            raise SippError(f"dialed number {self.dialed!r} must be digits")
+        if self.digits:
+            for step in self.digits.split(";"):
+                if not re.fullmatch(r"[0-9]+:[0-9*#]", step):
+                    raise SippError(f"bad key step {step!r} in {self.digits!r}")
+        if not 0 < self.hold_s <= 3600:
+            raise SippError("hold must be between 0 and 3600 s")
+        if self.speech_pcap is not None and not Path(self.speech_pcap).is_file():
+            raise SippError(f"speech pcap {self.speech_pcap} does not exist")
+
+
+def caller_scenario(workdir: Path, speech_pcap: Path | None) -> Path:
+    """The caller scenario to run: the committed one, or a copy that also speaks."""
+    if speech_pcap is None:
+        return CALLER_XML
+    text = CALLER_XML.read_text()
+    if SPEECH_MARKER not in text:
+        raise SippError(f"{CALLER_XML} lost its {SPEECH_MARKER} marker")
+    path = Path(speech_pcap).resolve()
+    if '"' in str(path) or "<" in str(path) or "&" in str(path):
+        raise SippError(f"speech pcap path {path} cannot be put in a scenario")
+    speak = (
+        f'<nop><action><exec play_pcap_audio="{path}" />'
+        f'<log message="speech pcap={path.name} call_id=[call_id]" /></action></nop>'
+    )
+    out = workdir / "caller_speech.xml"
+    out.write_text(text.replace(SPEECH_MARKER, speak))
+    return out
+
+
+def caller_argv(spec: CallerSpec, workdir: Path, timeout_s: float) -> list[str]:
+    """sipp's command line for ``spec``; trace files go into ``workdir``."""
+    spec.validate()
+    workdir.mkdir(parents=True, exist_ok=True)
+    scenario = caller_scenario(workdir, spec.speech_pcap)
+    argv = [
+        sipp_binary(),
+        f"{spec.target_host}:{spec.target_port}",
+        "-sf", str(scenario),
+        "-i", spec.local_ip,
+        "-p", str(free_udp_port(spec.local_ip)),
+        "-mi", spec.local_ip,
+        "-mp", str(free_udp_port(spec.local_ip, pair=True)),
+        "-m", str(spec.calls),
+        "-r", f"{spec.rate:g}",
+        "-set", "dialed", spec.dialed,
+        "-set", "caller", spec.caller,
+        "-set", "name", sip_display_name(spec.name),
+        "-set", "digits", spec.digits,
+        "-set", "hold_ms", str(round(spec.hold_s * 1000)),
+        "-aa",
+        "-nostdin",
+        "-timeout", f"{max(1, round(timeout_s))}s",
+        "-timeout_error",
+        "-trace_stat", "-stf", str(workdir / "stat.csv"), "-fd", "1",
+        "-trace_screen", "-screen_file", str(workdir / "screen.log"),
+        "-trace_logs", "-log_file", str(workdir / "calls.log"),
+        "-trace_err", "-error_file", str(workdir / "errors.log"),
+    ]  # fmt: skip
+    if spec.limit:
+        argv += ["-l", str(spec.limit)]
+    if spec.calls <= 5:
+        argv += ["-trace_msg", "-message_file", str(workdir / "messages.log")]
+    return argv
+
+
+def _result(
+    exit_code: int | None, workdir: Path, started: float, timed_out: bool = False
+) -> SippResult:
+    stats = stats_counts(parse_stat_csv(workdir / "stat.csv"))
+    screen = parse_screen(workdir / "screen.log")
+    logs = [
+        line
+        for line in _read_lines(workdir / "calls.log")
+        if line and not line.startswith(("In pcap", "max pkt", "base port"))
+    ]
+    meaning = "killed after its time limit" if exit_code is None else EXIT_CODES.get(exit_code, "?")
+    return SippResult(
+        exit_code=exit_code,
+        meaning=meaning,
+        calls_created=int(stats["created"]),  # type: ignore[call-overload]
+        successful=max(int(stats["successful"]), screen.get("successful", 0)),  # type: ignore[call-overload]
+        failed=max(int(stats["failed"]), screen.get("failed", 0)),  # type: ignore[call-overload]
+        retransmissions=int(stats["retransmissions"]),  # type: ignore[call-overload]
+        failed_reasons=dict(stats["failed_reasons"]),  # type: ignore[call-overload]
+        logs=logs,
+        errors=_errors(workdir / "errors.log"),
+        duration_s=time.monotonic() - started,
+        workdir=str(workdir),
+        timed_out=timed_out,
+    )
+
+
+def run_caller(spec: CallerSpec, workdir: Path, timeout_s: float = 60.0) -> SippResult:
+    """Place the call(s) and wait (at most ``timeout_s`` plus a grace period)."""
+    argv = caller_argv(spec, workdir, timeout_s)
+    started = time.monotonic()
+    with open(workdir / "sipp.out", "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+        try:
+            code: int | None = proc.wait(timeout_s + 10)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code, timed_out = None, True
+    return _result(code, workdir, started, timed_out)
+
+
+async def run_caller_async(spec: CallerSpec, workdir: Path, timeout_s: float = 60.0) -> SippResult:
+    """:func:`run_caller` for asyncio code (AMI is followed meanwhile)."""
+    argv = caller_argv(spec, workdir, timeout_s)
+    started = time.monotonic()
+    with open(workdir / "sipp.out", "wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir
+        )
+        try:
+            code: int | None = await asyncio.wait_for(proc.wait(), timeout_s + 10)
+            timed_out = False
+        except (TimeoutError, asyncio.CancelledError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            code, timed_out = None, True
+    return _result(code, workdir, started, timed_out)
+
+
+# ---- phones (UAS) -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PhoneEvent:
+    """One line of a phone's log: ``invite`` (with the request's identity), ``answered``,
+    ``bye`` or ``cancelled``."""
+
+    kind: str
+    role: str
+    call_id: str
+    request_uri: str = ""
+    from_header: str = ""
+    pai_header: str = ""
+    to_header: str = ""
+
+    @property
+    def uri_user(self) -> str:
+        """The Request-URI user (``119`` for ``sip:119@127.0.0.3:5060``)."""
+        return _uri_user(self.request_uri)
+
+    @property
+    def from_user(self) -> str:
+        return _uri_user(self.from_header)
+
+    @property
+    def pai_user(self) -> str:
+        return _uri_user(self.pai_header)
+
+
+def _uri_user(text: str) -> str:
+    m = re.search(r"sips?:([^@;>\s]+)@", text)
+    return m.group(1) if m else ""
+
+
+EVENT_KINDS = ("invite", "answered", "bye", "cancelled")
+
+
+def parse_phone_log(text: str) -> list[PhoneEvent]:
+    """Parse a ``uas.xml`` log.  A caller name may hold line separators, so a line that does
+    not start with a known event continues the previous one."""
+    records: list[str] = []
+    for line in text.split("\n"):
+        if line.split("\t", 1)[0] in EVENT_KINDS:
+            records.append(line)
+        elif records and line:
+            records[-1] += "\n" + line
+    events = []
+    for rec in records:
+        parts = rec.split("\t")
+        kind, role, call_id = [*parts, "", "", ""][:3]
+        if kind == "invite":
+            ruri, frm, pai, to = [*parts[3:], "", "", "", ""][:4]
+            events.append(PhoneEvent(kind, role, call_id, ruri, frm, pai, to))
+        else:
+            events.append(PhoneEvent(kind, role, call_id))
+    return events
+
+
+@dataclass
+class Phone:
+    """A running ``uas.xml`` sipp process (an agent's phone or the emergency trunk)."""
+
+    role: str
+    host: str
+    port: int
+    workdir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.role}.log"
+
+    def events(self) -> list[PhoneEvent]:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return []
+        return parse_phone_log(text)
+
+    def invites(self) -> list[PhoneEvent]:
+        return [e for e in self.events() if e.kind == "invite"]
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def start_phone(
+    role: str, host: str, port: int, workdir: Path, ring_s: float = 0.3, wait_s: float = 5.0
+) -> Phone:
+    """Start a phone that answers on ``host:port``; SippError if it does not bind."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", role):
+        raise SippError(f"phone role {role!r}: letters, digits, '_', '-', '.' only")
+    workdir.mkdir(parents=True, exist_ok=True)
+    phone = Phone(role, host, port, workdir)
+    argv = [
+        sipp_binary(),
+        "-sf", str(UAS_XML),
+        "-i", host,
+        "-p", str(port),
+        "-mi", host,
+        "-mp", str(free_udp_port(host, pair=True)),
+        "-set", "role", role,
+        "-set", "ring_ms", str(round(ring_s * 1000)),
+        "-aa",
+        "-nostdin",
+        "-trace_logs", "-log_file", str(phone.log_path),
+        "-trace_err", "-error_file", str(workdir / f"{role}.errors.log"),
+        "-trace_msg", "-message_file", str(workdir / f"{role}.messages.log"),
+    ]  # fmt: skip
+    out = open(workdir / f"{role}.out", "wb")  # noqa: SIM115 - lives as long as the process
+    phone.proc = subprocess.Popen(
+        argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
+    )
+    out.close()
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if phone.proc.poll() is not None:
+            tail = (workdir / f"{role}.out").read_bytes()[-2000:].decode(errors="replace")
+            raise SippError(f"phone {role} on {host}:{port} exited: {tail.strip()}")
+        if _udp_bound(host, port):
+            return phone
+        time.sleep(0.05)
+    stop_phone(phone)
+    raise SippError(f"phone {role} did not bind {host}:{port} within {wait_s} s")
+
+
+def _udp_bound(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def stop_phone(phone: Phone, timeout_s: float = 5.0) -> None:
+    """Stop the phone's sipp (SIGTERM, then SIGKILL)."""
+    proc = phone.proc
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@dataclass
+class PhoneSet:
+    """Every agent's phone of a config plus the emergency trunk."""
+
+    phones: dict[str, Phone] = field(default_factory=dict)
+
+    @property
+    def emergency(self) -> Phone:
+        return self.phones["emergency"]
+
+    def agent(self, agent_id: str) -> Phone:
+        return self.phones[f"agent{agent_id}"]
+
+    def invites(self) -> list[PhoneEvent]:
+        return [e for p in self.phones.values() for e in p.invites()]
+
+    def stop(self) -> None:
+        for phone in self.phones.values():
+            stop_phone(phone)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.phones.values())
+
+
+def start_phones(
+    config: HotlineConfig, workdir: Path, ring_s: float = 0.3, emergency: bool = True
+) -> PhoneSet:
+    """Start a phone for every agent of ``config`` (and the emergency trunk); on failure the
+    ones already started are stopped again."""
+    phones = PhoneSet()
+    targets: Iterable[tuple[str, str, int]] = [(a.endpoint, a.host, a.port) for a in config.agents]
+    if emergency:
+        trunk = config.trunks.emergency
+        targets = [*targets, ("emergency", trunk.host, trunk.port)]
+    try:
+        for role, host, port in targets:
+            phones.phones[role] = start_phone(role, host, port, workdir, ring_s)
+    except Exception:
+        phones.stop()
+        raise
+    return phones
