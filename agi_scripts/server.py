@@ -31,6 +31,9 @@ MAX_ENV_BYTES = 64 * 1024
 """An environment block larger than this is not Asterisk: the connection is dropped."""
 MAX_LINE_BYTES = 64 * 1024
 ENV_TIMEOUT_S = 10.0
+SWEEP_S = 0.25
+"""How often command deadlines and silent new connections are checked (one timer per server,
+not one per command)."""
 
 Handler = Callable[[AgiSession, "AgiApp"], Awaitable[None]]
 
@@ -91,14 +94,14 @@ def load_handlers(package: str = "agi_scripts.handlers") -> dict[str, Handler]:
 class AgiConnection(asyncio.Protocol):
     """One TCP connection from Asterisk = one call in AGI."""
 
-    __slots__ = ("_buf", "_env_timer", "_parser", "_server", "_transport", "session", "task")
+    __slots__ = ("_buf", "_parser", "_server", "_transport", "opened_at", "session", "task")
 
     def __init__(self, server: AgiServer) -> None:
         self._server = server
         self._buf = b""
         self._parser = ReplyParser()
         self._transport: asyncio.Transport | None = None
-        self._env_timer: asyncio.TimerHandle | None = None
+        self.opened_at = server.loop.time()
         self.session: AgiSession | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -106,8 +109,6 @@ class AgiConnection(asyncio.Protocol):
         # uvloop's TCPTransport is not an asyncio.Transport subclass: no isinstance check.
         self._transport = transport  # type: ignore[assignment]
         self._server._connections.add(self)
-        loop = self._server.loop
-        self._env_timer = loop.call_later(ENV_TIMEOUT_S, self._env_timeout)
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf + data if self._buf else data
@@ -151,9 +152,6 @@ class AgiConnection(asyncio.Protocol):
         self._buf = rest
 
     def _start(self, block: bytes) -> None:
-        if self._env_timer is not None:
-            self._env_timer.cancel()
-            self._env_timer = None
         env = parse_env(block)
         server = self._server
         assert self._transport is not None
@@ -217,9 +215,13 @@ class AgiConnection(asyncio.Protocol):
             )
             self._close()
 
-    def _env_timeout(self) -> None:
-        log.warning("dropping a connection that sent no AGI environment in %g s", ENV_TIMEOUT_S)
-        self._abort()
+    def check(self, now: float) -> None:
+        """Called by the server's sweep: enforce the env and command time limits."""
+        if self.session is not None:
+            self.session.check_deadline(now)
+        elif now - self.opened_at > ENV_TIMEOUT_S:
+            log.warning("dropping a connection that sent no AGI environment in %g s", ENV_TIMEOUT_S)
+            self._abort()
 
     def _close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
@@ -232,9 +234,6 @@ class AgiConnection(asyncio.Protocol):
             self.session.feed_closed()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._env_timer is not None:
-            self._env_timer.cancel()
-            self._env_timer = None
         if self.session is not None:
             self.session.feed_closed()
         self._server._connections.discard(self)
@@ -249,12 +248,21 @@ class AgiServer:
         self.loop = loop or asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
         self._connections: set[AgiConnection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.sweep_s = SWEEP_S
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for conn in list(self._connections):
+            conn.check(now)
+        self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         """Start listening; returns the bound address (``port=0`` picks a free port)."""
         self._server = await self.loop.create_server(
             lambda: AgiConnection(self), host, port, reuse_address=True, backlog=1024
         )
+        self._sweeper = self.loop.call_later(self.sweep_s, self._sweep)
         sockname = self._server.sockets[0].getsockname()
         log.info("FastAGI listening on %s:%d routes=%s", sockname[0], sockname[1],
                  sorted(self.app.handlers))  # fmt: skip
@@ -282,4 +290,6 @@ class AgiServer:
             conn._close()
         if self._server is not None:
             await self._server.wait_closed()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         log.info("FastAGI stopped; stats %s", self.stats.as_dict())

@@ -35,9 +35,11 @@ class AgiSession:
 
     __slots__ = (
         "_closed",
+        "_deadline",
         "_failed_prompt",
         "_grace",
         "_hungup",
+        "_limit",
         "_loop",
         "_pending",
         "_pending_cmd",
@@ -64,6 +66,8 @@ class AgiSession:
         self._loop = loop or asyncio.get_running_loop()
         self._pending: asyncio.Future[AgiReply] | None = None
         self._pending_cmd = ""
+        self._deadline = 0.0
+        self._limit = 0.0
         self._grace: asyncio.TimerHandle | None = None
         self._hungup = False
         self._closed = False
@@ -114,14 +118,14 @@ class AgiSession:
         fut: asyncio.Future[AgiReply] = self._loop.create_future()
         self._pending = fut
         self._pending_cmd = verb
-        limit = self.default_timeout_s if timeout is None else timeout
-        timer = self._loop.call_later(limit, self._on_timeout, fut, verb, limit)
+        # No timer per command (costly on uvloop): the server sweeps deadlines periodically.
+        self._limit = self.default_timeout_s if timeout is None else timeout
+        self._deadline = self._loop.time() + self._limit
         self.commands += 1
         try:
             self._transport.write(data)
             reply = await fut
         finally:
-            timer.cancel()
             self._pending = None
             if self._grace is not None:
                 self._grace.cancel()
@@ -135,9 +139,12 @@ class AgiSession:
             self._failed_prompt = None
         return reply
 
-    def _on_timeout(self, fut: asyncio.Future[AgiReply], verb: str, limit: float) -> None:
-        if not fut.done():
-            fut.set_exception(AgiTimeout(f"no reply to {verb} within {limit:g} s"))
+    def check_deadline(self, now: float) -> None:
+        """Fail the command in flight with :class:`AgiTimeout` if its time is up."""
+        fut = self._pending
+        if fut is not None and not fut.done() and now >= self._deadline:
+            msg = f"no reply to {self._pending_cmd} within {self._limit:g} s"
+            fut.set_exception(AgiTimeout(msg))
 
     # ---- typed helpers ----------------------------------------------------------------
     async def answer(self) -> None:
