@@ -242,7 +242,7 @@ _FLAG = (
     _PRELUDE
     + """
 local hwin = tonumber(ARGV[6])
-redis.call('ZADD', KEYS[2], now, tostring(now) .. ':' .. ARGV[2])
+redis.call('ZADD', KEYS[2], now, tostring(now) .. ':' .. ARGV[2] .. ':' .. ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - hwin)
 redis.call('EXPIRE', KEYS[2], math.ceil(hwin))
 local c = counters(hwin)
