@@ -501,10 +501,10 @@ def _name(text: str) -> tuple[str | None, float]:
         m = pattern.search(text)
         if m:
             name = m.group(1)
-            after = text[m.end() : m.end() + 4]
-            honor = re.match(_HONORIFIC, after)
-            if len(name) == 1 and honor:  # 我姓王，王先生 / 我姓王先生
-                name += honor.group()
+            if "姓" in m.group(0):  # 我姓王先生 / 我姓王，王先生
+                titled = re.search(f"{re.escape(name)}({_HONORIFIC})", text[m.start() :])
+                if titled:
+                    name += titled.group(1)
             return name, conf
     return None, 0.0
 
