@@ -45,7 +45,14 @@ def alive(pid: int | None, marker: str | None = None) -> bool:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
         return False
-    return marker is None or any(marker in part for part in _cmdline(pid))
+    if marker is None:
+        return True
+    for _ in range(20):  # the command line reads empty for a moment while a process execs
+        cmdline = _cmdline(pid)
+        if cmdline:
+            return any(marker in part for part in cmdline)
+        time.sleep(0.01)
+    return Path(f"/proc/{pid}").exists()
 
 
 def read_pid(pidfile: Path) -> int | None:

@@ -226,7 +226,7 @@ class Stack:
                 last = f"transport not listed yet: {out.strip()[-200:]}"
             except (AmiError, OSError) as exc:
                 last = str(exc)
-            time.sleep(0.2)
+            time.sleep(0.05)
         raise StackError(
             f"Asterisk ({self.instance}) not ready after {timeout:.0f} s: {last}\n"
             f"--- {self.asterisk_log}\n{tail(self.asterisk_log)}"

@@ -1,0 +1,212 @@
+"""The real stack: Asterisk 22 in the rootfs chroot, Redis and FastAGI, brought up by
+``hotline.runtime.Stack`` beside any demo instance (its own ports and directories).
+
+Scenario: an operator brings up a test instance, a carrier call arrives while the IVR server
+is down (the caller still waits for a person), the operator adds an agent and reloads with
+the call in progress, a broken edit is refused, and ``down`` leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from redis import Redis
+
+from acd.queues import queue_name
+from asterisk_conf.render import MODULES
+from hotline.ami import AmiClient
+from hotline.config import ConfigError, HotlineConfig, load_config
+from hotline.runtime import Stack
+from hotline.runtime.procs import alive, port_open, udp_port_bound
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(os.geteuid() != 0, reason="Asterisk runs in a chroot: needs root"),
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (sip-tester) not installed"),
+]
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "hotline.yaml"
+INSTANCE = "stacktest"
+# Offsets from the demo ports (5060/5038/4573/6390/51xx) chosen not to collide with the
+# "itest" instance that the call tests use (15060/15038/14573/16390/151xx).
+PORTS = {
+    "sip": 17060,
+    "ami": 17038,
+    "agi": 16573,
+    "redis": 18390,
+    "carrier": 17061,
+    "emergency": 17062,
+    "agent_base": 17100,
+}
+
+
+def write_config(path: Path, ports: dict[str, int], extra_agent: bool = False) -> HotlineConfig:
+    """The example config moved to ``ports`` (optionally with a second 公积金 agent)."""
+    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    for key in ("sip", "ami", "agi", "redis"):
+        data[key]["port"] = ports[key]
+    for trunk in ("carrier", "emergency"):
+        data["trunks"][trunk]["port"] = ports[trunk]
+    for agent in data["agents"]:
+        agent["port"] = ports["agent_base"] + agent["port"] % 100
+    if extra_agent:
+        data["agents"].append(
+            {"id": "1010", "name": "公积金坐席2", "host": "127.0.0.1",
+             "port": ports["agent_base"] + 10, "seats": ["gjj"]}
+        )  # fmt: skip
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return load_config(path)
+
+
+async def ami_command(config: HotlineConfig, command: str) -> str:
+    a = config.ami
+    client = await AmiClient.connect(a.host, a.port, a.username, a.secret)
+    try:
+        return await client.command(command)
+    finally:
+        await client.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    base = tmp_path_factory.mktemp("stack")
+    cfg_path = base / "hotline.yaml"
+    config = write_config(cfg_path, PORTS)
+    assert config.sip.port == PORTS["sip"] and config.agents[0].port == 17101
+    s = Stack(cfg_path, instance=INSTANCE, run_dir=base / "run")
+    s.down()
+    try:
+        s.up()
+        yield s
+    finally:
+        s.down()
+
+
+def test_stack_is_up_with_ami_login_and_every_port(stack: Stack) -> None:
+    cfg = stack.config
+    status = stack.status()
+    assert status["asterisk"]["running"] and status["asterisk"]["sip_bound"]
+    assert status["redis"]["listening"]
+    assert udp_port_bound(cfg.sip.port)
+    uptime = asyncio.run(ami_command(cfg, "core show uptime"))
+    assert "System uptime" in uptime
+    print(f"\nAsterisk start-to-ready: {stack.timings.get('asterisk_ready_s')} s")
+    assert Redis(host=cfg.redis.host, port=cfg.redis.port).ping()
+
+
+def test_every_required_module_is_loaded(stack: Stack) -> None:
+    assert set(MODULES) - stack.loaded_modules() == set()
+
+
+def test_every_agent_is_a_pjsip_endpoint(stack: Stack) -> None:
+    out = asyncio.run(ami_command(stack.config, "pjsip show endpoints"))
+    for agent in stack.config.agents:
+        assert f"Endpoint:  {agent.endpoint} " in out
+        assert f"sip:{agent.endpoint}@{agent.host}:{agent.port}" in out
+    assert "Endpoint:  carrier " in out and "Endpoint:  emergency " in out
+
+
+def test_every_seat_queue_exists_with_its_agents(stack: Stack) -> None:
+    out = stack.cli("queue show")
+    for seat in stack.config.seats:
+        name = queue_name(seat.id)
+        block = out.split(f"{name} has ", 1)[1].split("\n\n", 1)[0]
+        members = {ln.split()[0] for ln in block.splitlines() if "(PJSIP/" in ln}
+        assert members == {a.endpoint for a in stack.config.agents if seat.id in a.seats}
+
+
+def test_call_fails_open_with_ivr_down_and_survives_reload(stack: Stack, tmp_path: Path) -> None:
+    cfg = stack.config
+    stack.stop_fastagi()
+    assert not port_open(cfg.agi.host, cfg.agi.port)
+    # A carrier call (sipp on the carrier's address) that stays 20 s: no agent phone runs,
+    # so it waits in the general seat's queue.
+    caller = subprocess.Popen(
+        [
+            *("sipp", "-sn", "uac", "-s", cfg.hotline.number, f"{cfg.sip.host}:{cfg.sip.port}"),
+            *("-i", cfg.trunks.carrier.host, "-p", str(PORTS["carrier"]), "-m", "1"),
+            *("-d", "20000", "-nostdin", "-timeout", "60"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        general = queue_name(cfg.general_seat.id)
+        deadline = time.monotonic() + 10
+        waiting = ""
+        while time.monotonic() < deadline:
+            waiting = stack.cli(f"queue show {general}")
+            if "PJSIP/carrier-" in waiting:
+                break
+            time.sleep(0.2)
+        assert "PJSIP/carrier-" in waiting, waiting
+        channel = next(w for w in waiting.split() if w.startswith("PJSIP/carrier-"))
+
+        # The operator adds agent 1010 to the 公积金 seat and reloads with the call waiting.
+        write_config(stack.config_path, PORTS, extra_agent=True)
+        result = stack.reload()
+        assert "warning" not in result
+        assert "agent1010" in stack.cli("queue show seat_gjj")
+        assert "agent1010" in stack.cli("pjsip show endpoints")
+        assert channel in stack.cli("core show channels concise")
+        assert caller.poll() is None  # the caller is still connected
+    finally:
+        caller.terminate()
+        caller.wait(10)
+        stack.start_fastagi(required=False)
+
+
+def test_broken_edit_is_refused_and_nothing_changes(stack: Stack) -> None:
+    etc = stack.rootfs / f"etc/asterisk-{stack.instance}"
+    before = (etc / "queues.conf").read_text()
+    good = stack.config_path.read_text(encoding="utf-8")
+    data = yaml.safe_load(good)
+    data["agents"][-1]["seats"] = ["nowhere"]
+    stack.config_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    try:
+        with pytest.raises(ConfigError, match="nowhere"):
+            stack.reload()
+        assert (etc / "queues.conf").read_text() == before
+        assert stack.asterisk_running()
+        assert stack.config.agents[-1].endpoint in stack.cli("queue show seat_gjj")
+    finally:
+        stack.config_path.write_text(good, encoding="utf-8")
+    assert "dialplan reload" in stack.reload()
+
+
+def test_second_instance_runs_beside_and_stops_alone(stack: Stack, tmp_path: Path) -> None:
+    ports = {k: v + 1000 for k, v in PORTS.items()}
+    write_config(tmp_path / "other.yaml", ports)
+    other = Stack(tmp_path / "other.yaml", instance=f"{INSTANCE}2", run_dir=tmp_path / "run")
+    try:
+        other.up()
+        assert asyncio.run(ami_command(other.config, "core show uptime"))
+        assert other.rootfs == stack.rootfs
+    finally:
+        other.down()
+    assert not other.asterisk_running()
+    assert not port_open(other.config.ami.host, other.config.ami.port)
+    assert stack.asterisk_running()
+    assert asyncio.run(ami_command(stack.config, "core show uptime"))
+
+
+def test_down_leaves_no_process(stack: Stack) -> None:
+    pids = [stack.status()[name]["pid"] for name in ("asterisk", "redis", "fastagi")]
+    stopped = stack.down()
+    assert stopped["asterisk"] and stopped["redis"]
+    for pid in pids:
+        assert not alive(pid)
+    cfg = stack.config
+    assert not port_open(cfg.ami.host, cfg.ami.port)
+    assert not port_open(cfg.redis.host, cfg.redis.port)
+    assert not port_open(cfg.agi.host, cfg.agi.port)
+    assert not udp_port_bound(cfg.sip.port)
