@@ -213,7 +213,8 @@ def config_texts(config_path: Path) -> dict[str, str]:
             check=False,
         )
         if proc.returncode != 0:
-            raise SystemExit(proc.stderr.strip() or f"{PROJECT_PYTHON} failed") from None
+            message = proc.stderr.strip().removeprefix("error: ")
+            raise PromptFileError(message or f"{PROJECT_PYTHON} failed") from None
         return json.loads(proc.stdout)
     finally:
         if sys.path and sys.path[0] == str(REPO):
@@ -290,20 +291,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--print-config-texts", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
-    if args.print_config_texts:
-        print(json.dumps(config_texts(args.print_config_texts), ensure_ascii=False))
-        return 0
     try:
+        if args.print_config_texts:
+            print(json.dumps(config_texts(args.print_config_texts), ensure_ascii=False))
+            return 0
         prompts = read_prompts(args.prompts)
-    except (OSError, PromptFileError) as exc:
+        rendered = config_texts(args.config) if args.config else {}
+    except (OSError, ValueError) as exc:  # PromptFileError, hotline.config.ConfigError
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.config:
-        rendered = config_texts(args.config)
+    if rendered:
         changed = {n: t for n, t in rendered.items() if prompts.get(n) != t}
         if changed:
             prompts.update(changed)
-            write_prompts(args.prompts, prompts)
+            if not args.dry_run:
+                write_prompts(args.prompts, prompts)
             for name, text in changed.items():
                 print(f"{args.prompts}: {name} ← {text}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
