@@ -598,3 +598,30 @@ def start_phones(
         phones.stop()
         raise
     return phones
+
+
+# ---- a test network beside the demo one ---------------------------------------------------
+def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = None) -> dict:
+    """A copy of a parsed hotline YAML whose every listening port is moved by ``offset``
+    (SIP 5060 → 15060, AMI, AGI, Redis, agents' phones, both trunks), so a test instance runs
+    beside the demo one.  Files under ``run/`` move to ``run_dir`` when given."""
+    import copy
+
+    data: dict = copy.deepcopy(base)  # type: ignore[arg-type]
+
+    def move(section: dict, default: int) -> None:
+        port = int(section.get("port", default)) + offset
+        if not 1 <= port <= 65535:
+            raise SippError(f"port {port} out of range after offset {offset}")
+        section["port"] = port
+
+    for key, default in (("sip", 5060), ("ami", 5038), ("agi", 4573), ("redis", 6390)):
+        move(data.setdefault(key, {}), default)
+    for trunk in data.get("trunks", {}).values():
+        move(trunk, 5060)
+    for agent in data.get("agents", []):
+        move(agent, 5100)
+    if run_dir is not None and isinstance(data.get("tickets"), dict):
+        data["tickets"]["path"] = str(run_dir / "tickets.sqlite3")
+        data["tickets"]["key_file"] = str(run_dir / "secrets" / "pii.key")
+    return data

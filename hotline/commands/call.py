@@ -1,0 +1,290 @@
+"""``hotline call``: place one test call into the running stack with sipp and say what happened.
+
+::
+
+    hotline call --digits 2                 # press 2 in the main menu
+    hotline call --digits 92 --caller 13900001111 --caller-name 张三 --hold 20
+    hotline call --audio caller.wav --digits ""
+
+It subscribes to AMI before the INVITE goes out, follows the call by its channel and linkedid
+and prints JSON: the IVR path, seat and queue (``HotlineRoute``), whether the dialplan fell
+back (``HotlineFallback``), the emergency line (``HotlineEmergency``, the emergency trunk's
+channel), which agent endpoint answered (``AgentConnect``/``BridgeEnter``), the AGI commands
+Asterisk executed (``AGIExec`` events, when the AMI user may read the ``agi`` class), the
+keys Asterisk received, the duration and sipp's own result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import sys
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hotline.ami import AmiClient, AmiError
+from hotline.config import ConfigError, HotlineConfig, load_config
+from hotline.sipp import CallerSpec, SippError, SippResult, digit_plan, run_caller_async
+
+REPO = Path(__file__).resolve().parents[2]
+SOUNDS = REPO / "sounds" / "zh"
+NOISE = frozenset(
+    {"VarSet", "RTCPSent", "RTCPReceived", "Newexten", "DeviceStateChange", "NewAccountCode"}
+)
+
+
+def prompt_seconds(name: str, sounds: Path = SOUNDS) -> float | None:
+    """Length of a committed prompt (``sounds/zh/<name>.wav``), None if it is not there."""
+    try:
+        with wave.open(str(sounds / f"{name}.wav")) as w:
+            return w.getnframes() / w.getframerate()
+    except (OSError, wave.Error, EOFError):
+        return None
+
+
+def first_key_after(config: HotlineConfig, margin_s: float = 2.0) -> float:
+    """When a caller can first press a key: the greeting (played whole) plus a margin."""
+    greeting = config.menus["main"].prompts[0]
+    seconds = prompt_seconds(greeting)
+    return (seconds if seconds is not None else 16.0) + margin_s
+
+
+@dataclass
+class CallFacts:
+    """What AMI told us about one call (all events with its linkedid)."""
+
+    caller: str
+    linkedid: str = ""
+    channel: str = ""
+    ivr_path: str | None = None
+    seat: str | None = None
+    queue: str | None = None
+    agent_endpoint: str | None = None
+    agent_channel: str | None = None
+    emergency_line: str | None = None
+    emergency_reason: str | None = None
+    emergency_channel: str | None = None
+    emergency_dial_status: str | None = None
+    fallback: bool = False
+    fallback_reasons: list[str] = field(default_factory=list)
+    agi_commands: list[str] = field(default_factory=list)
+    dtmf: list[str] = field(default_factory=list)
+    hangup_cause: str | None = None
+    duration_s: float | None = None
+    events: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        out = dict(self.__dict__)
+        out["agent"] = (
+            {"endpoint": self.agent_endpoint, "channel": self.agent_channel}
+            if self.agent_endpoint
+            else None
+        )
+        out["emergency"] = (
+            {
+                "line": self.emergency_line,
+                "reason": self.emergency_reason,
+                "channel": self.emergency_channel,
+                "dial_status": self.emergency_dial_status,
+            }
+            if self.emergency_line
+            else None
+        )
+        for key in ("agent_endpoint", "agent_channel", "emergency_line", "emergency_reason",
+                    "emergency_channel", "emergency_dial_status"):  # fmt: skip
+            out.pop(key)
+        return out
+
+
+_ENDPOINT_RE = re.compile(r"^PJSIP/([^-/]+)-[0-9a-f]+$")
+
+
+def endpoint_of(channel: str) -> str:
+    """``PJSIP/agent1002-0000000b`` → ``agent1002``."""
+    m = _ENDPOINT_RE.match(channel or "")
+    return m.group(1) if m else ""
+
+
+def analyse(events: list[tuple[float, dict[str, str]]], caller: str) -> CallFacts:
+    """Find the caller's carrier channel (by caller number) and read its call's events."""
+    facts = CallFacts(caller=caller)
+    start = None
+    for t, e in events:
+        if (
+            e.get("Event") == "Newchannel"
+            and endpoint_of(e.get("Channel", "")) == "carrier"
+            and e.get("CallerIDNum") == caller
+        ):
+            facts.linkedid = e.get("Linkedid") or e.get("Uniqueid", "")
+            facts.channel = e["Channel"]
+            start = t
+            break
+    if not facts.linkedid:
+        return facts
+    mine = [(t, e) for t, e in events if e.get("Linkedid") == facts.linkedid]
+    facts.events = len(mine)
+    for t, e in mine:
+        name = e.get("Event", "")
+        chan = e.get("Channel", "")
+        if name == "UserEvent":
+            kind = e.get("UserEvent", "")
+            if kind == "HotlineRoute":
+                facts.ivr_path = e.get("Path")
+                facts.seat = e.get("Seat")
+                facts.queue = e.get("Queue")
+            elif kind == "HotlineFallback":
+                facts.fallback = True
+                facts.fallback_reasons.append(e.get("Reason", ""))
+                facts.seat = facts.seat or e.get("Seat")
+                facts.queue = e.get("Queue") or facts.queue
+            elif kind == "HotlineEmergency":
+                facts.emergency_line = e.get("Line")
+                facts.emergency_reason = e.get("Reason")
+        elif name == "AgentConnect" and not facts.agent_endpoint:
+            facts.agent_endpoint = endpoint_of(e.get("DestChannel", "")) or endpoint_of(
+                e.get("Interface", "") + "-0"
+            )
+            facts.agent_channel = e.get("DestChannel")
+            facts.queue = e.get("Queue") or facts.queue
+        elif name == "BridgeEnter" and endpoint_of(chan).startswith("agent"):
+            facts.agent_endpoint = facts.agent_endpoint or endpoint_of(chan)
+            facts.agent_channel = facts.agent_channel or chan
+        elif name == "DialBegin" and endpoint_of(e.get("DestChannel", "")) == "emergency":
+            facts.emergency_channel = e.get("DestChannel")
+        elif name == "DialEnd" and endpoint_of(e.get("DestChannel", "")) == "emergency":
+            facts.emergency_dial_status = e.get("DialStatus")
+        elif name == "AGIExecStart" and chan == facts.channel:
+            facts.agi_commands.append(e.get("Command", ""))
+        elif name == "DTMFEnd" and chan == facts.channel and e.get("Direction") == "Received":
+            facts.dtmf.append(e.get("Digit", ""))
+        elif name == "Hangup" and chan == facts.channel:
+            facts.hangup_cause = e.get("Cause-txt") or e.get("Cause")
+            if start is not None:
+                facts.duration_s = round(t - start, 3)
+    return facts
+
+
+async def place_call(
+    config: HotlineConfig,
+    spec: CallerSpec,
+    workdir: Path,
+    timeout_s: float = 120.0,
+    settle_s: float = 1.5,
+) -> dict[str, object]:
+    """Place ``spec`` into the stack of ``config`` while following AMI; return the facts."""
+    ami = config.ami
+    client = await AmiClient.connect(ami.host, ami.port, ami.username, ami.secret)
+    events: list[tuple[float, dict[str, str]]] = []
+    queue = client.subscribe()
+
+    async def collect() -> None:
+        while True:
+            e = await queue.get()
+            if e.get("Event") not in NOISE:
+                events.append((time.monotonic(), e))
+
+    collector = asyncio.create_task(collect())
+    try:
+        result: SippResult = await run_caller_async(spec, workdir, timeout_s)
+        deadline = time.monotonic() + settle_s + 3.0
+        while time.monotonic() < deadline:
+            facts = analyse(events, spec.caller)
+            if facts.hangup_cause is not None:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(settle_s)  # the agent's / trunk's hang-up events
+    finally:
+        collector.cancel()
+        client.unsubscribe(queue)
+        await client.close()
+    facts = analyse(events, spec.caller)
+    out = facts.as_dict()
+    out["sipp"] = result.as_dict()
+    return out
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "call",
+        help="place a test call into the running stack (sipp) and print what happened",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", default=None, help="hotline YAML config (default: hotline.yaml)")
+    p.add_argument("--instance", default="demo", help="instance name (for the run directory)")
+    p.add_argument("--run-dir", type=Path, default=None, help="where sipp's traces go")
+    p.add_argument("--digits", default="", help="keys to press in order, e.g. 2 or 92")
+    p.add_argument(
+        "--key-after",
+        type=float,
+        default=None,
+        help="seconds after answer for the first key (default: greeting length + 2 s)",
+    )
+    p.add_argument("--key-gap", type=float, default=1.5, help="seconds between keys")
+    p.add_argument("--caller", default=None, help="caller number (default: random 138…)")
+    p.add_argument("--caller-name", default="", help="caller ID name")
+    p.add_argument("--hold", type=float, default=10.0, help="seconds on the line after the keys")
+    p.add_argument("--audio", type=Path, default=None, help="a wav the caller speaks after keys")
+    p.add_argument("--audio-after", type=float, default=1.0, help="silence before the speech")
+    p.add_argument("--timeout", type=float, default=180.0, help="give up after this many s")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    config_path = args.config or os.environ.get("HOTLINE_CONFIG", "hotline.yaml")
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    caller = args.caller or f"138{random.randrange(10**8):08d}"
+    run_root = (args.run_dir or REPO / "run").resolve() / args.instance / "calls"
+    workdir = run_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{caller}"
+    try:
+        key_after = args.key_after if args.key_after is not None else first_key_after(config)
+        plan = digit_plan(args.digits, key_after, args.key_gap) if args.digits else ""
+        pcap = None
+        if args.audio is not None:
+            from speech.pcap import PcapError, wav_to_pcap
+
+            workdir.mkdir(parents=True, exist_ok=True)
+            try:
+                pcap = wav_to_pcap(
+                    args.audio,
+                    workdir / "speech.pcap",
+                    lead_silence_ms=round(args.audio_after * 1000),
+                ).path
+            except PcapError as exc:
+                raise SippError(str(exc)) from None
+        spec = CallerSpec(
+            target_host=config.sip.host,
+            target_port=config.sip.port,
+            dialed=config.hotline.number,
+            caller=caller,
+            name=args.caller_name,
+            digits=plan,
+            hold_s=args.hold,
+            speech_pcap=pcap,
+        )
+        spec.validate()
+        facts = asyncio.run(place_call(config, spec, workdir, args.timeout))
+    except SippError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (AmiError, OSError) as exc:
+        print(
+            f"error: cannot reach Asterisk's AMI at {config.ami.host}:{config.ami.port} "
+            f"({exc}); is the stack up (hotline up)?",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(facts, ensure_ascii=False, indent=2))
+    sipp = facts["sipp"]
+    return 0 if isinstance(sipp, dict) and sipp.get("ok") and facts.get("linkedid") else 1
