@@ -21,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     up.add_argument(
         "--require-fastagi", action="store_true", help="fail if the FastAGI server cannot start"
     )
+    up.add_argument(
+        "--no-speech", action="store_true", help="do not start the speech (AudioSocket) service"
+    )
     up.set_defaults(func=up_cmd)
     down = subparsers.add_parser("down", help="stop every process of the instance")
     add_common(down)
@@ -44,7 +47,7 @@ def up_cmd(args: argparse.Namespace) -> int:
 
     try:
         stack = _stack(args)
-        status = stack.up(require_fastagi=args.require_fastagi)
+        status = stack.up(require_fastagi=args.require_fastagi, speech=not args.no_speech)
         if args.demo_agents:
             status["demo_phones"] = stack.start_demo_phones()
     except ConfigError as exc:
@@ -64,6 +67,11 @@ def up_cmd(args: argparse.Namespace) -> int:
         print("  fastagi  not available (agi_scripts has no __main__): calls fail open")
     else:
         print(f"  fastagi  NOT running, see {agi['log']}: calls fail open to the general seat")
+    speech = status["speech"]
+    if speech["running"]:
+        print(f"  speech   pid {speech['pid']}: {speech['listen']} (AudioSocket)")
+    else:
+        print(f"  speech   not running ({speech['log']}): callers use keys or reach a person")
     for phone in status.get("demo_phones", []):
         print(f"  phone    {phone}")
     timings = status.get("timings", {})

@@ -92,8 +92,9 @@ class Stack:
         return self.run / f"{name}.log"
 
     # ---- whole stack ------------------------------------------------------------------
-    def up(self, require_fastagi: bool = False) -> dict[str, object]:
-        """Build what is missing and start what is not running; return :meth:`status`."""
+    def up(self, require_fastagi: bool = False, speech: bool = True) -> dict[str, object]:
+        """Build what is missing and start what is not running (the speech service too
+        unless ``speech`` is False); return :meth:`status`."""
         self.run.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         if self._rootfs is None:
@@ -104,6 +105,8 @@ class Stack:
         self.start_redis()
         self.start_fastagi(required=require_fastagi)
         self.start_asterisk()
+        if speech:
+            self.start_speech()
         return self.status()
 
     def down(self) -> dict[str, bool]:
@@ -111,6 +114,7 @@ class Stack:
         return {
             "asterisk": self.stop_asterisk(),
             "fastagi": self.stop_fastagi(),
+            "speech": self.stop_speech(),
             "redis": self.stop_redis(),
             "demo_phones": self.stop_demo_phones() > 0,
         }
@@ -120,6 +124,7 @@ class Stack:
         ast_pid = read_pid(self._pidfile("asterisk"))
         redis_pid = read_pid(self._pidfile("redis"))
         agi_pid = read_pid(self._pidfile("fastagi"))
+        speech_pid = read_pid(self._pidfile("speech"))
         ast_running = alive(ast_pid, "asterisk")
         return {
             "instance": self.instance,
@@ -149,6 +154,14 @@ class Stack:
                 "listen": f"tcp:{cfg.agi.host}:{cfg.agi.port}",
                 "listening": port_open(cfg.agi.host, cfg.agi.port),
                 "log": str(self._logfile("fastagi")),
+            },
+            "speech": {
+                "available": self.speech_available(),
+                "running": alive(speech_pid, "speech"),
+                "pid": speech_pid if alive(speech_pid, "speech") else None,
+                "listen": f"tcp:{cfg.agi.host}:{self.speech_port}",
+                "listening": port_open(cfg.agi.host, self.speech_port),
+                "log": str(self._logfile("speech")),
             },
             "timings": dict(self.timings),
         }
@@ -356,7 +369,7 @@ class Stack:
             return False
         if port_open(cfg.host, cfg.port):
             raise StackError(f"FastAGI port {cfg.host}:{cfg.port} is already in use")
-        env = dict(os.environ, HOTLINE_INSTANCE=self.instance, PYTHONUNBUFFERED="1")
+        env = self._service_env()
         spawn(
             [sys.executable, "-m", "agi_scripts", "serve", "--config", str(self.config_path)],
             self._pidfile("fastagi"),
@@ -374,6 +387,58 @@ class Stack:
 
     def stop_fastagi(self) -> bool:
         return stop(self._pidfile("fastagi"), "agi_scripts")
+
+    # ---- speech service (AudioSocket) ---------------------------------------------------
+    @property
+    def speech_port(self) -> int:
+        """The speech service's AudioSocket port: the FastAGI port + 1 (4574 for the demo);
+        exported to FastAGI and the service as ``HOTLINE_SPEECH_PORT``."""
+        return self.config.agi.port + 1
+
+    def _service_env(self) -> dict[str, str]:
+        return dict(
+            os.environ,
+            HOTLINE_INSTANCE=self.instance,
+            HOTLINE_SPEECH_PORT=str(self.speech_port),
+            HOTLINE_SPEECH_AUDIO_DIR=str(self.run / "speech-audio"),
+            PYTHONUNBUFFERED="1",
+        )
+
+    @staticmethod
+    def speech_available() -> bool:
+        return (REPO / "speech" / "__main__.py").exists()
+
+    def start_speech(self, required: bool = False, timeout: float = 120.0) -> bool:
+        """Start ``python -m speech serve`` (loads the recogniser, so allow time); False (or
+        StackError if ``required``) when it is missing or does not listen.  Without it a
+        caller asked to speak is handled by keys / a person (fail open)."""
+        host = self.config.agi.host
+        if alive(read_pid(self._pidfile("speech")), "speech"):
+            return True
+        if not self.speech_available() or port_open(host, self.speech_port):
+            if required:
+                raise StackError(f"speech service cannot start on {host}:{self.speech_port}")
+            return False
+        spawn(
+            [
+                *(sys.executable, "-m", "speech", "serve", "--config", str(self.config_path)),
+                *("--host", host, "--port", str(self.speech_port)),
+            ],
+            self._pidfile("speech"),
+            self._logfile("speech"),
+            cwd=REPO,
+            env=self._service_env(),
+        )
+        try:
+            self._wait_port("speech", "speech", host, self.speech_port, timeout)
+        except StackError:
+            if required:
+                raise
+            return False
+        return True
+
+    def stop_speech(self) -> bool:
+        return stop(self._pidfile("speech"), "speech")
 
     # ---- demo phones ------------------------------------------------------------------
     def _phones(self) -> list[tuple[str, str, int]]:

@@ -95,6 +95,9 @@ def test_stack_is_up_with_ami_login_and_every_port(stack: Stack) -> None:
     status = stack.status()
     assert status["asterisk"]["running"] and status["asterisk"]["sip_bound"]
     assert status["redis"]["listening"]
+    for service in ("fastagi", "speech"):
+        if status[service]["available"]:
+            assert status[service]["listening"], f"{service}: see {status[service]['log']}"
     assert udp_port_bound(cfg.sip.port)
     uptime = asyncio.run(ami_command(cfg, "core show uptime"))
     assert "System uptime" in uptime
@@ -188,7 +191,7 @@ def test_second_instance_runs_beside_and_stops_alone(stack: Stack, tmp_path: Pat
     write_config(tmp_path / "other.yaml", ports)
     other = Stack(tmp_path / "other.yaml", instance=f"{INSTANCE}2", run_dir=tmp_path / "run")
     try:
-        other.up()
+        other.up(speech=False)
         assert asyncio.run(ami_command(other.config, "core show uptime"))
         assert other.rootfs == stack.rootfs
     finally:
@@ -200,7 +203,8 @@ def test_second_instance_runs_beside_and_stops_alone(stack: Stack, tmp_path: Pat
 
 
 def test_down_leaves_no_process(stack: Stack) -> None:
-    pids = [stack.status()[name]["pid"] for name in ("asterisk", "redis", "fastagi")]
+    names = ("asterisk", "redis", "fastagi", "speech")
+    pids = [stack.status()[name]["pid"] for name in names]
     stopped = stack.down()
     assert stopped["asterisk"] and stopped["redis"]
     for pid in pids:
@@ -209,4 +213,6 @@ def test_down_leaves_no_process(stack: Stack) -> None:
     assert not port_open(cfg.ami.host, cfg.ami.port)
     assert not port_open(cfg.redis.host, cfg.redis.port)
     assert not port_open(cfg.agi.host, cfg.agi.port)
+    assert not port_open(cfg.agi.host, stack.speech_port)
     assert not udp_port_bound(cfg.sip.port)
+    assert all(stack.status()[name]["running"] is False for name in names)
