@@ -60,7 +60,7 @@ from typing import Any
 
 from hotline.config import HotlineConfig
 from speech import fields_lexicon as lex
-from speech.fields_pinyin import Match, PinyinMatcher, text_readings
+from speech.fields_pinyin import Match, PinyinMatcher, sound_classes, sound_text, text_readings
 
 LOW_CONFIDENCE = 0.6
 """Fields with a lower confidence are listed in ``low_confidence``."""
@@ -211,7 +211,9 @@ _NEGATORS = ("没有", "没", "不是", "并非", "不会", "未")
 class _Tables:
     matcher: PinyinMatcher
     short_districts: PinyinMatcher
-    emergency_gapped: tuple[tuple[re.Pattern[str], str, str], ...]
+    loose_districts: PinyinMatcher
+    emergency_gapped: tuple[tuple[re.Pattern[str], str, str, bool], ...]
+    """(pattern, word, line, on sound codes) for emergency words said with fillers inside."""
     topic_seat: dict[int, str | None]
     """Topic index → config seat id (``None``: the general seat)."""
     seat_names: dict[str, str]
@@ -243,13 +245,18 @@ def _build(config: HotlineConfig) -> _Tables:
             entries.append((word, ("topic", idx, weight)))
             lexicon_words.add(word)
     gapped = []
+    filler_codes = "".join(sorted({sound_text(c) for c in _FILLERS}))
     for line, words in config.caller_rules.emergency_words.items():
         for word in words:
             entries.append((word, ("emergency", line)))
             lexicon_words.add(word)
             if len(word) >= 2:
                 inner = f"[{_FILLERS}]{{0,4}}".join(re.escape(c) for c in word)
-                gapped.append((re.compile(inner), word, line))
+                gapped.append((re.compile(inner), word, line, False))
+                classes = sound_classes(word)
+                if classes:  # by sound, with at least one filler (留学 is not 流血)
+                    inner = f"[{filler_codes}]{{1,4}}".join(f"[{c}]" for c in classes)
+                    gapped.append((re.compile(inner), word, line, True))
     for key, rule in config.caller_rules.out_of_scope.items():
         for word in rule.words:
             entries.append((word, ("scope", key)))
@@ -278,6 +285,9 @@ def _build(config: HotlineConfig) -> _Tables:
     return _Tables(
         matcher=PinyinMatcher(entries),
         short_districts=PinyinMatcher(short),
+        loose_districts=PinyinMatcher(
+            [(d, ("district", d)) for d in config.city.districts], loose=True
+        ),
         emergency_gapped=tuple(gapped),
         topic_seat=topic_seat,
         seat_names={s.id: s.name for s in config.seats},
@@ -411,11 +421,13 @@ def _emergency(
             line = m.payload[1]  # type: ignore[index]
             heard.setdefault(line, {})
             heard[line][m.word] = max(heard[line].get(m.word, 0.0), m.score)
-    for pattern, word, line in tables.emergency_gapped:
-        for m in pattern.finditer(text):
+    sound = sound_text(text)
+    for pattern, word, line, on_sound in tables.emergency_gapped:
+        for m in pattern.finditer(sound if on_sound else text):
             if not any(text[max(0, m.start() - len(n)) : m.start()] == n for n in _NEGATORS):
                 heard.setdefault(line, {})
-                heard[line][word] = max(heard[line].get(word, 0.0), 0.9)
+                score = 0.8 if on_sound else 0.9
+                heard[line][word] = max(heard[line].get(word, 0.0), score)
                 break
     lines = {
         line: sorted(heard[line], key=lambda w: -heard[line][w])
@@ -438,6 +450,9 @@ def _district(text: str, matches: list[Match], tables: _Tables) -> tuple[str | N
         for m in tables.short_districts.find(text, syl):
             if m.how == "char":
                 cands.append((0.75, -m.start, m.payload[1]))  # type: ignore[index]
+        if not cands:  # a district name heard with every syllable only close: 狗受气
+            for m in tables.loose_districts.find(text, syl):
+                cands.append((m.score, -m.start, m.payload[1]))  # type: ignore[index]
     if not cands:
         return None, 0.0
     score, _, name = max(cands)
@@ -582,7 +597,9 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
 
     utter_types, _ = _scores(matches, 0, len(text))
     utter_type, utter_type_conf, _ = _ranked(utter_types)
-    demands = _demands(text, matches, tables, utter_type, utter_type_conf, draft["district"])
+    demands = _demands(
+        text, matches, tables, utter_type, utter_type_conf, draft["district"], line is not None
+    )
     draft["demands"] = demands
     if demands:
         first = demands[0]
@@ -607,6 +624,7 @@ def _demands(
     utter_type: str | None,
     utter_type_conf: float,
     district: str | None,
+    emergency: bool,
 ) -> list[dict[str, Any]]:
     """One draft per matter: segments split at sentence ends and 另外/还有…, merged back when
     they do not name a different matter."""
@@ -639,6 +657,8 @@ def _demands(
         idx, dept_conf, _ = _ranked(topics)
         if kind is None and idx is None:
             continue
+        if kind is None and emergency:
+            continue  # 有人(→油烟)在街上打架: an emergency, not a matter to register
         if kind is None:
             kind, type_conf = "咨询", 0.3  # a matter named without saying what is wanted
         if idx is not None:

@@ -17,6 +17,7 @@ similarity of 0.75, a longer one 0.7 with at least one syllable at 0.9 or better
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -126,7 +127,10 @@ class _Entry:
 class PinyinMatcher:
     """Finds a fixed set of keywords (each with a payload) in texts, by characters and pinyin."""
 
-    def __init__(self, entries: Iterable[tuple[str, object]]) -> None:
+    def __init__(self, entries: Iterable[tuple[str, object]], loose: bool = False) -> None:
+        """``loose``: keywords of three or more syllables may match with every syllable only
+        close (for a short list of long names such as districts: 狗受气 → 拱墅区)."""
+        self._loose = loose
         self._entries: list[_Entry] = []
         self._by_first: dict[str, list[_Entry]] = {}
         seen: set[tuple[str, object]] = set()
@@ -180,14 +184,14 @@ class PinyinMatcher:
                     key = (e.word, e.payload, i)
                     if key in found:
                         continue
-                    m = self._score(e, syl, i, n, sim0)
+                    m = self._score(e, syl, i, n, sim0, self._loose)
                     if m is not None:
                         found[key] = m
         return sorted(found.values(), key=lambda m: (m.start, -m.score))
 
     @staticmethod
     def _score(
-        e: _Entry, syl: Sequence[tuple[str, ...]], i: int, n: int, sim0: float
+        e: _Entry, syl: Sequence[tuple[str, ...]], i: int, n: int, sim0: float, loose: bool
     ) -> Match | None:
         length = len(e.syllables)
         if i + length > n:
@@ -206,7 +210,7 @@ class PinyinMatcher:
         mean = sum(sims) / length
         if length == 2 and mean < 0.75:
             return None
-        if length > 2 and (mean < 0.7 or max(sims) < SIM_FUZZY):
+        if length > 2 and not loose and (mean < 0.7 or max(sims) < SIM_FUZZY):
             return None
         how = "pinyin" if mean == 1.0 else "fuzzy" if min(sims) >= SIM_FUZZY else "close"
         return Match(e.word, e.payload, i, i + length, round(SCORE_PINYIN * mean, 3), how)
@@ -215,3 +219,41 @@ class PinyinMatcher:
 def text_readings(text: str) -> list[tuple[str, ...]]:
     """:func:`readings` for every character of ``text``."""
     return [readings(c) for c in text]
+
+
+_CODES: dict[str, str] = {}
+_CODES_LOCK = threading.Lock()
+
+
+def syllable_code(syllable: str) -> str:
+    """One private-use character standing for a toneless syllable (same for every caller)."""
+    code = _CODES.get(syllable)
+    if code is None:
+        with _CODES_LOCK:
+            code = _CODES.setdefault(syllable, chr(0xF0000 + len(_CODES)))
+    return code
+
+
+def sound_text(text: str) -> str:
+    """``text`` with every character that has a reading replaced by its main syllable's code,
+    so regular expressions can match by sound (留了很多血 like 流了很多血)."""
+    out = []
+    for c in text:
+        rs = readings(c)
+        out.append(syllable_code(rs[0]) if rs else c)
+    return "".join(out)
+
+
+def sound_classes(word: str) -> list[str]:
+    """Per character of a keyword, the :func:`sound_text` codes it may be heard as (its phrase
+    reading and its own readings: 血 as xie and xue); ``[]`` if a character has no reading."""
+    phrase = keyword_syllables(word)
+    if len(phrase) != len(word):
+        return []
+    out = []
+    for c, s in zip(word, phrase, strict=True):
+        rs = readings(c)
+        if not rs:
+            return []
+        out.append("".join(sorted({syllable_code(x) for x in (s, *rs)})))
+    return out

@@ -187,6 +187,14 @@ def test_misheard_district_is_found_by_its_sound(config) -> None:
         assert draft["district"] == "拱墅区", heard
 
 
+def test_district_heard_with_every_syllable_off_is_a_doubtful_guess(config) -> None:
+    # whisper-base on the phone-band recording of "在拱墅区": 再狗受气
+    draft = extract("工地晚上还在施工，噪音特别大，再狗受气", config)
+    assert draft["district"] == "拱墅区"
+    assert "district" in draft["low_confidence"]
+    assert extract("今天天气不错，狗很开心", config)["district"] is None
+
+
 def test_another_citys_district_is_not_one_of_ours(config) -> None:
     assert extract("我在上海浦东新区", config)["district"] is None
 
@@ -291,6 +299,20 @@ def test_emergency_words_from_the_config_choose_the_line(said, line, word, confi
 def test_emergency_word_said_with_fillers_inside(config) -> None:
     assert extract("他流了好多血", config)["emergency"] == "120"
     assert extract("厨房着了火", config)["emergency"] == "119"
+
+
+def test_misheard_bleeding_with_fillers_is_still_bleeding(config) -> None:
+    # whisper-base wrote 留 for 流 in "流了很多血"
+    draft = extract("有人在马路上被车撞了，留了很多血", config)
+    assert draft["emergency"] == "120"
+    assert draft["emergency_words"] == ["流血"]
+
+
+def test_an_emergency_is_not_also_registered_as_a_matter(config) -> None:
+    # "有人" heard as 油烟 (an environment keyword) must not add an enquiry to a fight
+    draft = extract("油烟在街上打架，还拿着刀", config)
+    assert draft["emergency"] == "110"
+    assert draft["demands"] == [] and draft["seat"] is None
 
 
 def test_misheard_fire_is_still_fire(config) -> None:
