@@ -120,3 +120,53 @@ def test_cli_config_check_summarises_a_good_file(capsys: pytest.CaptureFixture[s
     for agent in config.agents:
         assert agent.endpoint in out
     assert f"{len(config.seats)} seats, {len(config.agents)} agents" in out
+
+
+# ---- the production config and containers stay consistent with the runtime --------------
+DOCKER = EXAMPLE.parent / "docker"
+
+
+def test_docker_config_is_the_example_with_other_addresses() -> None:
+    example = load_config(EXAMPLE)
+    docker = load_config(DOCKER / "hotline.docker.yaml")
+    for section in ("hotline", "seats", "menus", "emergency", "caller_rules", "business_hours"):
+        assert getattr(docker, section) == getattr(example, section), section
+    assert [(a.id, a.seats) for a in docker.agents] == [(a.id, a.seats) for a in example.agents]
+    assert docker.ami.secret != example.ami.secret
+
+
+def test_compose_addresses_match_the_docker_config() -> None:
+    import yaml
+
+    config = load_config(DOCKER / "hotline.docker.yaml")
+    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+
+    def address(name: str) -> str:
+        return services[name]["networks"]["hotline"]["ipv4_address"]
+
+    assert address("asterisk") == config.ami.host
+    assert address("fastagi") == config.agi.host
+    assert address("redis") == config.redis.host
+    assert str(config.redis.port) in services["redis"]["command"]
+    assert str(config.agi.port + 1) in services["speech"]["command"]
+    assert f"{config.sip.port}:{config.sip.port}/udp" in services["asterisk"]["ports"]
+
+
+def test_asterisk_image_installs_the_rootfs_packages() -> None:
+    from hotline.runtime.rootfs import PACKAGES
+
+    dockerfile = (DOCKER / "asterisk.Dockerfile").read_text(encoding="utf-8")
+    install = dockerfile.split("apt-get install", 1)[1].split("&&", 1)[0].split()
+    assert sorted(p for p in install if not p.startswith("-") and p != "\\") == sorted(PACKAGES)
+    assert "FROM debian:sid" in dockerfile
+
+
+def test_hold_music_stage_uses_the_pinned_versions() -> None:
+    import tomllib
+
+    pins = tomllib.loads((EXAMPLE.parent / "pyproject.toml").read_text())["project"]
+    dockerfile = (DOCKER / "asterisk.Dockerfile").read_text(encoding="utf-8")
+    line = next(ln for ln in dockerfile.splitlines() if ln.startswith("RUN pip install"))
+    for pin in line.split()[4:]:
+        assert pin in pins["dependencies"], pin
