@@ -414,6 +414,28 @@ def test_spoken_out_of_scope_matter_hears_its_notice(speech_menu: HotlineConfig)
     assert call.route.request.skill == speech_menu.general_seat.id
 
 
+@pytest.mark.parametrize(
+    ("utterance", "keys", "outcome", "hears"),
+    [
+        ("我想咨询一下公积金提取需要哪些材料。", [], "seat:gjj", "transfer"),
+        ("楼下着火了，好多烟", [], "emergency:119", "emergency-119"),
+        ("我要起诉我的邻居", ["0"], "seat:zonghe", "notice-legal"),
+        ("嗯", [], "seat:zonghe", "transfer"),
+    ],
+)
+def test_spoken_demands_through_the_real_field_extractor(
+    speech_menu: HotlineConfig, utterance: str, keys: list[str], outcome: str, hears: str
+) -> None:
+    fields = pytest.importorskip("speech.fields")
+    draft = fields.extract(utterance, speech_menu)
+    call = place_call(speech_menu, ["6", *keys], said=draft)
+    assert hears in call.played()
+    if isinstance(call.end, EmergencyTransfer):
+        assert f"emergency:{call.end.line}" == outcome
+    else:
+        assert f"seat:{call.route.request.skill}" == outcome
+
+
 # ---- progress of open demands (第十四条) ---------------------------------------------------
 TICKET = {
     "status": "in_progress",
