@@ -83,8 +83,8 @@ _FULLWIDTH = str.maketrans(
 )
 _DIGIT_VALUE = {c: str(i) for i, c in enumerate("零一二三四五六七八九")}
 _DIGIT_VALUE |= {str(i): str(i) for i in range(10)} | {"〇": "0", "幺": "1", "两": "2"}
-_DIGIT_GROUP = re.compile("[0-9零〇一二三四五六七八九幺两]+")
-_GROUP_SEPS = " -－—–·、,，.．"
+_DIGIT = "[0-9零〇一二三四五六七八九幺两]"
+_DIGIT_RUN = re.compile(f"{_DIGIT}{{3,}}(?:[ \\-－—–·、,，.．]{_DIGIT}{{3,}})*")
 _ID_LAST = "Xx叉"
 _PHONE_CUE = re.compile("电话|手机|号码|联系|回电|打给|拨打|回拨|致电|打我")
 
@@ -137,23 +137,12 @@ class NumberRun:
 
 def number_runs(text: str) -> list[NumberRun]:
     """Runs of seven or more digits in ``text``: 一三八零五七一二三四五, 138 0571 2345, 幺三八…,
-    identity numbers ending in X/叉."""
-    groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(text)]
+    identity numbers ending in X/叉.  Groups of three or more digits join across one separator;
+    shorter groups (三个月, 2单元) never make a phone or identity number."""
     runs: list[NumberRun] = []
-    i = 0
-    while i < len(groups):
-        start, end = groups[i]
-        last_len = end - start
-        j = i + 1
-        while j < len(groups):
-            s, e = groups[j]
-            if s - end == 1 and text[end] in _GROUP_SEPS and last_len >= 3 and e - s >= 3:
-                end, last_len = e, e - s
-                j += 1
-            else:
-                break
-        i = j
-        if end - start < 7:  # shorter runs are neither phone nor identity numbers
+    for m in _DIGIT_RUN.finditer(text):
+        start, end = m.span()
+        if end - start < 7:
             continue
         digits = "".join(_DIGIT_VALUE.get(c, "") for c in text[start:end])
         if len(digits) == 17 and end < len(text) and text[end] in _ID_LAST:
@@ -550,7 +539,7 @@ def _empty_draft(transcript: str) -> dict[str, Any]:
 
 def extract(text: str, config: HotlineConfig) -> dict[str, Any]:
     """A ticket draft for what a caller said (see the module docstring for every key)."""
-    clean = _clean(text)
+    clean = _clean(text).strip()
     draft = _empty_draft(_mask_clean(clean))
     try:
         _fill(draft, clean, config)

@@ -468,3 +468,56 @@ def test_matchers_are_built_once_per_config(config) -> None:
     assert fields._tables(config) is tables
     other = config_with(city={"name": "宁波市", "districts": ["海曙区"]})
     assert fields._tables(other) is not tables
+
+
+# ---- hotline speech analyze -------------------------------------------------------------
+def test_analyze_text_prints_the_draft_as_json(capsys) -> None:
+    from hotline.commands.speech import main
+
+    assert (
+        main(["analyze", "--text", "我想咨询一下公积金", "--config", str(REPO / "hotline.yaml")])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "公积金专席" in out  # not \u escapes
+    assert json.loads(out)["seat"] == "gjj"
+
+
+def test_analyze_reads_the_transcript_from_stdin(capsys, monkeypatch) -> None:
+    import io
+
+    from hotline.commands.speech import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("我要投诉工地噪音\n"))
+    assert main(["analyze", "--text", "-", "--compact"]) == 0
+    draft = json.loads(capsys.readouterr().out)
+    assert draft["type"] == "投诉" and draft["transcript"] == "我要投诉工地噪音"
+
+
+def test_analyze_a_missing_recording_is_a_clear_error(capsys, tmp_path) -> None:
+    from hotline.commands.speech import main
+
+    assert main(["analyze", str(tmp_path / "nope.wav")]) == 2
+    assert "nope.wav: no such file" in capsys.readouterr().err
+
+
+def test_analyze_with_a_broken_config_names_the_problem(capsys, tmp_path) -> None:
+    from hotline.commands.speech import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("seats: [\n", encoding="utf-8")
+    assert main(["analyze", "--text", "公积金", "--config", str(bad)]) == 2
+    assert "bad.yaml" in capsys.readouterr().err
+
+
+def test_analyze_without_a_recogniser_says_so(capsys, tmp_path, monkeypatch) -> None:
+    import sys
+
+    from hotline.commands.speech import main
+
+    wav = tmp_path / "call.wav"
+    wav.write_bytes(b"RIFF")
+    monkeypatch.setitem(sys.modules, "speech.recognize", None)  # as if E2's module were absent
+    assert main(["analyze", str(wav)]) == 3
+    err = capsys.readouterr().err
+    assert "speech recognition is not available" in err and "--text" in err
