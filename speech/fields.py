@@ -44,7 +44,8 @@ syllables (a false alarm sends a caller to 110); they also match with a few fill
 (流了很多血 → 流血, 着了火 → 着火), and not right after a negation (没有着火).
 
 Totality.  Any input gives a draft, never an exception: non-strings are converted, lone
-surrogates and control characters are replaced, and only the first :data:`MAX_ANALYSED`
+surrogates and control characters are replaced, spaces between Chinese characters or digits
+dropped (我 的 电话 是 一 三 八 …), and only the first :data:`MAX_ANALYSED`
 characters are analysed (masking still covers the whole transcript; ``truncated`` says so).
 Matchers are built once per config object.
 """
@@ -75,6 +76,10 @@ EMERGENCY_ORDER = ("119", "120", "110", "122")
 _ZERO_WIDTH = re.compile("[\u200b-\u200f\u2060\ufeff\u00ad]")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
+_CJK_GAP = re.compile(
+    "(?<=[\u3400-\u9fff\uf900-\ufaff0-9])[ \t]+(?=[\u3400-\u9fff\uf900-\ufaff0-9])"
+)
+"""Spaces between Chinese characters or digits (a word-by-word recogniser's output)."""
 _FULLWIDTH = str.maketrans(
     {0xFF10 + i: ord("0") + i for i in range(10)}
     | {0xFF21 + i: ord("A") + i for i in range(26)}
@@ -122,8 +127,8 @@ def _clean(text: object) -> str:
             text = ""
     text = _SURROGATE.sub("\ufffd", text)
     text = _ZERO_WIDTH.sub("", text)
-    text = _CONTROL.sub(" ", text)
-    return text.translate(_FULLWIDTH)
+    text = _CONTROL.sub(" ", text).translate(_FULLWIDTH)
+    return _CJK_GAP.sub("", text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,6 +235,14 @@ def test_spoken_mobile_number_becomes_digits(said: str, config) -> None:
     assert "138****2345" in draft["transcript"]
 
 
+def test_word_by_word_recogniser_output_with_spaces(config) -> None:
+    draft = extract(
+        "我 的 手机 号码 是 一 三 八 零 五 七 一 二 三 四 五 ， 我 想 咨询 公 积 金", config
+    )
+    assert (draft["callback"], draft["seat"], draft["type"]) == ("13805712345", "gjj", "咨询")
+    assert "138****2345" in draft["transcript"]
+
+
 def test_landline_with_area_code(config) -> None:
     draft = extract("我家电话是零五七一八七六五四三二一", config)
     assert draft["callback"] == "057187654321"
