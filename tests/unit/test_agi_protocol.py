@@ -217,3 +217,72 @@ def test_any_text_becomes_exactly_one_command_line() -> None:
         assert b"\x00" not in wire and b"\r" not in wire
         words = split_words(wire.decode("utf-8")[:-1])
         assert words == ["EXEC", *cleaned], args
+
+
+# ---- bytes recorded from Asterisk 22.10.1 (Debian sid build) on this machine ------------
+# A Local channel ran AGI(agi://127.0.0.1:39573/probe); the FastAGI side logged every byte.
+RECORDED_ENV = (
+    b"agi_network: yes\nagi_network_script: probe\nagi_request: agi://127.0.0.1:39573/probe\n"
+    b"agi_channel: Local/s@probe-00000003;2\nagi_language: en\nagi_type: Local\n"
+    b"agi_uniqueid: 1795378805.7\nagi_version: 22.10.1+dfsg+~cs6.17.60671434-1\n"
+    b"agi_callerid: unknown\nagi_calleridname: unknown\nagi_callingpres: 0\n"
+    b"agi_callingani2: 0\nagi_callington: 0\nagi_callingtns: 0\nagi_dnid: unknown\n"
+    b"agi_rdnis: unknown\nagi_context: probe\nagi_extension: s\nagi_priority: 2\n"
+    b"agi_enhanced: 0.0\nagi_accountcode: \nagi_threadid: 140575917029056\n\n"
+)
+RECORDED_USAGE = [
+    "520-Invalid command syntax.  Proper usage follows:",
+    "Waits up to <replaceable>timeout</replaceable> milliseconds for channel to receive a DTMF"
+    " digit. Returns <literal>-1</literal> on channel failure, <literal>0</literal> if no digit"
+    " is received in the timeout, or the numerical value of the ascii of the digit if one is"
+    " received. Use <literal>-1</literal> for the <replaceable>timeout</replaceable> value if"
+    " you desire the call to block indefinitely.",
+    "520 End of proper usage.",
+]
+
+
+def test_recorded_asterisk_22_environment_parses_cleanly() -> None:
+    from agi_scripts.handlers.ivr import call_info_from_env
+
+    env = parse_env(RECORDED_ENV)
+    assert env.anomalies == ()
+    assert env.route == "probe" and env["agi_accountcode"] == ""
+    info = call_info_from_env(env)
+    assert info.call_id == "1795378805.7"
+    assert info.caller == ""  # "unknown" is a withheld number, not a caller called unknown
+    assert info.dialed == "s"  # no DNID: the extension
+
+
+def test_recorded_usage_block_for_wait_for_digit_without_timeout() -> None:
+    parser = ReplyParser()
+    events = [parser.feed(line) for line in RECORDED_USAGE]
+    err = reply_error("WAIT FOR DIGIT", events[-1])  # type: ignore[arg-type]
+    assert isinstance(err, AgiUsageError) and "DTMF digit" in err.usage
+
+
+def test_recorded_hangup_during_wait_for_digit() -> None:
+    """Hang-up 2 s into WAIT FOR DIGIT: the reply (-1), 43 ms later HANGUP, then 511."""
+    parser = ReplyParser()
+    reply = parser.feed("200 result=-1")
+    assert isinstance(reply, AgiReply) and reply.result_int == -1
+    assert parser.feed("HANGUP") is HANGUP
+    dead = parser.feed("511 Command Not Permitted on a dead channel or intercept routine")
+    assert isinstance(reply_error("STREAM FILE", dead), AgiDeadChannel)  # type: ignore[arg-type]
+
+
+def test_recorded_missing_prompt_answers_minus_one_at_endpos_zero() -> None:
+    reply = parse_reply_line("200 result=-1 endpos=0")
+    assert (reply.result_int, reply.extra["endpos"]) == (-1, "0")
+
+
+def test_quoted_value_round_trips_as_asterisk_22_stored_it() -> None:
+    """SET VARIABLE with this exact line, then GET VARIABLE, returned the value unchanged."""
+    value = 'a"b\\c \t d "EXEC Dial PJSIP/x" 张三 \\'
+    wire = build_command("SET VARIABLE", "HOSTILE", value)
+    assert wire == (
+        b'SET VARIABLE "HOSTILE" "a\\"b\\\\c \t d \\"EXEC Dial PJSIP/x\\" '
+        + "张三".encode()
+        + b' \\\\"\n'
+    )
+    echoed = parse_reply_line(f"200 result=1 ({value})")
+    assert echoed.data == value
