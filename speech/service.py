@@ -314,8 +314,14 @@ class SpeechService:
                 no_speech_s=min(s.no_speech_s, listen.max_s),
             )
         )
-        session: RecognizerSession = await self._run(self.recognizer.start, au.TELEPHONE_RATE)
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        try:
+            session: RecognizerSession | None = await self._run(
+                self.recognizer.start, au.TELEPHONE_RATE
+            )
+        except Exception:
+            log.exception("cannot start a recogniser session for %s", listen.call_id)
+            session = None  # still capture, release the call and publish an empty draft
         feeder = asyncio.create_task(self._feed(session, queue))
         chunk_bytes = au.TELEPHONE_RATE * 2 * s.feed_chunk_ms // 1000
         pending = bytearray()
@@ -363,12 +369,15 @@ class SpeechService:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _feed(self, session: RecognizerSession, queue: asyncio.Queue[bytes | None]) -> None:
+    async def _feed(
+        self, session: RecognizerSession | None, queue: asyncio.Queue[bytes | None]
+    ) -> None:
         while (chunk := await queue.get()) is not None:
-            await self._run(session.feed, chunk)
+            if session is not None:
+                await self._run(session.feed, chunk)
 
     async def _complete(
-        self, listen: Listen, session: RecognizerSession, feeder: asyncio.Task[None]
+        self, listen: Listen, session: RecognizerSession | None, feeder: asyncio.Task[None]
     ) -> None:
         draft: dict[str, Any] = {
             "call_id": listen.call_id,
@@ -383,7 +392,9 @@ class SpeechService:
             audio = np.concatenate(listen.chunks) if listen.chunks else np.zeros(0, np.int16)
             draft["audio_path"] = await self._run(self._save_audio, listen, audio)
             draft["audio_seconds"] = round(audio.size / au.TELEPHONE_RATE, 3)
-            if not feeder.cancelled():
+            if session is None:
+                draft["error"] = "recognition: no recogniser session"
+            elif not feeder.cancelled():
                 await feeder
                 tr = await self._run(session.finish)
                 draft.update(

@@ -75,11 +75,18 @@ class FakeSession:
 class FakeRecognizer:
     name = "fake"
 
-    def __init__(self, text: str = "我想咨询一下公积金提取需要哪些材料", fail: bool = False):
-        self.text, self.fail = text, fail
+    def __init__(
+        self,
+        text: str = "我想咨询一下公积金提取需要哪些材料",
+        fail: bool = False,
+        broken: bool = False,
+    ):
+        self.text, self.fail, self.broken = text, fail, broken
         self.fed: list[int] = []
 
     def start(self, sample_rate: int = 8000) -> FakeSession:
+        if self.broken:
+            raise RuntimeError("model not loaded")
         return FakeSession(self)
 
 
@@ -153,6 +160,21 @@ async def test_recogniser_crash_still_gives_an_empty_draft_so_the_ivr_goes_on(
         (draft,) = await drafts(redis)
         assert draft["call_id"] == listen_id
         assert draft["transcript"] == "" and "model crashed" in draft["error"]
+    finally:
+        await svc.stop()
+
+
+async def test_recogniser_that_cannot_start_still_releases_the_call(config, tmp_path) -> None:
+    svc, redis = await start(config, FakeRecognizer(broken=True), tmp_path)
+    try:
+        listen_id = await register_listen(redis, "call-8", silence_ms=500)  # type: ignore[arg-type]
+        reader, writer = await asyncio.open_connection("127.0.0.1", svc.port)
+        writer.write(frame(KIND_UUID, uuid.UUID(listen_id).bytes))
+        await send_audio(writer, np.concatenate([tone(0.5), np.zeros(8000, np.int16)]))
+        assert await asyncio.wait_for(reader.read(), 3) == HANGUP_MESSAGE
+        (draft,) = await drafts(redis)
+        assert draft["transcript"] == "" and "no recogniser session" in draft["error"]
+        assert Path(draft["audio_path"]).is_file()
     finally:
         await svc.stop()
 
