@@ -132,6 +132,11 @@ async def register_listen(
     return listen_id
 
 
+def audiosocket_args(listen_id: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> str:
+    """The argument string for ``EXEC AudioSocket`` (``<uuid>,<host>:<port>``)."""
+    return f"{uuid.UUID(listen_id)},{host}:{port}"
+
+
 async def speech_service_alive(redis: Redis) -> bool:
     """True while the service refreshes its heartbeat (every 2 s, 5 s expiry)."""
     try:

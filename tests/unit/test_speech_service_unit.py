@@ -22,6 +22,7 @@ from speech.service import (
     KIND_UUID,
     ServiceSettings,
     SpeechService,
+    audiosocket_args,
     frame,
     register_listen,
     wait_for_draft,
@@ -224,3 +225,10 @@ async def test_wait_for_draft_fails_open_when_redis_is_down() -> None:
     t0 = time.monotonic()
     assert await wait_for_draft(BrokenRedis(), "call-1", timeout_s=1.0) is None  # type: ignore[arg-type]
     assert time.monotonic() - t0 < 0.5
+
+
+def test_audiosocket_arguments_for_the_agi_exec() -> None:
+    listen_id = str(uuid.uuid4())
+    assert audiosocket_args(listen_id, port=4574) == f"{listen_id},127.0.0.1:4574"
+    with pytest.raises(ValueError):
+        audiosocket_args("1732300000.12")  # a linkedid is not a UUID
