@@ -342,34 +342,52 @@ def _ranked(scores: dict[Any, float]) -> tuple[Any, float, float]:
 class _Segment:
     start: int
     end: int
-    explicit: bool
-    """Started by a separator word (另外 …), not just a sentence end."""
+    cut: str
+    """What started it: ``start``, ``word`` (另外 …), ``sentence`` (。？！) or ``soft``
+    (，/还有 …).  The stronger the cut, the less it takes to make a separate demand."""
 
 
 _SENTENCE_END = re.compile("[。！？!?；;\n]+")
+_SOFT_CUT = re.compile("[，,、]+|还有|以及|然后|再就是|同时")
+_CUT_RANK = {"start": 0, "soft": 1, "sentence": 2, "word": 3}
 
 
 def _segments(text: str) -> list[_Segment]:
-    cuts: list[tuple[int, bool]] = []
+    cuts: list[tuple[int, str]] = []
     for m in _SENTENCE_END.finditer(text):
-        if m.end() < len(text):
-            cuts.append((m.end(), False))
+        cuts.append((m.end(), "sentence"))
+    for m in _SOFT_CUT.finditer(text):
+        cuts.append((m.end() if m.group()[0] in "，,、" else m.start(), "soft"))
     for word in lex.DEMAND_SEPARATORS:
         start = text.find(word)
         while start >= 0:
-            cuts.append((start, True))
+            cuts.append((start, "word"))
             start = text.find(word, start + len(word))
     cuts.sort()
     segs: list[_Segment] = []
-    pos, explicit = 0, False
-    for at, exp in cuts:
+    pos, cut = 0, "start"
+    for at, kind in cuts:
+        if at >= len(text):
+            break
         if at > pos:
-            segs.append(_Segment(pos, at, explicit))
-            pos, explicit = at, exp
-        else:
-            explicit = explicit or exp
-    segs.append(_Segment(pos, len(text), explicit))
+            segs.append(_Segment(pos, at, cut))
+            pos, cut = at, kind
+        elif _CUT_RANK[kind] > _CUT_RANK[cut]:
+            cut = kind
+    segs.append(_Segment(pos, len(text), cut))
     return segs
+
+
+def _separate(seg: _Segment, top: tuple[int, float], prev: tuple[int, float], t: _Tables) -> bool:
+    """Whether a segment naming topic ``top`` is a demand of its own after one naming
+    ``prev`` (第八条): always after 另外…; after a sentence end for another seat; after a
+    comma or 还有 only for another seat named by a sure word on both sides."""
+    if seg.cut == "word":
+        return True
+    other_seat = t.topic_seat.get(top[0]) != t.topic_seat.get(prev[0])
+    if seg.cut == "sentence":
+        return other_seat
+    return seg.cut == "soft" and other_seat and min(top[1], prev[1]) >= 3.0
 
 
 def _scores(matches: list[Match], start: int, end: int) -> tuple[dict, dict]:
@@ -627,14 +645,14 @@ def _demands(
         types, topics = _scores(matches, seg.start, seg.end)
         if parts:
             prev_seg, prev_types, prev_topics = parts[-1]
-            prev_top = max(prev_topics, key=prev_topics.get) if prev_topics else None
-            top = max(topics, key=topics.get) if topics else None
-            differs = top is not None and prev_top is not None and (
-                seg.explicit
-                or tables.topic_seat.get(top) != tables.topic_seat.get(prev_top)
-            )  # fmt: skip
+            differs = bool(topics and prev_topics) and _separate(
+                seg,
+                max(topics.items(), key=lambda kv: kv[1]),
+                max(prev_topics.items(), key=lambda kv: kv[1]),
+                tables,
+            )
             if not differs:
-                merged = _Segment(prev_seg.start, seg.end, prev_seg.explicit)
+                merged = _Segment(prev_seg.start, seg.end, prev_seg.cut)
                 m_types = {k: prev_types.get(k, 0) + types.get(k, 0) for k in {*prev_types, *types}}
                 m_topics = {
                     k: prev_topics.get(k, 0) + topics.get(k, 0) for k in {*prev_topics, *topics}

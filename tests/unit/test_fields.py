@@ -153,6 +153,18 @@ def test_two_questions_in_two_sentences_for_different_seats(config) -> None:
     assert [d["seat"] for d in draft["demands"]] == ["renshe", "gjj"]
 
 
+def test_two_matters_after_a_comma_and_also(config) -> None:
+    draft = extract("我想问一下社保卡丢了怎么补办，还有公积金贷款额度是多少", config)
+    assert [d["seat"] for d in draft["demands"]] == ["renshe", "gjj"]
+    draft = extract("我想咨询一下公积金，社保卡怎么办", config)
+    assert [d["seat"] for d in draft["demands"]] == ["gjj", "renshe"]
+
+
+def test_a_passing_mention_after_a_comma_is_not_a_second_demand(config) -> None:
+    draft = extract("少儿医保怎么交费，在社区还是学校", config)
+    assert [d["seat"] for d in draft["demands"]] == ["yibao"]
+
+
 def test_one_complaint_told_in_two_sentences_stays_one_demand(config) -> None:
     draft = extract("我要投诉，工地晚上还在施工。噪音特别大，吵得睡不着。", config)
     assert len(draft["demands"]) == 1
