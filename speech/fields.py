@@ -518,7 +518,6 @@ _NAME_PATTERNS = (
     (re.compile(f"(?:我叫|我的名字是|我的名字叫|名字叫)({_SURNAME}{_NAME_CHARS}{{1,2}})"), 0.85),
     (re.compile(f"我是({_SURNAME}{_HONORIFIC})"), 0.85),
     (re.compile(f"(?:我|免贵)姓({_SURNAME})"), 0.8),
-    (re.compile(f"(?:我叫|我的名字是|名字叫)({_NAME_CHARS}{{2,3}})"), 0.5),
     (re.compile(f"({_SURNAME}{_HONORIFIC})"), 0.55),
 )
 
@@ -682,6 +681,12 @@ def _demands(
             seat, seat_conf, _ = _ranked(seat_scores)
         else:
             department, seat, seat_conf = None, tables.general, 0.4
+        here = [
+            m.payload[1]  # type: ignore[index]
+            for m in matches
+            if m.payload[0] == "district" and seg.start <= m.start < seg.end  # type: ignore[index]
+        ]
+        seg_district = here[0] if here else district
         seg_text = _mask_clean(text[seg.start : seg.end]).strip()
         out.append(
             {
@@ -690,8 +695,8 @@ def _demands(
                 "seat": seat,
                 "seat_name": tables.seat_names[seat],
                 "department": department,
-                "district": district,
-                "summary": _summary(kind, department, district, seg_text),
+                "district": seg_district,
+                "summary": _summary(kind, department, seg_district, seg_text),
                 "confidence": {"type": type_conf, "seat": seat_conf, "department": dept_conf},
             }
         )

@@ -160,6 +160,14 @@ def test_two_matters_after_a_comma_and_also(config) -> None:
     assert [d["seat"] for d in draft["demands"]] == ["gjj", "renshe"]
 
 
+def test_each_demand_keeps_its_own_district(config) -> None:
+    draft = extract("西湖区有人占道经营。另外滨江区的公交站什么时候修好", config)
+    assert [(d["seat"], d["district"]) for d in draft["demands"]] == [
+        ("zonghe", "西湖区"),
+        ("jiaotong", "滨江区"),
+    ]
+
+
 def test_a_passing_mention_after_a_comma_is_not_a_second_demand(config) -> None:
     draft = extract("少儿医保怎么交费，在社区还是学校", config)
     assert [d["seat"] for d in draft["demands"]] == ["yibao"]
@@ -295,6 +303,7 @@ def test_caller_name(said: str, name: str, config) -> None:
 def test_no_name_when_none_is_given(config) -> None:
     draft = extract("我想问一下公积金", config)
     assert draft["name"] is None and draft["confidence"]["name"] == 0.0
+    assert extract("我叫救护车了吗", config)["name"] is None
 
 
 # ---- emergency --------------------------------------------------------------------------
