@@ -41,7 +41,7 @@ toneless pinyin (:mod:`speech.fields_pinyin`), so 攻击金 still finds 公积�
 lexicon word is ignored (自行车 is not 咨询; :data:`speech.fields_lexicon.COMMON_WORDS`).
 Emergency words count by characters, the same pinyin or fuzzy pairs, not by merely close
 syllables (a false alarm sends a caller to 110); they also match with a few filler characters inside
-(流了很多血 → 流血, 着了火 → 着火), and not right after a negation (没有着火).
+(流了很多血 → 流血, 着了火 → 着火), and not right after a denial (没有着火, 没有人受伤).
 
 Totality.  Any input gives a draft, never an exception: non-strings are converted, lone
 surrogates and control characters are replaced, spaces between Chinese characters or digits
@@ -198,7 +198,12 @@ def mask_sensitive(text: str, phones: bool = True) -> str:
 
 # ---- per-config matchers ------------------------------------------------------------------
 _FILLERS = "了着过很多好大量不少一些的点得满地身是有个场"
-_NEGATORS = ("没有", "没", "不是", "并非", "不会", "未")
+_NEGATED = re.compile("(?:没有|没|不是|并非|不会|未|无)(?:人|谁)?$")
+
+
+def _negated(text: str, start: int) -> bool:
+    """Whether a word at ``start`` is denied right before it (没有着火, 没有人受伤)."""
+    return _NEGATED.search(text, max(0, start - 4), start) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,7 +433,7 @@ def _emergency(
     heard: dict[str, dict[str, float]] = {}
     for m in matches:
         if m.payload[0] == "emergency" and m.how != "close":  # type: ignore[index]
-            if any(text[max(0, m.start - len(n)) : m.start] == n for n in _NEGATORS):
+            if _negated(text, m.start):
                 continue
             line = m.payload[1]  # type: ignore[index]
             heard.setdefault(line, {})
@@ -436,7 +441,7 @@ def _emergency(
     sound = sound_text(text)
     for pattern, word, line, on_sound in tables.emergency_gapped:
         for m in pattern.finditer(sound if on_sound else text):
-            if not any(text[max(0, m.start() - len(n)) : m.start()] == n for n in _NEGATORS):
+            if not _negated(text, m.start()):
                 heard.setdefault(line, {})
                 score = 0.8 if on_sound else 0.9
                 heard[line][word] = max(heard[line].get(word, 0.0), score)

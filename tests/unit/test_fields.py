@@ -354,6 +354,16 @@ def test_no_fire_is_no_emergency(config) -> None:
     assert extract("我家没有着火，就是有点烟味", config)["emergency"] is None
 
 
+def test_a_crash_where_nobody_was_hurt_goes_to_122(config) -> None:
+    draft = extract("前面车祸了，没有人受伤", config)
+    assert draft["emergency"] == "122"
+    assert "120" not in draft["emergency_heard"]
+
+
+def test_fire_soon_after_something_is_still_fire(config) -> None:
+    assert extract("装修完没多久就着火了", config)["emergency"] == "119"
+
+
 def test_everyday_words_that_sound_like_emergencies_are_not(config) -> None:
     for said in ("大家好，我想问一下", "我手上有个材料", "我儿子在国外留学", "快递什么时候运到"):
         assert extract(said, config)["emergency"] is None, said
