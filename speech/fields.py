@@ -168,8 +168,8 @@ def _is_long_distance(d: str) -> bool:
 def _masked(digits: str, phones: bool) -> str | None:
     if len(digits) >= 15:
         return "*" * (len(digits) - 4) + digits[-4:]
-    if phones and _is_mobile(digits):
-        return digits[:3] + "****" + digits[-4:]
+    if phones and (_is_mobile(digits) or (digits[:2] == "86" and _is_mobile(digits[2:]))):
+        return digits[:-8] + "****" + digits[-4:]
     if phones and _is_long_distance(digits):
         head = 3 if digits[1] in "12" else 4  # 010, 02x area codes are three digits
         return digits[:head] + "*" * (len(digits) - head - 4) + digits[-4:]
@@ -500,6 +500,8 @@ def _callback(text: str) -> tuple[str | None, float]:
     best: tuple[float, str] | None = None
     for run in number_runs(text):
         d = run.digits
+        if len(d) == 13 and d.startswith("86") and _is_mobile(d[2:]):
+            d = d[2:]  # +86 country code
         cue = bool(_PHONE_CUE.search(text, max(0, run.start - 12), run.start)) or bool(
             _PHONE_CUE.search(text, run.end, run.end + 8)
         )

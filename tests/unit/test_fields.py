@@ -263,6 +263,12 @@ def test_word_by_word_recogniser_output_with_spaces(config) -> None:
     assert "138****2345" in draft["transcript"]
 
 
+def test_mobile_with_country_code(config) -> None:
+    draft = extract("我的手机是+8613805712345", config)
+    assert draft["callback"] == "13805712345"
+    assert "+86138****2345" in draft["transcript"]
+
+
 def test_landline_with_area_code(config) -> None:
     draft = extract("我家电话是零五七一八七六五四三二一", config)
     assert draft["callback"] == "057187654321"
