@@ -29,7 +29,14 @@ def _install_uvloop() -> str:
     return "uvloop"
 
 
-async def serve(app: AgiApp, host: str, port: int, drain_s: float) -> None:
+async def serve(app: AgiApp, host: str, port: int, drain_s: float, speech: bool = True) -> None:
+    listener = None
+    if speech and app.config is not None:
+        from agi_scripts.speech_listen import SpeechListener
+
+        listener = SpeechListener.from_config(app.config)
+        app.extras["listener"] = listener
+        log.info("speech: AudioSocket 127.0.0.1:%d, drafts from Redis", listener.port)
     server = AgiServer(app)
     bound = await server.start(host, port)
     print(f"FastAGI listening on {bound[0]}:{bound[1]}", flush=True)
@@ -43,6 +50,8 @@ async def serve(app: AgiApp, host: str, port: int, drain_s: float) -> None:
     await stop.wait()
     log.info("stopping")
     await server.stop(drain_s)
+    if listener is not None:
+        await listener.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", help="listen address (default: agi.host from the config)")
     p.add_argument("--port", type=int, help="listen port (default: agi.port from the config)")
     p.add_argument("--drain-s", type=float, default=5.0, help="grace period on SIGTERM")
+    p.add_argument("--no-speech", action="store_true", help="Listen hears nothing (keypad only)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
 
@@ -75,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     loop_name = _install_uvloop()
     log.info("event loop: %s", loop_name)
     try:
-        asyncio.run(serve(app, host, port, args.drain_s))
+        asyncio.run(serve(app, host, port, args.drain_s, speech=not args.no_speech))
     except OSError as exc:
         print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
