@@ -12,7 +12,12 @@ Recognisers turn domain words into same-sounding characters (公积金→攻击�
   character (:data:`POLYPHONES`: 着 zhao, 行 hang …) 0.9.  Rare readings (是 ti) are ignored.
 
 One-character keywords match by characters only.  A keyword of two syllables needs a mean
-similarity of 0.75, a longer one 0.7 with at least one syllable at 0.9 or better.
+similarity of 0.75, a longer one 0.7 with at least one syllable at 0.9 or better (a ``loose``
+matcher, for district names, takes a longer one with every syllable only close).  Every
+syllable must be at least close.
+
+:func:`sound_text` / :func:`sound_classes` turn text and keywords into one code character per
+syllable, so that regular expressions can match by sound (with fillers in between).
 """
 
 from __future__ import annotations
