@@ -29,6 +29,9 @@ log = logging.getLogger("agi_scripts.speech")
 
 REDIS_STEP_S = 0.5
 """Bound on each Redis step before the caller is played anything."""
+HANGUP_WAIT_S = 0.15
+"""After AudioSocket answers -1: how long to wait for Asterisk's HANGUP line (measured: ~40 ms
+after the reply) before treating it as an unreachable service."""
 DRAFT_WAIT_S = 8.0
 """How long the caller may wait, after speaking, for the draft."""
 
@@ -82,6 +85,8 @@ class SpeechListener:
         await session.stream_file(prompt_path(action.prompt), "")
         result = await session.exec("AudioSocket", listen_id, f"{self.host}:{self.port}")
         if result < 0:
+            if not session.hung_up:
+                await asyncio.sleep(HANGUP_WAIT_S)  # HANGUP follows -1 within ~40 ms
             if session.hung_up:
                 raise AgiHangup("caller hung up while speaking")
             log.warning("call %s: AudioSocket failed (%d); keypad", call.call_id, result)
