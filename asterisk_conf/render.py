@@ -86,6 +86,7 @@ MODULES: tuple[str, ...] = (
     "app_exec",
     "app_record",
     "app_softhangup",
+    "app_channelredirect",
     "app_originate",
     "app_audiosocket",
     "res_audiosocket",
@@ -173,6 +174,13 @@ def queues(config: HotlineConfig) -> list[QueueSpec]:
     ]
 
 
+def agent_emergency_line(config: HotlineConfig) -> str:
+    """The line an agent's feature code reaches: its digits when they name a configured line
+    (``*119`` → 119), else 110."""
+    digits = config.emergency.agent_feature_code.lstrip("*")
+    return digits if digits in config.emergency.lines else "110"
+
+
 def context(config: HotlineConfig, instance: str) -> dict[str, object]:
     """Everything the templates see."""
     general = config.general_seat
@@ -193,6 +201,7 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "emergency_lines": sorted(config.emergency.lines),
         "emergency_named": sorted(config.emergency.lines.items()),
         "moh_dir": "/usr/share/asterisk/moh-hotline",
+        "agent_emergency_line": agent_emergency_line(config),
     }
 
 

@@ -140,14 +140,16 @@ def test_failed_ivr_falls_back_to_the_general_seat(config: HotlineConfig, render
     fallback = plan["hotline-fallback"]["s"]
     assert fallback[0].startswith("UserEvent(HotlineFallback,")
     general = queue_name(config.general_seat.id)
-    assert f"Queue({general})" in fallback
-    assert fallback.index(f"Queue({general})") > 0
+    joins = [i for i, ln in enumerate(fallback) if ln.startswith(f"Queue({general},")]
+    assert len(joins) == 1 and joins[0] > 0
 
 
 def test_queue_route_announces_then_queues(rendered: Path) -> None:
     queue = dialplan((rendered / "extensions.conf").read_text())["hotline-route"]["queue"]
     event = next(i for i, ln in enumerate(queue) if ln.startswith("UserEvent(HotlineRoute,"))
-    join = queue.index(f"Queue(${{{dialplan_vars.QUEUE}}})")
+    join = next(
+        i for i, ln in enumerate(queue) if ln.startswith(f"Queue(${{{dialplan_vars.QUEUE}}},")
+    )
     assert event < join
     for key, var in (
         ("CallId", dialplan_vars.CALL_ID),
@@ -170,6 +172,26 @@ def test_emergency_lines_dial_the_emergency_trunk(config: HotlineConfig, rendere
     pjsip = (rendered / "pjsip.conf").read_text()
     trunk = config.trunks.emergency
     assert section(pjsip, "emergency", "aor")["contact"] == [f"sip:{trunk.host}:{trunk.port}"]
+
+
+def test_agent_feature_code_sends_the_caller_to_its_line(
+    config: HotlineConfig, rendered: Path
+) -> None:
+    code = config.emergency.agent_feature_code
+    line = code.lstrip("*")
+    features = section((rendered / "features.conf").read_text(), "applicationmap")
+    assert features["hotline_emergency"] == [
+        f"{code},self,ChannelRedirect(${{BRIDGEPEER}},hotline-agent-emergency,{line},1)"
+    ]
+    plan = dialplan((rendered / "extensions.conf").read_text())
+    assert plan["hotline-agent-emergency"][line][-1] == f"Goto(emergency,{line},1)"
+    # only agents' channels get the feature: set by the queue's pre-dial handler
+    assert plan["hotline-agent-predial"]["s"][0] == "Set(DYNAMIC_FEATURES=hotline_emergency)"
+    for context_name in ("hotline-route", "hotline-fallback"):
+        for steps in plan[context_name].values():
+            for step in steps:
+                if step.startswith("Queue("):
+                    assert step.endswith(",b(hotline-agent-predial^s^1))"), step
 
 
 def test_every_jump_target_exists(rendered: Path) -> None:
