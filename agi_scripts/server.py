@@ -53,6 +53,8 @@ class Stats:
     failed: int = 0
     timeouts: int = 0
     unknown_route: int = 0
+    handed_back: int = 0
+    """Calls still in the IVR when the server stopped (their dialplan falls back)."""
     commands: int = 0
 
     def as_dict(self) -> dict[str, int]:
@@ -94,7 +96,16 @@ def load_handlers(package: str = "agi_scripts.handlers") -> dict[str, Handler]:
 class AgiConnection(asyncio.Protocol):
     """One TCP connection from Asterisk = one call in AGI."""
 
-    __slots__ = ("_buf", "_parser", "_server", "_transport", "opened_at", "session", "task")
+    __slots__ = (
+        "_buf",
+        "_parser",
+        "_server",
+        "_transport",
+        "opened_at",
+        "session",
+        "shutting_down",
+        "task",
+    )
 
     def __init__(self, server: AgiServer) -> None:
         self._server = server
@@ -102,6 +113,7 @@ class AgiConnection(asyncio.Protocol):
         self._parser = ReplyParser()
         self._transport: asyncio.Transport | None = None
         self.opened_at = server.loop.time()
+        self.shutting_down = False
         self.session: AgiSession | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -184,8 +196,12 @@ class AgiConnection(asyncio.Protocol):
             await handler(session, server.app)
             stats.completed += 1
         except AgiHangup:
-            outcome = "hangup"
-            stats.hangups += 1
+            if self.shutting_down:
+                outcome = "handed-back"  # server stopping: the dialplan takes the call
+                stats.handed_back += 1
+            else:
+                outcome = "hangup"
+                stats.hangups += 1
         except AgiTimeout as exc:
             outcome = "timeout"
             stats.timeouts += 1
@@ -283,6 +299,7 @@ class AgiServer:
             _, pending = await asyncio.wait(tasks, timeout=drain_s)
             for conn in list(self._connections):
                 if conn.task in pending:
+                    conn.shutting_down = True
                     conn._abort()
             if pending:
                 await asyncio.wait(pending, timeout=2.0)

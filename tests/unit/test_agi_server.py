@@ -367,6 +367,7 @@ async def test_stop_hands_calls_still_in_the_ivr_back_to_the_dialplan() -> None:
     ast = await asyncio.wait_for(call, 8)
     assert ast.closed_by_server and ast.variables() == []
     assert server.active_tasks == []
+    assert server.stats.handed_back == 1 and server.stats.hangups == 0
 
 
 # ---- the real flow (ivr.flow) over FastAGI ----------------------------------------------
