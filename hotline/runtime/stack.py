@@ -235,6 +235,8 @@ class Stack:
             try:
                 out = asyncio.run(self._ami_command("pjsip show transports", 2.0))
                 if "transport-udp" in out:
+                    # reloads are refused ("request queued") until Asterisk has fully booted
+                    self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
                     return
                 last = f"transport not listed yet: {out.strip()[-200:]}"
             except (AmiError, OSError) as exc:
@@ -299,6 +301,8 @@ class Stack:
             "module reload manager",
         ):
             out[command] = self.cli(command).strip()
+            if "cannot reload" in out[command] or "failed" in out[command].lower():
+                raise StackError(f"{command!r} did not take effect: {out[command]}")
         if restart:
             out["warning"] = f"needs a restart to take effect: {', '.join(restart)}"
         return out

@@ -159,6 +159,7 @@ def test_call_fails_open_with_ivr_down_and_survives_reload(stack: Stack, tmp_pat
         write_config(stack.config_path, PORTS, extra_agent=True)
         result = stack.reload()
         assert "warning" not in result
+        assert "reloaded successfully" in result["module reload res_pjsip.so"]
         assert "agent1010" in stack.cli("queue show seat_gjj")
         assert "agent1010" in stack.cli("pjsip show endpoints")
         assert channel in stack.cli("core show channels concise")

@@ -2,7 +2,7 @@
 
 The transcripts below were recorded from Asterisk 22.10.1 (AMI 11.0.0) running the rendered
 hotline config; ``{aid}`` stands for the ActionID of the action being answered.  The events of
-a call (``USER_EVENTS``) follow the shape of the dialplan's UserEvent(HotlineRoute, ...).
+a call (``USER_EVENTS``) are the HotlineFallback UserEvent of a real fail-open call.
 """
 
 from __future__ import annotations
@@ -57,13 +57,14 @@ QUEUE_ADD_UNKNOWN = (
     "Message: Unable to add interface to queue: No such queue\r\n\r\n"
 )
 PING = "Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\nTimestamp: 1795378296.067852\r\n\r\n"
-USER_EVENTS = (
-    "Event: Newchannel\r\nPrivilege: call,all\r\nChannel: PJSIP/carrier-00000001\r\n"
-    "CallerIDNum: 13800000001\r\nExten: 12345\r\nContext: from-carrier\r\n"
-    "Uniqueid: 1763840010.1\r\nLinkedid: 1763840010.1\r\n\r\n"
-    "Event: UserEvent\r\nPrivilege: user,all\r\nChannel: PJSIP/carrier-00000001\r\n"
-    "Uniqueid: 1763840010.1\r\nLinkedid: 1763840010.1\r\nUserEvent: HotlineRoute\r\n"
-    "CallId: 1763840010.1\r\nSeat: gjj\r\nQueue: seat_gjj\r\nPath: main>2\r\n\r\n"
+USER_EVENTS = (  # recorded: a carrier call while the FastAGI server was down
+    "Event: UserEvent\r\nPrivilege: user,all\r\nChannel: PJSIP/carrier-00000000\r\n"
+    "ChannelState: 6\r\nChannelStateDesc: Up\r\nCallerIDNum: sipp\r\nCallerIDName: sipp\r\n"
+    "ConnectedLineNum: <unknown>\r\nConnectedLineName: <unknown>\r\nLanguage: zh\r\n"
+    "AccountCode: \r\nContext: hotline-fallback\r\nExten: s\r\nPriority: 1\r\n"
+    "Uniqueid: 1795379091.0\r\nLinkedid: 1795379091.0\r\nUserEvent: HotlineFallback\r\n"
+    "CallId: 1795379091.0\r\nReason: agi-FAILURE\r\nRoute: \r\nAgiStatus: FAILURE\r\n"
+    "Seat: zonghe\r\nQueue: seat_zonghe\r\n\r\n"
 )
 
 
@@ -238,17 +239,18 @@ async def test_error_response_is_returned_and_list_error_raises(
     await client.close()
 
 
-async def test_hotline_route_event_reaches_subscriber(fake: tuple[FakeAsterisk, int]) -> None:
+async def test_fallback_event_reaches_subscriber(fake: tuple[FakeAsterisk, int]) -> None:
     ast, port = fake
     client = await login(port)
     events = client.subscribe()
     await ast.push(USER_EVENTS)
-    routed = await client.wait_for(
-        lambda e: e.get("UserEvent") == "HotlineRoute", timeout=2, queue=events
+    fallback = await client.wait_for(
+        lambda e: e.get("UserEvent") == "HotlineFallback", timeout=2, queue=events
     )
-    assert routed["Seat"] == "gjj"
-    assert routed["Path"] == "main>2"
-    assert routed["Queue"] == "seat_gjj"
+    assert fallback["Reason"] == "agi-FAILURE"
+    assert fallback["Route"] == ""
+    assert fallback["Queue"] == "seat_zonghe"
+    assert fallback["CallId"] == fallback["Linkedid"]
     await client.close()
 
 
