@@ -55,9 +55,22 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
+def _trimmed(samples: np.ndarray, margin_s: float = 0.3) -> np.ndarray:
+    """A clip with its leading/trailing silence cut to ``margin_s``, so that joined clips
+    sound like one caller pausing briefly between sentences (< the silence window)."""
+    d = EndpointDetector(EndpointConfig(silence_ms=1500, max_s=120))
+    padded = np.concatenate([samples, np.zeros(RATE * 2, np.int16)])
+    for i in range(0, padded.size, 160):
+        if d.feed(padded[i : i + 160]):
+            break
+    start = max(0, int(((d.speech_started_at or 0) - margin_s) * RATE))
+    end = min(samples.size, int(((d.speech_ended_at or 0) + margin_s) * RATE))
+    return samples[start:end]
+
+
 def utterances(targets: list[float], first: int = 0) -> list[np.ndarray]:
-    """Join hotline clips (each has its own lead/trail silence) to about each target length."""
-    clips = [au.read_wav(HOTLINE / f"dev{i:02d}.wav")[0] for i in range(1, 17)]
+    """Join hotline clips (pauses of ~0.6 s between them) to about each target length."""
+    clips = [_trimmed(au.read_wav(HOTLINE / f"dev{i:02d}.wav")[0]) for i in range(1, 17)]
     out, k = [], first
     for target in targets:
         parts = [clips[k % len(clips)]]
@@ -65,7 +78,8 @@ def utterances(targets: list[float], first: int = 0) -> list[np.ndarray]:
         while sum(p.size for p in parts) + clips[k % len(clips)].size <= (target + 1.5) * RATE:
             parts.append(clips[k % len(clips)])
             k += 1
-        out.append(np.concatenate(parts))
+        lead = np.zeros(RATE // 2, np.int16)
+        out.append(np.concatenate([lead, *parts, np.zeros(RATE // 2, np.int16)]))
     return out
 
 
@@ -163,7 +177,7 @@ async def bench_latency(lengths: list[float], parallel: int, silence_ms: int) ->
     print(f"{'audio s':>8} {'speech end→draft':>17} {'release→draft':>14}  transcript")
     for secs, a, b, draft in results:
         text = (draft or {}).get("transcript", "<none>")
-        print(f"{secs:8.1f} {a:17.2f} {b:14.2f}  {text[:40]}")
+        print(f"{secs:8.1f} {a:17.2f} {b:14.2f}  {len(text):3d} chars: {text[:24]}…{text[-12:]}")
     a_all = [r[1] for r in results]
     b_all = [r[2] for r in results]
     print(f"speech end → draft:    p50 {pct(a_all, 50):.2f} s  p95 {pct(a_all, 95):.2f} s "

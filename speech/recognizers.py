@@ -88,7 +88,7 @@ def join_words(parts: Iterable[str]) -> str:
     return _CJK_SPACE.sub("", " ".join(p.strip() for p in parts if p.strip()))
 
 
-_REPEAT = re.compile(r"(.{2,12}?)(?:[,，、。 ]?\1){2,}")
+_REPEAT = re.compile(r"(.{2,40}?)(?:[,，、。 ]?\1){2,}")
 
 
 def collapse_repeats(text: str) -> str:

@@ -19,6 +19,8 @@ def test_a_whisper_decoding_loop_is_cut_to_one_occurrence() -> None:
     looped = "给我带来了身体家庭,家庭,家庭,家庭,家庭,家庭"
     assert collapse_repeats(looped) == "给我带来了身体家庭"
     assert collapse_repeats("再狗数期再狗数期再狗数期") == "再狗数期"
+    sentence = "公司拖欠我三个业公司,我要投诉。"
+    assert collapse_repeats("我想" + sentence * 3 + "公司拖欠") == "我想" + sentence + "公司拖欠"
 
 
 def test_ordinary_sentences_and_phone_numbers_are_left_alone() -> None:
