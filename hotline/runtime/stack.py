@@ -27,7 +27,7 @@ from pathlib import Path
 
 from asterisk_conf.render import INSTANCE_RE, MODULE_DIR, MODULES, render
 from hotline.ami import AmiClient, AmiError
-from hotline.config import HotlineConfig, load_config
+from hotline.config import ConfigError, HotlineConfig, load_config
 from hotline.runtime import rootfs as rootfs_mod
 from hotline.runtime.procs import (
     StackError,
@@ -59,13 +59,26 @@ class Stack:
         if not INSTANCE_RE.match(instance):
             raise ValueError(f"instance name {instance!r} must match {INSTANCE_RE.pattern}")
         self.config_path = Path(config_path).resolve()
-        self.config: HotlineConfig = load_config(self.config_path)
         self.instance = instance
         self.run = Path(run_dir or DEFAULT_RUN_DIR).resolve() / instance
+        self.config_error: ConfigError | None = None
+        try:
+            self.config: HotlineConfig = load_config(self.config_path)
+        except ConfigError as exc:
+            # A file broken after `up` must not keep `down`/`status` from working: fall back
+            # to the copy the running instance was started with; `up`/`reload` still refuse.
+            if not self._last_good.exists():
+                raise
+            self.config = load_config(self._last_good)
+            self.config_error = exc
         self._rootfs = Path(rootfs) if rootfs else None
         self.timings: dict[str, float] = {}
 
     # ---- paths ------------------------------------------------------------------------
+    @property
+    def _last_good(self) -> Path:
+        return self.run / "config-in-use.yaml"
+
     @property
     def rootfs(self) -> Path:
         return self._rootfs or rootfs_mod.rootfs_path()
@@ -95,7 +108,10 @@ class Stack:
     def up(self, require_fastagi: bool = False, speech: bool = True) -> dict[str, object]:
         """Build what is missing and start what is not running (the speech service too
         unless ``speech`` is False); return :meth:`status`."""
+        if self.config_error is not None:
+            raise self.config_error
         self.run.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.config_path, self._last_good)
         started = time.monotonic()
         if self._rootfs is None:
             self._rootfs = rootfs_mod.ensure_rootfs()
@@ -289,9 +305,11 @@ class Stack:
         place (calls in progress stay up).  An invalid file raises ConfigError and changes
         nothing."""
         new = load_config(self.config_path)
+        self.config_error = None
         restart = self._needs_restart(new)
         self.config = new
         self.render_config()
+        shutil.copyfile(self.config_path, self._last_good)
         out: dict[str, str] = {}
         for command in (
             "module reload res_pjsip.so",

@@ -337,6 +337,14 @@ def test_broken_edit_is_refused_and_nothing_changes(stack: Stack) -> None:
         assert (etc / "queues.conf").read_text() == before
         assert stack.asterisk_running()
         assert stack.config.agents[-1].endpoint in stack.cli("queue show seat_gjj")
+        # the operator can still see and stop the instance while the file is broken
+        with pytest.raises(ConfigError):
+            Stack(stack.config_path, instance="never-started", run_dir=stack.run.parent)
+        same = Stack(stack.config_path, instance=stack.instance, run_dir=stack.run.parent)
+        assert same.config_error is not None
+        assert same.status()["asterisk"]["running"]
+        with pytest.raises(ConfigError):
+            same.up()
     finally:
         stack.config_path.write_text(good, encoding="utf-8")
     assert "dialplan reload" in stack.reload()
