@@ -209,6 +209,8 @@ class Stack:
         if self.asterisk_running():
             self.wait_ready(timeout)
             return
+        if os.geteuid() != 0:
+            raise StackError("Asterisk runs with chroot in the rootfs: run `hotline up` as root")
         self._check_ports_free()
         self.render_config()
         self._prepare_dirs()

@@ -1,0 +1,1 @@
+"""Asterisk configuration rendered from the validated hotline config (``render.render``)."""
