@@ -29,7 +29,14 @@ def _install_uvloop() -> str:
     return "uvloop"
 
 
-async def serve(app: AgiApp, host: str, port: int, drain_s: float, speech: bool = True) -> None:
+async def serve(
+    app: AgiApp,
+    host: str,
+    port: int,
+    drain_s: float,
+    speech: bool = True,
+    caller_rules: bool = True,
+) -> None:
     listener = None
     if speech and app.config is not None:
         from agi_scripts.speech_listen import SpeechListener
@@ -37,6 +44,17 @@ async def serve(app: AgiApp, host: str, port: int, drain_s: float, speech: bool 
         listener = SpeechListener.from_config(app.config)
         app.extras["listener"] = listener
         log.info("speech: AudioSocket 127.0.0.1:%d, drafts from Redis", listener.port)
+    policy = None
+    if caller_rules and app.config is not None:
+        try:
+            from callers.policy import CallerPolicy
+
+            policy = CallerPolicy.from_config(app.config)
+        except Exception as exc:  # fail open: every caller is "normal"
+            log.error("caller rules unavailable, every caller counts as normal: %s", exc)
+        else:
+            app.extras["policy"] = policy
+            log.info("caller rules: throttle and open demands checked at call start")
     server = AgiServer(app)
     bound = await server.start(host, port)
     print(f"FastAGI listening on {bound[0]}:{bound[1]}", flush=True)
@@ -52,6 +70,8 @@ async def serve(app: AgiApp, host: str, port: int, drain_s: float, speech: bool 
     await server.stop(drain_s)
     if listener is not None:
         await listener.close()
+    if policy is not None:
+        await policy.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, help="listen port (default: agi.port from the config)")
     p.add_argument("--drain-s", type=float, default=5.0, help="grace period on SIGTERM")
     p.add_argument("--no-speech", action="store_true", help="Listen hears nothing (keypad only)")
+    p.add_argument(
+        "--no-caller-rules", action="store_true", help="no throttle / open-demand look-up"
+    )
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
 
@@ -85,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     loop_name = _install_uvloop()
     log.info("event loop: %s", loop_name)
     try:
-        asyncio.run(serve(app, host, port, args.drain_s, speech=not args.no_speech))
+        rules = not args.no_caller_rules
+        asyncio.run(serve(app, host, port, args.drain_s, not args.no_speech, rules))
     except OSError as exc:
         print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

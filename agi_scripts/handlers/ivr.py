@@ -8,8 +8,10 @@ that fails half-way has no route and the dialplan sends it to the general seat.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Generator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -251,12 +253,54 @@ def default_flow() -> FlowFactory:
     return call_flow
 
 
-async def read_call_info(session: AgiSession) -> CallInfo:
-    """CallInfo from the env plus ``HOTLINE_CALL_ID`` / ``HOTLINE_CALLER_FLAG`` if set."""
+class CallerScreen(Protocol):
+    """What :meth:`callers.policy.CallerPolicy.screen` returns (duck-typed)."""
+
+    @property
+    def flag(self) -> str: ...
+
+    open_tickets: tuple[dict[str, str], ...]
+
+
+class Screener(Protocol):
+    """The caller-rules seam (``callers.policy.CallerPolicy``)."""
+
+    async def screen(self, caller: str, call_id: str) -> CallerScreen: ...
+
+
+SCREEN_BUDGET_S = 1.5
+"""Longest the caller rules may hold a call before the menu (they fail open after that)."""
+
+
+async def screen_caller(policy: Screener, info: CallInfo) -> CallInfo:
+    """Caller flag and open demands from the caller rules; on any failure or delay the call
+    goes on as ``normal`` with no tickets (fail open)."""
+    try:
+        async with asyncio.timeout(SCREEN_BUDGET_S):
+            screen = await policy.screen(info.caller, info.call_id)
+    except Exception as exc:
+        log.warning("call %s: caller rules unavailable (%s); normal", info.call_id, exc)
+        return info
+    flag = screen.flag if screen.flag in CALLER_FLAGS else "normal"
+    return replace(info, caller_flag=flag, open_tickets=tuple(screen.open_tickets))
+
+
+async def read_call_info(session: AgiSession, app: AgiApp | None = None) -> CallInfo:
+    """CallInfo from the env, ``HOTLINE_CALL_ID`` (else the channel's linkedid) and the caller
+    rules (``app.extras["policy"]``) or, without them, a ``HOTLINE_CALLER_FLAG`` already set."""
     call_id = await session.get_variable(V.CALL_ID)
+    derived = not call_id
+    if derived:
+        call_id = await session.get_variable("CHANNEL(linkedid)")
     flag = await session.get_variable(V.CALLER_FLAG)
     info = call_info_from_env(session.env, call_id or None, flag)
     session.call_id = info.call_id
+    if derived:
+        await session.set_variable(V.CALL_ID, info.call_id)
+    policy = app.extras.get("policy") if app is not None else None
+    if policy is not None:
+        info = await screen_caller(policy, info)
+        await session.set_variable(V.CALLER_FLAG, info.caller_flag)
     return info
 
 
@@ -264,6 +308,6 @@ async def handle(session: AgiSession, app: AgiApp) -> None:
     """The FastAGI entry point for route ``ivr``."""
     if app.config is None:
         raise RuntimeError("the ivr handler needs a hotline config")
-    call = await read_call_info(session)
+    call = await read_call_info(session, app)
     factory: FlowFactory = app.extras.get("flow") or default_flow()
     await IvrDriver(session, app, call).run(factory(app.config, call))

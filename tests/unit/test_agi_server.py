@@ -148,8 +148,9 @@ async def test_caller_presses_2_reaches_gongjijin_queue() -> None:
     await server.stop()
 
     assert ast.played() == ["hotline/greeting", "hotline/main-menu"]
-    assert ast.commands[2][3] == ""  # the greeting takes no keys
-    assert ast.commands[3][3] == "0123456789*#"  # the menu stops at the first key
+    streams = [w for w in ast.commands if w[:2] == ["STREAM", "FILE"]]
+    assert streams[0][3] == ""  # the greeting takes no keys
+    assert streams[1][3] == "0123456789*#"  # the menu stops at the first key
     assert not [w for w in ast.commands if w[:2] == ["WAIT", "FOR"]]
     vars_ = dict(ast.variables())
     assert vars_[V.QUEUE] == "seat_gjj" and vars_[V.SEAT] == "gjj"
@@ -238,7 +239,7 @@ async def test_handler_bug_is_logged_with_call_id_and_route_stays_empty(
     ast = await FakeAsterisk(port, menu_answers({}), env_block(uniqueid="1763841600.77")).call()
     await server.stop()
     assert ast.closed_by_server
-    assert ast.variables() == []
+    assert V.ROUTE not in dict(ast.variables())
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "1763841600.77" in errors[0].getMessage()
     assert server.stats.failed == 1
@@ -365,7 +366,7 @@ async def test_stop_hands_calls_still_in_the_ivr_back_to_the_dialplan() -> None:
     await asyncio.sleep(0.2)
     await server.stop(drain_s=0.2)
     ast = await asyncio.wait_for(call, 8)
-    assert ast.closed_by_server and ast.variables() == []
+    assert ast.closed_by_server and V.ROUTE not in dict(ast.variables())
     assert server.active_tasks == []
     assert server.stats.handed_back == 1 and server.stats.hangups == 0
 
@@ -437,3 +438,71 @@ def test_calls_on_uvloop_the_loop_the_server_runs_on_in_production() -> None:
     done, server = uvloop.run(scenario())
     assert all(dict(a.variables())[V.QUEUE] == "seat_yibao" for a in done)
     assert server.stats.completed == 5
+
+
+# ---- call id and caller rules at call start ---------------------------------------------
+async def test_call_id_comes_from_the_dialplan_or_else_the_linkedid_which_is_published() -> None:
+    def answer(words: list[str]) -> list[str]:
+        if words[:3] == ["GET", "VARIABLE", "CHANNEL(linkedid)"]:
+            return ["200 result=1 (1763841600.0)"]
+        return menu_answers({"hotline/main-menu": "2"})(words)
+
+    server, port = await start(make_app())
+    ast = await FakeAsterisk(port, answer).call()
+    await server.stop()
+    assert dict(ast.variables())[V.CALL_ID] == "1763841600.0"
+
+    def given(words: list[str]) -> list[str]:
+        if words[:3] == ["GET", "VARIABLE", V.CALL_ID]:
+            return ["200 result=1 (call-from-dialplan)"]
+        return menu_answers({"hotline/main-menu": "2"})(words)
+
+    server, port = await start(make_app())
+    ast = await FakeAsterisk(port, given).call()
+    await server.stop()
+    assert V.CALL_ID not in dict(ast.variables())
+    assert ["GET", "VARIABLE", "CHANNEL(linkedid)"] not in ast.commands
+
+
+class FakeScreen:
+    def __init__(self, flag: str, tickets: tuple[dict[str, str], ...] = ()) -> None:
+        self.flag = flag
+        self.open_tickets = tickets
+
+
+class FakePolicy:
+    """Stands in for callers.policy.CallerPolicy (unit test only)."""
+
+    def __init__(self, flag: str, delay_s: float = 0.0) -> None:
+        self.flag = flag
+        self.delay_s = delay_s
+        self.asked: list[tuple[str, str]] = []
+
+    async def screen(self, caller: str, call_id: str) -> FakeScreen:
+        self.asked.append((caller, call_id))
+        await asyncio.sleep(self.delay_s)
+        return FakeScreen(self.flag)
+
+
+async def test_suspended_caller_from_the_caller_rules_hears_the_notice_and_is_flagged() -> None:
+    app = real_app()
+    policy = FakePolicy("suspended")
+    app.extras["policy"] = policy
+    server, port = await start(app)
+    ast = await FakeAsterisk(port, menu_answers({})).call()
+    await server.stop()
+    assert policy.asked == [("13800001111", "1763841600.1")]
+    assert dict(ast.variables())[V.CALLER_FLAG] == "suspended"
+    assert "hotline/throttle-suspended" in ast.played()
+    assert dict(ast.variables())[V.ROUTE] == "hangup"
+
+
+async def test_slow_caller_rules_do_not_hold_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ivr_handler, "SCREEN_BUDGET_S", 0.2)
+    app = real_app()
+    app.extras["policy"] = FakePolicy("suspended", delay_s=5)
+    server, port = await start(app)
+    ast = await FakeAsterisk(port, menu_answers({"hotline/main-menu": "2"})).call()
+    await server.stop()
+    assert dict(ast.variables())[V.CALLER_FLAG] == "normal"
+    assert dict(ast.variables())[V.QUEUE] == "seat_gjj"
