@@ -78,7 +78,7 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 class Service:
-    """``python -m speech serve`` as a child process."""
+    """``python -m speech serve`` as a child process (engine auto → Whisper: no Vosk model)."""
 
     def __init__(self, redis_port: int, audio_dir: Path) -> None:
         self.port = _free_port()
@@ -90,6 +90,7 @@ class Service:
                  "--port", str(self.port), "--redis-port", str(redis_port),
                  "--audio-dir", str(audio_dir)],
                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                env={**os.environ, "HOTLINE_VOSK_MODEL": str(audio_dir / "no-vosk")},
             )  # fmt: skip
         deadline = time.monotonic() + 60
         while "listening on" not in self.log.read_text():
