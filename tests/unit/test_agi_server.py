@@ -506,3 +506,45 @@ async def test_slow_caller_rules_do_not_hold_the_caller(monkeypatch: pytest.Monk
     await server.stop()
     assert dict(ast.variables())[V.CALLER_FLAG] == "normal"
     assert dict(ast.variables())[V.QUEUE] == "seat_gjj"
+
+
+# ---- the wire in pieces, and things that are not Asterisk -------------------------------
+async def test_env_and_replies_arriving_byte_by_byte_still_make_one_call() -> None:
+    server, port = await start(make_app())
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for b in env_block():
+        writer.write(bytes([b]))
+        await writer.drain()
+    answer = menu_answers({"hotline/main-menu": "4"})
+    variables: dict[str, str] = {}
+    async with asyncio.timeout(10):
+        while raw := await reader.readline():
+            words = split_words(raw.decode()[:-1])
+            if words[:2] == ["SET", "VARIABLE"]:
+                variables[words[2]] = words[3]
+            for out in answer(words):
+                for piece in (out[:5], out[5:9], out[9:] + "\n"):
+                    writer.write(piece.encode())
+                    await writer.drain()
+                    await asyncio.sleep(0)
+    writer.close()
+    await server.stop()
+    assert variables[V.QUEUE] == "seat_sifa" and variables[V.ROUTE] == "queue"
+
+
+async def test_a_client_that_never_sends_an_agi_environment_is_dropped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from agi_scripts import server as server_mod
+
+    monkeypatch.setattr(server_mod, "ENV_TIMEOUT_S", 0.3)
+    server, port = await start(make_app())
+    server.sweep_s = 0.1
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
+    async with asyncio.timeout(5):
+        assert await reader.read() == b""  # closed by the server, nothing sent
+    writer.close()
+    await server.stop()
+    assert server.stats.sessions == 0
+    assert any("no AGI environment" in r.getMessage() for r in caplog.records)
