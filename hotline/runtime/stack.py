@@ -117,12 +117,26 @@ class Stack:
             self._rootfs = rootfs_mod.ensure_rootfs()
         else:
             rootfs_mod.prepare(self._rootfs)
-        self.timings["rootfs_s"] = time.monotonic() - started
-        self.start_redis()
-        self.start_fastagi(required=require_fastagi)
-        self.start_asterisk()
-        if speech:
-            self.start_speech()
+        self.timings["rootfs_s"] = round(time.monotonic() - started, 3)
+        before = self.status()
+        try:
+            self.start_redis()
+            self.start_fastagi(required=require_fastagi)
+            self.start_asterisk()
+            if speech:
+                self.start_speech()
+        except BaseException:
+            # leave running only what was running before this call
+            stops = {
+                "asterisk": self.stop_asterisk,
+                "fastagi": self.stop_fastagi,
+                "speech": self.stop_speech,
+                "redis": self.stop_redis,
+            }
+            for name, stop_component in stops.items():
+                if not before[name]["running"]:  # type: ignore[index]
+                    stop_component()
+            raise
         return self.status()
 
     def down(self) -> dict[str, bool]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import struct
 import subprocess
 import time
@@ -25,7 +26,7 @@ from acd.queues import queue_name
 from asterisk_conf.render import MODULES
 from hotline.ami import AmiClient
 from hotline.config import ConfigError, HotlineConfig, load_config
-from hotline.runtime import Stack
+from hotline.runtime import Stack, StackError
 from hotline.runtime.procs import alive, port_open, udp_port_bound
 
 pytestmark = [
@@ -364,6 +365,26 @@ def test_second_instance_runs_beside_and_stops_alone(stack: Stack, tmp_path: Pat
     assert not port_open(other.config.ami.host, other.config.ami.port)
     assert stack.asterisk_running()
     assert asyncio.run(ami_command(stack.config, "core show uptime"))
+
+
+def test_taken_ami_port_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
+    ports = {k: v + 2000 for k, v in PORTS.items()}
+    write_config(tmp_path / "busy.yaml", ports)
+    busy = Stack(tmp_path / "busy.yaml", instance=f"{INSTANCE}3", run_dir=tmp_path / "run")
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind((busy.config.ami.host, busy.config.ami.port))
+        squatter.listen()
+        with pytest.raises(StackError, match=f"AMI tcp .*:{busy.config.ami.port} already in use"):
+            busy.up(speech=False)
+    status = busy.status()
+    assert [status[n]["running"] for n in ("asterisk", "redis", "fastagi", "speech")] == [
+        False,
+        False,
+        False,
+        False,
+    ]
+    assert not port_open(busy.config.redis.host, busy.config.redis.port)
 
 
 def test_down_leaves_no_process(stack: Stack) -> None:
