@@ -57,8 +57,9 @@ class Listener(Protocol):
 
 
 class NoSpeech:
-    """Used until the speech service is wired in: hears nothing, so the flow falls back to
-    the keypad / general seat.  It does not ask the caller to speak to nobody."""
+    """The listener without a speech service (``serve --no-speech``, tests): hears nothing,
+    so the flow falls back to the keypad / general seat; the caller is not asked to speak.
+    ``serve`` normally installs :class:`agi_scripts.speech_listen.SpeechListener`."""
 
     async def listen(self, session: AgiSession, call: CallInfo, action: Listen) -> Heard:
         log.info("call %s: no speech service for Listen(%s)", call.call_id, action.prompt)
