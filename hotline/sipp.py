@@ -42,7 +42,7 @@ DTMF_FILES = {
     "#": "dtmf_2833_pound.pcap",
 }
 CARRIER_IP = "127.0.0.2"
-SPEECH_MARKER = "<!--SPEECH-->"
+MEDIA_MARKER = "<!--MEDIA-->"
 
 EXIT_CODES = {
     0: "all calls succeeded",
@@ -74,28 +74,64 @@ def missing_dtmf_samples(dtmf_dir: Path = DTMF_DIR) -> list[str]:
 
 
 # ---- arguments --------------------------------------------------------------------------
-def digit_plan(
+def key_steps(
     digits: str | Sequence[tuple[float, str]], first_after_s: float = 3.0, gap_s: float = 1.0
-) -> str:
-    """The caller scenario's key plan ``"<wait_ms>:<digit>;..."``.
+) -> list[tuple[float, str]]:
+    """Keys as ``(seconds after the previous step, key)``.
 
     ``digits`` is either a string of keys ("92": the first ``first_after_s`` after answer, the
-    others ``gap_s`` apart) or explicit ``(seconds_after_previous, key)`` pairs."""
+    others ``gap_s`` apart) or explicit pairs."""
     if isinstance(digits, str):
         steps = [(first_after_s if i == 0 else gap_s, d) for i, d in enumerate(digits)]
     else:
-        steps = list(digits)
-    out = []
-    for wait_s, key in steps:
+        steps = [(float(w), k) for w, k in digits]
+    for i, (wait_s, key) in enumerate(steps):
         if key not in DTMF_FILES:
             raise SippError(f"cannot press {key!r}: keys are 0-9, * and #")
         if not 0 <= wait_s <= 600:
             raise SippError(f"a key wait of {wait_s} s is outside 0..600 s")
-        out.append(f"{round(wait_s * 1000)}:{key}")
-    for i in range(1, len(steps)):
-        if steps[i][0] < 0.2:
-            raise SippError("keys must be at least 0.2 s apart (a key event lasts 0.14 s)")
-    return ";".join(out)
+        if i and wait_s < 0.2:
+            raise SippError("keys must be at least 0.2 s apart (a key event lasts 0.1 s)")
+    return steps
+
+
+def digit_plan(
+    digits: str | Sequence[tuple[float, str]], first_after_s: float = 3.0, gap_s: float = 1.0
+) -> str:
+    """The caller scenario's key plan ``"<wait_ms>:<digit>;..."`` (see :func:`key_steps`)."""
+    steps = key_steps(digits, first_after_s, gap_s)
+    return ";".join(f"{round(w * 1000)}:{k}" for w, k in steps)
+
+
+def prepare_media(
+    steps: Sequence[tuple[float, str]],
+    workdir: Path,
+    speech_wav: Path | None = None,
+    speech_after_s: float = 1.0,
+) -> tuple[str, Path | None, float]:
+    """How the caller sends its keys (and speech): ``(digits, media_pcap, media_seconds)``.
+
+    A single key (and no speech) uses sip-tester's own RFC 4733 sample through the scenario's
+    key plan.  Several keys or speech become one generated RTP stream
+    (:func:`speech.pcap.call_media_pcap`), because the samples' fixed sequence numbers make
+    Asterisk drop a key numbered lower than the one before."""
+    steps = list(steps)
+    if speech_wav is None and len(steps) <= 1:
+        return (";".join(f"{round(w * 1000)}:{k}" for w, k in steps), None, 0.0)
+    from speech.pcap import PcapError, call_media_pcap
+
+    keys, t = [], 0.0
+    for wait_s, key in steps:
+        t += wait_s
+        keys.append((t, key))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        info = call_media_pcap(
+            workdir / "media.pcap", keys, speech_wav, speech_at_s=t + speech_after_s
+        )
+    except PcapError as exc:
+        raise SippError(str(exc)) from None
+    return "", info.path, info.duration_s
 
 
 _NUMBER_RE = re.compile(r"^\+?[0-9]{1,32}$|^(anonymous|unknown)$")
@@ -270,7 +306,10 @@ class CallerSpec:
     digits: str = ""
     """A :func:`digit_plan` string ("" presses nothing)."""
     hold_s: float = 10.0
-    speech_pcap: Path | None = None
+    media_pcap: Path | None = None
+    """A pcap played right after the answer (keys and/or speech, see :func:`prepare_media`)."""
+    media_s: float = 0.0
+    """Its length: the hold starts when it ends."""
     local_ip: str = CARRIER_IP
     calls: int = 1
     rate: float = 1.0
@@ -287,26 +326,26 @@ class CallerSpec:
                     raise SippError(f"bad key step {step!r} in {self.digits!r}")
         if not 0 < self.hold_s <= 3600:
             raise SippError("hold must be between 0 and 3600 s")
-        if self.speech_pcap is not None and not Path(self.speech_pcap).is_file():
-            raise SippError(f"speech pcap {self.speech_pcap} does not exist")
+        if self.media_pcap is not None and not Path(self.media_pcap).is_file():
+            raise SippError(f"media pcap {self.media_pcap} does not exist")
 
 
-def caller_scenario(workdir: Path, speech_pcap: Path | None) -> Path:
-    """The caller scenario to run: the committed one, or a copy that also speaks."""
-    if speech_pcap is None:
+def caller_scenario(workdir: Path, media_pcap: Path | None) -> Path:
+    """The caller scenario to run: the committed one, or a copy that plays ``media_pcap``."""
+    if media_pcap is None:
         return CALLER_XML
     text = CALLER_XML.read_text()
-    if SPEECH_MARKER not in text:
-        raise SippError(f"{CALLER_XML} lost its {SPEECH_MARKER} marker")
-    path = Path(speech_pcap).resolve()
-    if '"' in str(path) or "<" in str(path) or "&" in str(path):
-        raise SippError(f"speech pcap path {path} cannot be put in a scenario")
-    speak = (
+    if MEDIA_MARKER not in text:
+        raise SippError(f"{CALLER_XML} lost its {MEDIA_MARKER} marker")
+    path = Path(media_pcap).resolve()
+    if any(c in str(path) for c in '"<>&'):
+        raise SippError(f"media pcap path {path} cannot be put in a scenario")
+    play = (
         f'<nop><action><exec play_pcap_audio="{path}" />'
-        f'<log message="speech pcap={path.name} call_id=[call_id]" /></action></nop>'
+        f'<log message="media pcap={path.name} call_id=[call_id]" /></action></nop>'
     )
-    out = workdir / "caller_speech.xml"
-    out.write_text(text.replace(SPEECH_MARKER, speak))
+    out = workdir / "caller_media.xml"
+    out.write_text(text.replace(MEDIA_MARKER, play))
     return out
 
 
@@ -314,7 +353,7 @@ def caller_argv(spec: CallerSpec, workdir: Path, timeout_s: float) -> list[str]:
     """sipp's command line for ``spec``; trace files go into ``workdir``."""
     spec.validate()
     workdir.mkdir(parents=True, exist_ok=True)
-    scenario = caller_scenario(workdir, spec.speech_pcap)
+    scenario = caller_scenario(workdir, spec.media_pcap)
     argv = [
         sipp_binary(),
         f"{spec.target_host}:{spec.target_port}",
@@ -329,7 +368,7 @@ def caller_argv(spec: CallerSpec, workdir: Path, timeout_s: float) -> list[str]:
         "-set", "caller", spec.caller,
         "-set", "name", sip_display_name(spec.name),
         "-set", "digits", spec.digits,
-        "-set", "hold_ms", str(round(spec.hold_s * 1000)),
+        "-set", "hold_ms", str(round((spec.media_s + spec.hold_s) * 1000)),
         "-aa",
         "-nostdin",
         "-timeout", f"{max(1, round(timeout_s))}s",

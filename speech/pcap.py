@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import itertools
 import struct
 import sys
 import warnings
@@ -167,6 +168,100 @@ def write_rtp_pcap(
         chunks.append(frame)
     Path(out).write_bytes(b"".join(chunks))
     return count
+
+
+DTMF_EVENTS: dict[str, int] = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
+"""RFC 4733 event codes of the telephone keys."""
+EVENT_PT = 101
+"""The telephone-event payload type the caller scenario offers in its SDP."""
+
+
+def write_packets(
+    packets: list[tuple[float, bytes]],
+    out: str | Path,
+    *,
+    src: tuple[str, int] = ("127.0.0.2", 16000),
+    dst: tuple[str, int] = ("127.0.0.1", 10000),
+) -> int:
+    """Write ``(capture time in s, RTP packet)`` pairs as a pcap; return the count."""
+    chunks = [struct.pack("<IHHiIII", _PCAP_MAGIC, 2, 4, 0, 0, 65535, _LINKTYPE_ETHERNET)]
+    for i, (t, rtp) in enumerate(packets):
+        frame = _frame(src, dst, i & 0xFFFF, rtp)
+        sec, usec = divmod(round(t * 1_000_000), 1_000_000)
+        chunks.append(struct.pack("<IIII", sec, usec, len(frame), len(frame)))
+        chunks.append(frame)
+    Path(out).write_bytes(b"".join(chunks))
+    return len(packets)
+
+
+def call_media_pcap(
+    out: str | Path,
+    keys: list[tuple[float, str]],
+    speech: str | Path | None = None,
+    speech_at_s: float = 0.0,
+    codec: Codec = "alaw",
+    tail_s: float = 0.2,
+    event_ms: int = 100,
+    ssrc: int = 0x4D454449,
+) -> PcapInfo:
+    """One caller's whole media as a single RTP stream, the way a phone sends it: audio
+    every 20 ms (silence, or ``speech`` from ``speech_at_s`` on) with RFC 4733 key events
+    (``(seconds from the start, key)``) in place of the audio while a key is down.
+
+    Sequence numbers and timestamps only ever grow, so a receiver takes every key in order
+    (sip-tester's per-key samples share one capture's numbering: replayed out of order,
+    Asterisk drops the lower-numbered key)."""
+    if codec not in PAYLOAD_TYPE:
+        raise PcapError(f"unknown codec {codec!r}: use alaw or ulaw")
+    times = [t for t, _ in keys]
+    for t, key in keys:
+        if key not in DTMF_EVENTS:
+            raise PcapError(f"cannot send key {key!r}: keys are 0-9, * and #")
+        if t < 0:
+            raise PcapError("a key time must not be negative")
+    if times != sorted(times) or any(b - a < 0.2 for a, b in itertools.pairwise(times)):
+        raise PcapError("keys must come in time order, at least 0.2 s apart")
+    per = RATE // 50  # 20 ms
+    audio = np.zeros(0, np.int16)
+    if speech is not None:
+        if speech_at_s < 0:
+            raise PcapError("speech_at_s must not be negative")
+        voice = read_pcm8k(speech)
+        audio = np.concatenate([np.zeros(round(speech_at_s * RATE), np.int16), voice])
+    end_s = max([*(t + event_ms / 1000 for t in times), audio.size / RATE]) + tail_s
+    frames = int(np.ceil(end_s * 50))
+    audio = np.concatenate([audio, np.zeros(max(0, frames * per - audio.size), np.int16)])
+    encoded = encode(audio[: frames * per], codec)
+    pt = PAYLOAD_TYPE[codec]
+    key_at = {round(t * 50): DTMF_EVENTS[k] for t, k in keys}
+    event_frames = max(1, event_ms // 20)
+    packets: list[tuple[float, bytes]] = []
+    seq = 1000
+    i = 0
+
+    def rtp(marker: bool, ptype: int, ts: int, payload: bytes) -> bytes:
+        nonlocal seq
+        head = struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | ptype, seq & 0xFFFF, ts, ssrc)
+        seq += 1
+        return head + payload
+
+    while i < frames:
+        if i in key_at:
+            code, start_ts = key_at[i], i * per
+            for j in range(event_frames):
+                dur = (j + 1) * per
+                last = j == event_frames - 1
+                body = struct.pack("!BBH", code, (0x80 if last else 0) | 10, dur)
+                packets.append(((i + j) * 0.02, rtp(j == 0, EVENT_PT, start_ts, body)))
+                if last:  # the end packet goes three times (RFC 4733 2.5.1.4)
+                    for _ in range(2):
+                        packets.append(((i + j) * 0.02, rtp(False, EVENT_PT, start_ts, body)))
+            i += event_frames
+            continue
+        packets.append((i * 0.02, rtp(i == 0, pt, i * per, encoded[i * per : (i + 1) * per])))
+        i += 1
+    count = write_packets(packets, out)
+    return PcapInfo(Path(out), count, frames * 0.02, pt)
 
 
 def wav_to_pcap(

@@ -29,7 +29,14 @@ from pathlib import Path
 
 from hotline.ami import AmiClient, AmiError
 from hotline.config import ConfigError, HotlineConfig, load_config
-from hotline.sipp import CallerSpec, SippError, SippResult, digit_plan, run_caller_async
+from hotline.sipp import (
+    CallerSpec,
+    SippError,
+    SippResult,
+    key_steps,
+    prepare_media,
+    run_caller_async,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SOUNDS = REPO / "sounds" / "zh"
@@ -230,7 +237,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--caller-name", default="", help="caller ID name")
     p.add_argument("--hold", type=float, default=10.0, help="seconds on the line after the keys")
     p.add_argument("--audio", type=Path, default=None, help="a wav the caller speaks after keys")
-    p.add_argument("--audio-after", type=float, default=1.0, help="silence before the speech")
+    p.add_argument("--audio-after", type=float, default=1.0, help="s after the last key to speak")
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many s")
     p.set_defaults(func=run)
 
@@ -249,29 +256,18 @@ def run(args: argparse.Namespace) -> int:
     workdir = run_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{caller}"
     try:
         key_after = args.key_after if args.key_after is not None else first_key_after(config)
-        plan = digit_plan(args.digits, key_after, args.key_gap) if args.digits else ""
-        pcap = None
-        if args.audio is not None:
-            from speech.pcap import PcapError, wav_to_pcap
-
-            workdir.mkdir(parents=True, exist_ok=True)
-            try:
-                pcap = wav_to_pcap(
-                    args.audio,
-                    workdir / "speech.pcap",
-                    lead_silence_ms=round(args.audio_after * 1000),
-                ).path
-            except PcapError as exc:
-                raise SippError(str(exc)) from None
+        steps = key_steps(args.digits, key_after, args.key_gap) if args.digits else []
+        digits, media, media_s = prepare_media(steps, workdir, args.audio, args.audio_after)
         spec = CallerSpec(
             target_host=config.sip.host,
             target_port=config.sip.port,
             dialed=config.hotline.number,
             caller=caller,
             name=args.caller_name,
-            digits=plan,
+            digits=digits,
             hold_s=args.hold,
-            speech_pcap=pcap,
+            media_pcap=media,
+            media_s=media_s,
         )
         spec.validate()
         facts = asyncio.run(place_call(config, spec, workdir, args.timeout))

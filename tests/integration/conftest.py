@@ -33,9 +33,10 @@ from hotline.config import HotlineConfig, load_config
 from hotline.sipp import (
     CallerSpec,
     PhoneSet,
-    digit_plan,
+    key_steps,
     missing_dtmf_samples,
     offset_config,
+    prepare_media,
     start_phones,
 )
 
@@ -66,6 +67,9 @@ class Hotline:
     stack: object  # hotline.runtime.stack.Stack
     phones: PhoneSet
     workdir: Path
+    asterisk_log_start: int = 0
+    """Where this session's part of Asterisk's log begins (the file outlives restarts, and
+    channel names start again at 00000000 with every Asterisk)."""
     _calls: int = 0
 
     # ---- calls --------------------------------------------------------------------------
@@ -81,7 +85,8 @@ class Hotline:
         self._calls += 1
         caller = caller or f"1380000{os.getpid() % 1000:03d}{self._calls % 10}"
         after = key_after_s if key_after_s is not None else first_key_after(self.config)
-        plan = digit_plan(digits, after, key_gap_s) if digits else ""
+        steps = key_steps(digits, after, key_gap_s) if digits else []
+        plan, media, media_s = prepare_media(steps, self.workdir / "media" / caller)
         return CallerSpec(
             target_host=self.config.sip.host,
             target_port=self.config.sip.port,
@@ -90,6 +95,8 @@ class Hotline:
             name=name,
             digits=plan,
             hold_s=hold_s,
+            media_pcap=media,
+            media_s=media_s,
         )
 
     async def place_async(self, spec: CallerSpec, timeout_s: float = 240.0) -> dict:
@@ -114,7 +121,9 @@ class Hotline:
     def agi_commands(self, channel: str) -> list[str]:
         """Every AGI command Asterisk received on ``channel`` (its AGI debug log)."""
         marker = f"<{channel}>AGI Rx << "
-        text = Path(self.stack.asterisk_log).read_text(errors="replace")  # type: ignore[attr-defined]
+        with open(self.stack.asterisk_log, "rb") as fh:  # type: ignore[attr-defined]
+            fh.seek(self.asterisk_log_start)
+            text = fh.read().decode(errors="replace")
         return [line.split(marker, 1)[1] for line in text.splitlines() if marker in line]
 
     @property
@@ -174,9 +183,10 @@ def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotline]:
             stack.up(require_fastagi=True)
         except StackError as exc:
             pytest.fail(f"the test stack did not come up: {exc}", pytrace=False)
+        log_start = stack.asterisk_log.stat().st_size
         stack.cli("agi set debug on")
         phones = start_phones(config, tmp / "phones")
-        yield Hotline(config, config_path, stack, phones, tmp)
+        yield Hotline(config, config_path, stack, phones, tmp, log_start)
     finally:
         if phones is not None:
             phones.stop()
