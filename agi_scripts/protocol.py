@@ -24,8 +24,10 @@ What Asterisk 22 (res_agi.c) does, and what this module relies on:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Final
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final, NamedTuple
 
 from agi_scripts.errors import (
     AgiArgumentError,
@@ -43,6 +45,7 @@ ESCAPE_ALL: Final = "0123456789*#"
 
 _FORBIDDEN = re.compile(r"[\r\n\x00]")
 _VERB = re.compile(r"^[A-Z]+( [A-Z]+)*$")
+_VERBS_SEEN: set[str] = set()
 _ENV_KEY = re.compile(r"^agi_[a-z0-9_]+$")
 _REPLY = re.compile(r"^200 result=(?P<result>\S*)(?: \((?P<data>.*)\))?(?P<rest>(?: \S+)*)\s*$")
 
@@ -114,16 +117,19 @@ def parse_env(block: bytes | str) -> AgiEnv:
 
 
 # ---- replies ----------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class AgiReply:
-    """One reply.  ``result`` is a string: ``GET DATA`` answers digits (``"12#"``) or ``""``."""
+_NO_EXTRA: Mapping[str, str] = MappingProxyType({})
+
+
+class AgiReply(NamedTuple):
+    """One reply.  ``result`` is a string: ``GET DATA`` answers digits (``"12#"``) or ``""``.
+    (A named tuple: replies are made on every command, and this is the cheapest record.)"""
 
     code: int
     result: str = ""
     data: str | None = None
     """The parenthesised part: ``timeout``, ``dtmf``, a variable's value …"""
-    extra: dict[str, str] = field(default_factory=dict)
-    """``key=value`` pairs after it: ``endpos``, ``digit`` …"""
+    extra: Mapping[str, str] = _NO_EXTRA
+    """``key=value`` pairs after it: ``endpos``, ``digit`` … (read-only)."""
     text: str = ""
     """The raw line (for 5xx: the message; for 520 blocks: the usage text)."""
 
@@ -153,11 +159,23 @@ HANGUP: Final = Hangup()
 
 def parse_reply_line(line: str) -> AgiReply:
     """Parse one complete single-line reply (``200 …``, ``510 …``, ``511 …``, ``520 …``)."""
+    if line.startswith("200 result=") and "(" not in line:
+        # the common case, without a regex: ``200 result=N [k=v ...]``
+        words = line[11:].split()
+        if not words or "=" in words[0]:
+            words.insert(0, "")
+        extra: dict[str, str] = {}
+        for pair in words[1:]:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise AgiProtocolError(f"unparsable reply {line[:200]!r}")
+            extra[key] = value
+        return AgiReply(200, words[0], None, extra, line)
     if line.startswith("200 "):
         m = _REPLY.match(line)
         if m is None:
             raise AgiProtocolError(f"unparsable reply {line[:200]!r}")
-        extra: dict[str, str] = {}
+        extra = {}
         for pair in m.group("rest").split():
             key, sep, value = pair.partition("=")
             if sep:
@@ -242,8 +260,11 @@ def build_command(verb: str, *args: object) -> bytes:
     :func:`quote`.  The result always holds exactly one newline, at the end, and fits
     Asterisk's line buffer, or :class:`AgiArgumentError` is raised and nothing is sent.
     """
-    if not _VERB.match(verb):
-        raise AgiArgumentError(f"not an AGI command name: {verb[:60]!r}")
+    if verb not in _VERBS_SEEN:
+        if not _VERB.match(verb):
+            raise AgiArgumentError(f"not an AGI command name: {verb[:60]!r}")
+        if len(_VERBS_SEEN) < 256:
+            _VERBS_SEEN.add(verb)
     line = verb
     for arg in args:
         line += " " + quote(arg)

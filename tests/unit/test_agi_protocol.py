@@ -286,3 +286,20 @@ def test_quoted_value_round_trips_as_asterisk_22_stored_it() -> None:
     )
     echoed = parse_reply_line(f"200 result=1 ({value})")
     assert echoed.data == value
+
+
+@pytest.mark.parametrize(
+    ("line", "result", "extra"),
+    [
+        ("200 result=0", "0", {}),
+        ("200 result=", "", {}),
+        ("200 result= endpos=5", "", {"endpos": "5"}),
+        ("200 result=1 (digit) digit=5 endpos=1200", "1", {"digit": "5", "endpos": "1200"}),
+        ("200 result=-1 endpos=16160", "-1", {"endpos": "16160"}),
+    ],
+)
+def test_reply_fields_with_and_without_parenthesised_data(
+    line: str, result: str, extra: dict[str, str]
+) -> None:
+    reply = parse_reply_line(line)
+    assert (reply.code, reply.result, dict(reply.extra), reply.text) == (200, result, extra, line)
