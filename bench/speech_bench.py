@@ -323,6 +323,7 @@ def main() -> None:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-concurrency", action="store_true")
     ap.add_argument("--only-concurrency", action="store_true")
+    ap.add_argument("--counts", default="1,2,4,6,8,10", help="callers per core to try")
     ap.add_argument("--parallel", type=int, default=2, help="callers at a time in section 1")
     ap.add_argument("--silence-ms", type=int, default=1500)
     ap.add_argument("--rss-child", choices=("whisper", "vosk"), help=argparse.SUPPRESS)
@@ -338,7 +339,7 @@ def main() -> None:
     if not args.skip_latency and not args.only_concurrency:
         asyncio.run(bench_latency(lengths, args.parallel, args.silence_ms))
     if not args.skip_concurrency:
-        bench_per_core([1, 2, 4, 6, 8, 10] if not args.quick else [1, 4, 6], 20)
+        bench_per_core([int(c) for c in args.counts.split(",")] if not args.quick else [1, 4], 20)
 
 
 if __name__ == "__main__":
