@@ -43,8 +43,15 @@ def _stack(args: argparse.Namespace):  # -> Stack (imported lazily: keeps `--hel
 
 
 def up_cmd(args: argparse.Namespace) -> int:
-    from hotline.runtime import StackError
+    from hotline.runtime import StackError, rootfs
 
+    if not rootfs.is_complete(rootfs.rootfs_path()):
+        print(
+            f"building the Asterisk rootfs {rootfs.rootfs_path()} with mmdebstrap "
+            "(about a minute, once)...",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         stack = _stack(args)
         status = stack.up(require_fastagi=args.require_fastagi, speech=not args.no_speech)
@@ -75,6 +82,8 @@ def up_cmd(args: argparse.Namespace) -> int:
     for phone in status.get("demo_phones", []):
         print(f"  phone    {phone}")
     timings = status.get("timings", {})
+    if timings.get("rootfs_s", 0) > 1:
+        print(f"  rootfs ready in {timings['rootfs_s']:.1f} s")
     if "asterisk_ready_s" in timings:
         print(f"  asterisk start-to-ready {timings['asterisk_ready_s']:.2f} s")
     return 0
