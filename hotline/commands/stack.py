@@ -77,6 +77,8 @@ def up_cmd(args: argparse.Namespace) -> int:
     speech = status["speech"]
     if speech["running"]:
         print(f"  speech   pid {speech['pid']}: {speech['listen']} (AudioSocket)")
+    elif args.no_speech:
+        print("  speech   not started (--no-speech): callers use keys or reach a person")
     else:
         print(f"  speech   not running ({speech['log']}): callers use keys or reach a person")
     for phone in status.get("demo_phones", []):
