@@ -12,9 +12,10 @@ What a caller meets:
 * a *suspended* caller (第二十九条) hears the suspension notice, may press 9 for an
   emergency-only menu, and is then hung up; emergency lines are never refused;
 * outside business hours: ``closed_prompt``, then ``closed_target``;
-* otherwise the greeting (played once, not interruptible, it names 110/119/120/122 and key 9),
-  the throttle notice for a *warned* caller, the progress offer when the caller has open
-  demands (第十四条), then the ``main`` menu;
+* otherwise the greeting (once per call; it names 110/119/120/122 and key 9, and a key pressed
+  during it counts: it leads the first menu round), the throttle notice for a *warned* caller
+  (then greeting and notice are one uninterruptible Play), the progress offer when the
+  caller has open demands (第十四条), then the ``main`` menu;
 * a menu: its prompts (interruptible) → a key → the key's target; an unknown key plays
   ``invalid_prompt``, silence ``no_input_prompt``, and the menu is offered again; after
   ``retries`` failed rounds the caller goes to ``on_exhausted`` (the general seat by default,
@@ -137,14 +138,18 @@ def _split_greeting(menu: Menu) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return (), menu.prompts
 
 
-def _intro(c: _Call, menu: Menu) -> Step:
-    """The greeting (and a throttle notice), once per call."""
-    if not c.greeted:
-        c.greeted = True
-        prompts = (*_split_greeting(menu)[0], *c.intro_extra)
-        if prompts:
-            yield Play(prompts)
-    return None
+def _intro(c: _Call, menu: Menu) -> Generator[Action, Result | None, tuple[str, ...]]:
+    """The greeting, once per call.  Returned, to lead the first menu round, so that a
+    caller may press a key (9 for an emergency) while it plays; a *warned* caller hears it
+    with the 第二十九条 notice as one uninterruptible :class:`Play` instead."""
+    if c.greeted:
+        return ()
+    c.greeted = True
+    once = _split_greeting(menu)[0]
+    if c.intro_extra:
+        yield Play((*once, *c.intro_extra))
+        return ()
+    return once
 
 
 def _collect(
@@ -166,14 +171,15 @@ def _run_menu(c: _Call, name: str, *, emergency_only: bool = False) -> Step:
     if emergency_only:
         options = {k: t for k, t in options.items() if t.kind == "emergency"}
     c.path.append(name)
-    yield from _intro(c, menu)
+    lead = yield from _intro(c, menu)
     prompts = _split_greeting(menu)[1]
     failures = 0
     while True:
         if c.collects >= MAX_COLLECTS:
             c.via = "limit"
             return (yield from _route(c, c.config.general_seat.id))
-        key = yield from _collect(c, prompts, int(menu.timeout_s * 1000))
+        key = yield from _collect(c, (*lead, *prompts), int(menu.timeout_s * 1000))
+        lead = ()
         target = options.get(key)
         if target is not None and target.kind == "repeat":
             continue
@@ -308,9 +314,11 @@ def _progress(c: _Call, target: Target) -> Step:
 def _offer_progress(c: _Call) -> Step:
     """A caller with open demands: "您有一件诉求正在办理。听取进度请按1，反映新的诉求请按2"."""
     main = c.config.menus["main"]
-    yield from _intro(c, main)
+    lead = yield from _intro(c, main)
     key = yield from _collect(
-        c, (*_progress_head(c.info.open_tickets), "progress-menu"), int(main.timeout_s * 1000)
+        c,
+        (*lead, *_progress_head(c.info.open_tickets), "progress-menu"),
+        int(main.timeout_s * 1000),
     )
     if key == "1":
         c.path += ["progress", "1"]

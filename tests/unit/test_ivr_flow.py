@@ -129,7 +129,7 @@ def test_caller_presses_2_reaches_gongjijin_seat(config: HotlineConfig) -> None:
     assert call.route.request.fields["ivr_path"] == "main>2"
     assert call.route.request.call_id == "call-1"
     assert call.route.request.caller == "13805712345"
-    assert call.actions[0] == Play(("greeting",))
+    assert call.actions[0] == Collect(("greeting", "main-menu"), max_digits=1, timeout_ms=5000)
     assert call.actions[-2] == Play(("transfer",))
 
 
@@ -149,7 +149,7 @@ def test_silent_caller_hears_menu_three_times_then_reaches_general_seat(
     retries = config.menus["main"].retries
     assert call.collects("main-menu") == retries
     assert call.plays("no-input") == retries
-    assert call.plays("greeting") == 1
+    assert call.played().count("greeting") == 1
     assert call.route.request.skill == config.general_seat.id
     assert call.route.request.priority == EXHAUSTED_PRIORITY
     assert call.route.request.fields["via"] == "exhausted"
@@ -195,13 +195,20 @@ def test_greeting_is_heard_once_even_when_caller_comes_back_to_main(
     assert call.route.request.fields["ivr_path"] == "main>9>emergency>0>main>3"
 
 
-def test_greeting_is_not_interruptible_and_the_menu_is(config: HotlineConfig) -> None:
-    call = place_call(config, ["2"])
-    greeting = next(a for a in call.actions if "greeting" in getattr(a, "prompts", ()))
-    menu = next(a for a in call.actions if isinstance(a, Collect))
-    assert isinstance(greeting, Play)
-    assert menu.timeout_ms == int(config.menus["main"].timeout_s * 1000)
-    assert menu.max_digits == 1
+def test_caller_can_press_9_during_the_greeting(config: HotlineConfig) -> None:
+    call = place_call(config, ["9", "2"])
+    first = call.actions[0]
+    assert isinstance(first, Collect)
+    assert first.prompts == ("greeting", "main-menu")
+    assert first.timeout_ms == int(config.menus["main"].timeout_s * 1000)
+    assert first.max_digits == 1
+    assert call.end == EmergencyTransfer("119", reason="key:main>9>emergency>2")
+
+
+def test_menu_rounds_after_the_first_do_not_replay_the_greeting(config: HotlineConfig) -> None:
+    call = place_call(config, ["", "2"])
+    menus = [a for a in call.actions if isinstance(a, Collect)]
+    assert [m.prompts for m in menus] == [("greeting", "main-menu"), ("main-menu",)]
 
 
 # ---- emergencies --------------------------------------------------------------------------
