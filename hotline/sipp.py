@@ -196,6 +196,8 @@ class SippResult:
     duration_s: float = 0.0
     workdir: str = ""
     timed_out: bool = False
+    response_time_ms: float | None = None
+    """Average INVITE → 200 OK time over the run (sipp's ResponseTime1)."""
 
     @property
     def ok(self) -> bool:
@@ -211,6 +213,7 @@ class SippResult:
             "failed": self.failed,
             "failed_reasons": self.failed_reasons,
             "retransmissions": self.retransmissions,
+            "invite_to_200_ms": self.response_time_ms,
             "duration_s": round(self.duration_s, 3),
             "logs": self.logs,
             "errors": self.errors[-5:],
@@ -239,6 +242,16 @@ def _int(stats: dict[str, str], key: str) -> int:
         return 0
 
 
+def sipp_duration_ms(value: str) -> float | None:
+    """sipp's ``HH:MM:SS:microseconds`` as milliseconds (None when absent or zero)."""
+    m = re.fullmatch(r"(\d+):(\d\d):(\d\d):(\d{6})", value.strip())
+    if not m:
+        return None
+    h, mi, sec, us = (int(g) for g in m.groups())
+    ms = ((h * 60 + mi) * 60 + sec) * 1000 + us / 1000
+    return round(ms, 3) if ms else None
+
+
 def stats_counts(stats: dict[str, str]) -> dict[str, object]:
     """Cumulative counters from a stat row: created, successful, failed (+ reasons)."""
     reasons = {
@@ -253,6 +266,7 @@ def stats_counts(stats: dict[str, str]) -> dict[str, object]:
         "retransmissions": _int(stats, "Retransmissions(C)"),
         "failed_reasons": {k: v for k, v in reasons.items() if v},
         "current": _int(stats, "CurrentCall"),
+        "response_time_ms": sipp_duration_ms(stats.get("ResponseTime1(C)", "")),
     }
 
 
@@ -314,6 +328,8 @@ class CallerSpec:
     calls: int = 1
     rate: float = 1.0
     limit: int | None = None
+    trace_errors: bool = True
+    """sipp's error log (it also records every wait-loop tick: off for load runs)."""
 
     def validate(self) -> None:
         check_number(self.caller)
@@ -376,8 +392,9 @@ def caller_argv(spec: CallerSpec, workdir: Path, timeout_s: float) -> list[str]:
         "-trace_stat", "-stf", str(workdir / "stat.csv"), "-fd", "1",
         "-trace_screen", "-screen_file", str(workdir / "screen.log"),
         "-trace_logs", "-log_file", str(workdir / "calls.log"),
-        "-trace_err", "-error_file", str(workdir / "errors.log"),
     ]  # fmt: skip
+    if spec.trace_errors:
+        argv += ["-trace_err", "-error_file", str(workdir / "errors.log")]
     if spec.limit:
         argv += ["-l", str(spec.limit)]
     if spec.calls <= 5:
@@ -409,6 +426,7 @@ def _result(
         duration_s=time.monotonic() - started,
         workdir=str(workdir),
         timed_out=timed_out,
+        response_time_ms=stats["response_time_ms"],  # type: ignore[arg-type]
     )
 
 
