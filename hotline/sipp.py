@@ -583,19 +583,40 @@ def start_phone(
         if phone.proc.poll() is not None:
             tail = (workdir / f"{role}.out").read_bytes()[-2000:].decode(errors="replace")
             raise SippError(f"phone {role} on {host}:{port} exited: {tail.strip()}")
-        if _udp_bound(host, port):
+        if _udp_bound(host, port, phone.proc.pid):
             return phone
         time.sleep(0.05)
     stop_phone(phone)
     raise SippError(f"phone {role} did not bind {host}:{port} within {wait_s} s")
 
 
-def _udp_bound(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return True
+def _udp_bound(host: str, port: int, pid: int | None = None) -> bool:
+    """Whether ``host:port`` is bound for UDP (by process ``pid`` when given: a port that
+    someone else holds must not pass for our phone's)."""
+    import ipaddress
+
+    want = f"{int(ipaddress.IPv4Address(host)):08X}"
+    want = "".join(reversed([want[i : i + 2] for i in range(0, 8, 2)]))  # little-endian /proc
+    inodes = set()
+    try:
+        lines = Path("/proc/net/udp").read_text().splitlines()[1:]
+    except OSError:
+        lines = []
+    for line in lines:
+        parts = line.split()
+        addr, _, hexport = parts[1].partition(":")
+        if int(hexport, 16) == port and addr in (want, "00000000"):
+            inodes.add(parts[9])
+    if pid is None:
+        return bool(inodes)
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in {f"socket:[{i}]" for i in inodes}:
+                return True
     return False
 
 

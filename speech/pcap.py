@@ -57,7 +57,9 @@ def read_pcm8k(path: str | Path) -> np.ndarray:
     if not p.is_file():
         raise PcapError(f"{p}: no such file")
     try:
-        seg = AudioSegment.from_wav(str(p))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # pydub's "no ffprobe" warning
+            seg = AudioSegment.from_wav(str(p))
     except Exception as exc:  # pydub raises several types for a file that is not a wav
         raise PcapError(f"{p}: not a readable PCM wav ({exc})") from None
     seg = seg.set_channels(1).set_sample_width(2)

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech.pcap import PcapError, linear_to_alaw, linear_to_ulaw, main, wav_to_pcap
+from speech.pcap import (
+    PcapError,
+    call_media_pcap,
+    linear_to_alaw,
+    linear_to_ulaw,
+    main,
+    wav_to_pcap,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -139,3 +146,34 @@ def test_command_line_reports_errors_with_exit_code_2(tmp_path: Path, capsys) ->
     _write_wav(tmp_path / "ok.wav", _tone(300.0, 0.2, 8000), 8000)
     assert main([str(tmp_path / "ok.wav"), str(tmp_path / "out.pcap"), "--codec", "ulaw"]) == 0
     assert "10 RTP" in capsys.readouterr().out
+
+
+def test_keys_out_of_order_or_unknown_are_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "keys.pcap"
+    with pytest.raises(PcapError, match="time order"):
+        call_media_pcap(out, [(2.0, "1"), (1.0, "2")])
+    with pytest.raises(PcapError, match="time order"):
+        call_media_pcap(out, [(1.0, "1"), (1.1, "2")])
+    with pytest.raises(PcapError, match="cannot send key"):
+        call_media_pcap(out, [(1.0, "A")])
+    assert not out.exists()
+
+
+def test_a_key_is_an_rfc4733_event_that_grows_then_ends_three_times(tmp_path: Path) -> None:
+    info = call_media_pcap(tmp_path / "k.pcap", [(0.5, "*")], event_ms=100)
+
+    _link, packets = _read_pcap(tmp_path / "k.pcap")
+    assert info.packets == len(packets)
+    events = [f[34 + 8 :] for _t, f in packets if f[43] & 0x7F == 101]
+    assert len(events) == 5 + 2
+    codes = {e[12] for e in events}
+    durations = [struct.unpack("!H", e[14:16])[0] for e in events]
+    ends = [bool(e[13] & 0x80) for e in events]
+    timestamps = {struct.unpack("!I", e[4:8])[0] for e in events}
+    assert codes == {10}  # '*'
+    assert durations == [160, 320, 480, 640, 800, 800, 800]
+    assert ends == [False] * 4 + [True] * 3
+    assert timestamps == {round(0.5 * 8000)}
+    assert bool(events[0][1] & 0x80)  # marker on the first packet of the event
