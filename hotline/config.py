@@ -256,6 +256,13 @@ class Speech(_Model):
     phrase list) together with seat names and districts."""
 
     engine: Literal["auto", "vosk", "whisper"] = "auto"
+    mode: Literal["off", "after_choice", "before_menu"] = "off"
+    """When the caller is asked to say the matter (请简要说出您要反映的事项): ``after_choice`` —
+    once a seat is chosen by key (the draft pre-fills the ticket; only a confident spoken seat
+    overrides the key); ``before_menu`` — before the main menu, which is offered only when
+    nothing usable was heard; ``off`` — only where a menu option ``speech:…`` leads."""
+    listen_max_s: float = Field(default=20.0, gt=0, le=120)
+    silence_ms: int = Field(default=1500, ge=300, le=10_000)
     vocabulary: tuple[str, ...] = (
         "12345", "咨询", "投诉", "举报", "建议", "求助", "表扬", "公积金", "社保", "医保",
         "营业执照", "噪音", "油烟", "施工", "拖欠工资", "限行", "学区", "小区", "物业",

@@ -62,6 +62,11 @@ EXHAUSTED_PRIORITY = 1
 """Queue priority of a caller who could not choose (elderly callers are answered first)."""
 SPEECH_SEAT_MIN_CONFIDENCE = 0.6
 """A spoken demand routes to its seat only at or above this confidence."""
+SPEECH_OVERRIDE_MIN_CONFIDENCE = 0.8
+"""A spoken seat overrides the seat the caller chose by key only at or above this."""
+CONFIRM_KEY = "1"
+CONFIRM_ROUNDS = 2
+CONFIRM_TIMEOUT_MS = 5000
 NOTICE_TIMEOUT_MS = 5000
 SUSPENDED_TIMEOUT_MS = 5000
 EMERGENCY_KEY = "9"
@@ -126,6 +131,8 @@ def call_flow(
         nxt = "main"
         if call.open_tickets:
             nxt = yield from _offer_progress(c)
+        if nxt == "main" and config.speech.mode == "before_menu":
+            nxt = yield from _speak_first(c)
     while nxt:
         nxt = yield from _run_menu(c, nxt)
 
@@ -237,6 +244,11 @@ def _goodbye(c: _Call, reason: str) -> Step:
 
 
 def _seat(c: _Call, target: Target) -> Step:
+    """A seat chosen by key; with ``speech.mode: after_choice`` the caller first says the
+    matter, which pre-fills the ticket."""
+    if c.config.speech.mode == "after_choice":
+        draft = yield from _listen(c, "demand")
+        return (yield from _after_speech(c, draft, chosen=target.value))
     return (yield from _route(c, target.value))
 
 
@@ -262,40 +274,102 @@ def _notice(c: _Call, target: Target) -> Step:
     return (yield from _goodbye(c, f"notice:{target.value}"))
 
 
-def _speech(c: _Call, target: Target) -> Step:
-    """Let the caller speak (``speak-<value>``) and route by the ticket draft.  Issue 3 seam.
-
-    ``speech:message`` (the closed-hours default) records a message and says goodbye; any
-    other value routes: an emergency in the draft → that line; an out-of-scope matter → its
-    notice; a confident seat → that seat; otherwise the general seat."""
+def _listen(
+    c: _Call, what: str, max_s: float | None = None
+) -> Generator[Action, Result | None, dict[str, object] | None]:
+    """ "请简要说出您要反映的事项" (``speak-<what>``): the ticket draft, or ``None``."""
+    speech = c.config.speech
     result = yield Listen(
-        f"speak-{target.value}", max_s=60.0 if target.value == "message" else 20.0
+        f"speak-{what}", max_s=max_s or speech.listen_max_s, silence_ms=speech.silence_ms
     )
-    draft = result.draft if isinstance(result, Heard) and isinstance(result.draft, dict) else None
-    line = str(draft.get("emergency") or "") if draft else ""
-    if draft and line in c.config.emergency.lines:
-        words = draft.get("emergency_words")
-        said = "、".join(str(w) for w in words) if isinstance(words, list | tuple) else ""
-        return (yield from _emergency_transfer(c, line, f"speech:{said or line}"))
+    if isinstance(result, Heard) and isinstance(result.draft, dict):
+        return result.draft
+    return None
+
+
+def _speech(c: _Call, target: Target) -> Step:
+    """A menu option that lets the caller speak (``speak-<value>``) and routes by the draft.
+    ``speech:message`` (the closed-hours default) takes a message and says goodbye."""
+    draft = yield from _listen(c, target.value, 60.0 if target.value == "message" else None)
     if target.value == "message":
+        line = _spoken_emergency(c.config, draft)
+        if line and (yield from _confirm_emergency(c, line)):
+            return (yield from _emergency_transfer(c, line, _speech_reason(draft, line)))
         return (yield from _goodbye(c, "message"))
-    extra: dict[str, object] = {"draft": draft} if draft else {}
-    c.via = "speech"
+    return (yield from _after_speech(c, draft, chosen=None))
+
+
+def _after_speech(c: _Call, draft: Mapping[str, object] | None, chosen: str | None) -> Step:
+    """Act on what the caller said: an emergency (confirmed by the caller) → its line; an
+    out-of-scope matter → its notice (第九条); otherwise a seat — a spoken seat when confident
+    (stricter when it would override the caller's key ``chosen``), else ``chosen``, else the
+    general seat.  The draft travels to the ACD with the call."""
+    line = _spoken_emergency(c.config, draft)
+    if line and (yield from _confirm_emergency(c, line)):
+        return (yield from _emergency_transfer(c, line, _speech_reason(draft, line)))
+    extra: dict[str, object] = {"draft": dict(draft)} if draft else {}
     oos = str(draft.get("out_of_scope") or "") if draft else ""
     if oos in c.config.caller_rules.out_of_scope:
+        c.via = "speech"
         return (yield from _notice(c, Target(kind="notice", value=oos)))
-    seat = _confident_seat(c.config, draft)
-    return (yield from _route(c, seat or c.config.general_seat.id, extra))
+    needed = SPEECH_SEAT_MIN_CONFIDENCE if chosen is None else SPEECH_OVERRIDE_MIN_CONFIDENCE
+    spoken = _confident_seat(c.config, draft, needed)
+    if spoken and spoken != chosen:
+        c.via = "speech"
+    return (yield from _route(c, spoken or chosen or c.config.general_seat.id, extra))
 
 
-def _confident_seat(config: HotlineConfig, draft: Mapping[str, object] | None) -> str | None:
+def _spoken_emergency(config: HotlineConfig, draft: Mapping[str, object] | None) -> str:
+    line = str(draft.get("emergency") or "") if draft else ""
+    return line if line in config.emergency.lines else ""
+
+
+def _speech_reason(draft: Mapping[str, object] | None, line: str) -> str:
+    words = draft.get("emergency_words") if draft else None
+    said = "、".join(str(w) for w in words) if isinstance(words, list | tuple) else ""
+    return f"speech:{said or line}"
+
+
+def _confirm_emergency(c: _Call, line: str) -> Generator[Action, Result | None, bool]:
+    """ "您反映的情况可能需要转接119，转接请按1，不需要请按2": 1 → transfer, another key → go
+    on.  Silence, asked twice, transfers: a caller in an emergency may be unable to press."""
+    c.path.append(f"confirm-{line}")
+    for _ in range(CONFIRM_ROUNDS):
+        key = yield from _collect(c, (f"confirm-emergency-{line}",), CONFIRM_TIMEOUT_MS)
+        if key:
+            c.path.append(key)
+            return key == CONFIRM_KEY
+    return True
+
+
+def _speak_first(c: _Call) -> Step:
+    """``speech.mode: before_menu``: greeting, then the caller says the matter; the main menu
+    only when nothing usable was heard."""
+    lead = yield from _intro(c, c.config.menus["main"])
+    if lead:
+        yield Play(lead)
+    c.path.append("speech")
+    draft = yield from _listen(c, "demand")
+    usable = draft and (
+        _spoken_emergency(c.config, draft)
+        or str(draft.get("out_of_scope") or "") in c.config.caller_rules.out_of_scope
+        or _confident_seat(c.config, draft, SPEECH_SEAT_MIN_CONFIDENCE)
+    )
+    if not usable:
+        return "main"
+    return (yield from _after_speech(c, draft, chosen=None))
+
+
+def _confident_seat(
+    config: HotlineConfig, draft: Mapping[str, object] | None, needed: float
+) -> str | None:
     if not draft:
         return None
     seat = draft.get("seat")
     confidence = draft.get("confidence")
     score = confidence.get("seat") if isinstance(confidence, Mapping) else None
     known = {s.id for s in config.seats}
-    if seat in known and isinstance(score, int | float) and score >= SPEECH_SEAT_MIN_CONFIDENCE:
+    if seat in known and isinstance(score, int | float) and score >= needed:
         return str(seat)
     return None
 

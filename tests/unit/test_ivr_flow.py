@@ -177,7 +177,8 @@ def test_retries_are_counted_per_menu_round_mixing_silence_and_wrong_keys(
     assert call.route.request.skill == "gjj"
 
 
-def test_star_repeats_the_menu_without_counting_a_retry(config: HotlineConfig) -> None:
+def test_a_repeat_key_replays_the_menu_without_counting_a_retry() -> None:
+    config = config_with(main_options={"*": "repeat:menu"})
     presses = ["*"] * (config.menus["main"].retries + 2) + ["2"]
     call = place_call(config, presses)
     assert call.collects("main-menu") == len(presses)
@@ -589,3 +590,85 @@ def _configs(extra: tuple[tuple[str, str], ...]) -> HotlineConfig:
     if extra not in _CONFIG_CACHE:
         _CONFIG_CACHE[extra] = config_with(main_options=dict(extra))
     return _CONFIG_CACHE[extra]
+
+
+# ---- speech after a key choice, confirmation of spoken emergencies -------------------------
+@pytest.fixture(scope="module")
+def speak_after_choice() -> HotlineConfig:
+    return config_with(speech={"mode": "after_choice"})
+
+
+def test_after_choosing_a_seat_the_caller_says_the_matter_and_the_draft_goes_along(
+    speak_after_choice: HotlineConfig,
+) -> None:
+    draft = {"seat": "gjj", "summary": "公积金提取材料", "confidence": {"seat": 0.9}}
+    call = place_call(speak_after_choice, ["2"], said=draft)
+    assert call.played()[-2:] == ["speak-demand", "transfer"]
+    assert call.route.request.skill == "gjj"
+    assert call.route.request.fields["draft"] == draft
+    assert call.route.request.fields["via"] == "key"
+
+
+def test_an_unsure_spoken_seat_does_not_override_the_key(speak_after_choice: HotlineConfig) -> None:
+    draft = {"seat": "renshe", "confidence": {"seat": 0.7}}
+    call = place_call(speak_after_choice, ["2"], said=draft)
+    assert call.route.request.skill == "gjj"
+
+
+def test_a_confident_spoken_seat_redirects_a_general_seat_choice(
+    speak_after_choice: HotlineConfig,
+) -> None:
+    draft = {"seat": "gjj", "confidence": {"seat": 0.95}}
+    call = place_call(speak_after_choice, ["0"], said=draft)
+    assert call.route.request.skill == "gjj"
+    assert call.route.request.fields["via"] == "speech"
+
+
+def test_silence_after_choosing_still_reaches_the_chosen_seat(
+    speak_after_choice: HotlineConfig,
+) -> None:
+    call = place_call(speak_after_choice, ["7"], said=None)
+    assert call.route.request.skill == "yibao"
+    assert "draft" not in call.route.request.fields
+
+
+def test_spoken_fire_is_confirmed_with_1_then_transferred_to_119(
+    speak_after_choice: HotlineConfig,
+) -> None:
+    draft = {"emergency": "119", "emergency_words": ["着火"], "seat": None}
+    call = place_call(speak_after_choice, ["0", "1"], said=draft)
+    assert "confirm-emergency-119" in call.played()
+    assert call.end == EmergencyTransfer("119", reason="speech:着火")
+
+
+def test_a_caller_who_declines_the_emergency_transfer_reaches_the_chosen_seat(
+    speak_after_choice: HotlineConfig,
+) -> None:
+    draft = {"emergency": "119", "emergency_words": ["着火"], "seat": "jiaotong"}
+    call = place_call(speak_after_choice, ["3", "2"], said=draft)
+    assert call.route.request.skill == "jiaotong"
+    assert call.route.request.fields["ivr_path"] == "main>3>confirm-119>2"
+
+
+def test_a_silent_caller_after_a_spoken_emergency_is_transferred_all_the_same(
+    speak_after_choice: HotlineConfig,
+) -> None:
+    draft = {"emergency": "120", "emergency_words": ["晕倒"]}
+    call = place_call(speak_after_choice, ["0"], said=draft)
+    assert call.collects("confirm-emergency-120") == 2
+    assert call.end == EmergencyTransfer("120", reason="speech:晕倒")
+
+
+def test_speaking_before_the_menu_routes_a_clear_demand_without_the_menu() -> None:
+    cfg = config_with(speech={"mode": "before_menu"})
+    call = place_call(cfg, [], said={"seat": "jiaoyu", "confidence": {"seat": 0.9}})
+    assert "main-menu" not in call.played()
+    assert call.played()[:2] == ["greeting", "speak-demand"]
+    assert call.route.request.skill == "jiaoyu"
+
+
+def test_speaking_before_the_menu_falls_back_to_the_menu_when_nothing_was_understood() -> None:
+    cfg = config_with(speech={"mode": "before_menu"})
+    call = place_call(cfg, ["2"], said={"transcript": "嗯"})
+    assert call.collects("main-menu") == 1
+    assert call.route.request.skill == "gjj"
