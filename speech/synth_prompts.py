@@ -52,6 +52,12 @@ _PHONE_DIGITS = "零幺二三四五六七八九"
 _KEY_WORDS = {"*": "星号键", "#": "井号键"}
 EMERGENCY_LABELS = {"110": "治安报警", "119": "火警", "120": "医疗急救", "122": "交通事故"}
 """How the emergency menu names each line (the line number is spoken after the label)."""
+NOTICE_LABELS = {
+    "notice-legal": "诉讼、仲裁、行政复议、信访等法定途径事项",
+    "notice-secret": "涉及国家秘密、商业秘密或个人隐私的事项",
+    "notice-nongov": "不属于政务服务的事项",
+}
+"""How a notices menu names each 第九条 notice (by the notice's prompt)."""
 
 
 class PromptFileError(ValueError):
@@ -165,6 +171,8 @@ def _option_label(config: Any, target: Any) -> str:
         sub = config.menus[value]
         if any(t.kind == "emergency" for t in sub.options.values()):
             return "紧急求助"
+        if any(t.kind == "notice" for t in sub.options.values()):
+            return "诉讼、信访、隐私等不予受理事项说明"
         return "更多服务"
     if kind == "emergency":
         return EMERGENCY_LABELS.get(value, config.emergency.lines.get(value, "")) + value
@@ -176,7 +184,9 @@ def _option_label(config: Any, target: Any) -> str:
         return "语音描述诉求"
     if kind == "notice":
         rule = config.caller_rules.out_of_scope.get(value)
-        return f"{rule.name}事项说明" if rule else "事项说明"
+        if rule is None:
+            return "事项说明"
+        return NOTICE_LABELS.get(rule.prompt, f"{rule.name}事项说明")
     return "其他服务"
 
 
