@@ -33,7 +33,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from hotline.ami import AmiClient  # noqa: E402
+from hotline.ami import AmiClient, AmiError  # noqa: E402
 from hotline.config import HotlineConfig, load_config  # noqa: E402
 from hotline.sipp import CallerSpec, offset_config, run_caller_async  # noqa: E402
 
@@ -55,7 +55,12 @@ async def sample_ivr(config: HotlineConfig, stop: asyncio.Event, every_s: float)
     t0 = time.monotonic()
     try:
         while not stop.is_set():
-            out = await client.command("core show channels concise", timeout=10)
+            try:
+                out = await client.command("core show channels concise", timeout=10)
+            except AmiError:  # an overloaded Asterisk answers late: skip this sample
+                if client.closed:
+                    break
+                continue
             lines = [ln for ln in out.splitlines() if ln.count("!") >= 6]
             in_agi = sum(1 for ln in lines if ln.split("!")[5] == "AGI")
             samples.append((round(time.monotonic() - t0, 2), len(lines), in_agi))
