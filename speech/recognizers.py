@@ -91,6 +91,15 @@ def join_words(parts: Iterable[str]) -> str:
 _REPEAT = re.compile(r"(.{2,40}?)(?:[,，、。 ]?\1){2,}")
 
 
+_HALF_PUNCT = re.compile(r"(?<=[\u4e00-\u9fff])\s*([,?!:;])\s*")
+_FULL = {",": "，", "?": "？", "!": "！", ":": "：", ";": "；"}
+
+
+def full_width_punctuation(text: str) -> str:
+    """Whisper writes ``,`` and ``?`` after Chinese characters; use ``，`` and ``？``."""
+    return _HALF_PUNCT.sub(lambda m: _FULL[m.group(1)], text)
+
+
 def collapse_repeats(text: str) -> str:
     """Cut Whisper's decoding loops (``家庭,家庭,家庭,…``) down to one occurrence."""
     return _REPEAT.sub(r"\1", text)
@@ -395,7 +404,7 @@ class WhisperRecognizer:
             text, logprob = self._decode_short(audio16k, context)
         else:
             text, logprob = self._decode_full(audio16k, context)
-        return collapse_repeats(_simplified(text)), logprob
+        return full_width_punctuation(collapse_repeats(_simplified(text))), logprob
 
     def _decode_short(self, audio16k: np.ndarray, context: str) -> tuple[str, float]:
         """Run the encoder on the segment's own length (plus ≥ 1 s of padding) instead of

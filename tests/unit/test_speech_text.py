@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hotline.config import load_config
-from speech.recognizers import build_prompt, collapse_repeats, join_words
+from speech.recognizers import build_prompt, collapse_repeats, full_width_punctuation, join_words
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,3 +40,10 @@ def test_prompt_carries_vocabulary_seats_and_districts_once() -> None:
         assert word in prompt
     assert prompt.count("公积金、") == 1
     assert build_prompt(None)
+
+
+def test_whisper_ascii_punctuation_after_chinese_becomes_full_width() -> None:
+    assert full_width_punctuation("不知道去哪里办? 我要起诉,你们能帮我吗?") == (
+        "不知道去哪里办？我要起诉，你们能帮我吗？"
+    )
+    assert full_width_punctuation("13805-712-345, ok?") == "13805-712-345, ok?"
