@@ -340,6 +340,21 @@ class Tickets(_Model):
     """Secret for hashing and encrypting caller numbers (created 0600 if missing)."""
 
 
+class Console(_Model):
+    """The agent console (``python -m console serve``): live feed per agent, draft API,
+    supervisor endpoints.  Loopback only; every request carries ``token`` (agents) or
+    ``supervisor_token`` (caller rules); without a token the console does not start."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int | None = Field(default=None, ge=1, le=65535)
+    """``None``: the FastAGI port + 2 (4575), so an offset test instance moves with it."""
+    token: str | None = Field(default=None, min_length=16, pattern=r"^[A-Za-z0-9_.-]+$")
+    supervisor_token: str | None = Field(default=None, min_length=16, pattern=r"^[A-Za-z0-9_.-]+$")
+
+    _check_host = field_validator("host")(_host)
+
+
 class HotlineInfo(_Model):
     name: str = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -363,6 +378,7 @@ class HotlineConfig(_Model):
     speech: Speech = Speech()
     throttle: Throttle = Throttle()
     tickets: Tickets = Tickets()
+    console: Console = Console()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
@@ -413,6 +429,11 @@ class HotlineConfig(_Model):
 
     def seat(self, seat_id: str) -> Seat:
         return next(s for s in self.seats if s.id == seat_id)
+
+    @property
+    def console_port(self) -> int:
+        """Where the agent console listens (``console.port``, else the FastAGI port + 2)."""
+        return self.console.port or self.agi.port + 2
 
 
 class ConfigError(ValueError):

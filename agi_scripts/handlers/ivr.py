@@ -46,6 +46,8 @@ Flow = Generator[Action, Result | None, None]
 FlowFactory = Callable[[HotlineConfig, CallInfo], Flow]
 PROMPT_DIR = "hotline"
 CALLER_FLAGS = ("normal", "warning", "suspended")
+_BACKGROUND: set[asyncio.Task[object]] = set()
+"""Draft keepers still waiting after their call left the IVR."""
 MAX_STEPS = 500
 """A flow that yields more actions than this is looping: the call goes back to the dialplan."""
 
@@ -198,8 +200,26 @@ class IvrDriver:
         if isinstance(action, Collect):
             return Digits(await self.collect(action))
         if isinstance(action, Listen):
-            return await self.listener.listen(s, self.call, action)
+            try:
+                return await self.listener.listen(s, self.call, action)
+            finally:  # a caller who hangs up mid-sentence still leaves a draft
+                self.keep_draft()
         raise TypeError(f"not an IVR action: {action!r}")
+
+    def keep_draft(self) -> None:
+        """Store the call's draft (the ticket store of the caller rules) in the background,
+        waiting longer than the caller did: the call never waits on it."""
+        redis = getattr(self.listener, "redis", None)
+        store = getattr(self.app.extras.get("policy"), "tickets", None)
+        if redis is None or store is None:
+            return
+        from speech.drafts import keep_call_draft
+
+        task = asyncio.create_task(
+            keep_call_draft(redis, store, self.call.call_id, self.call.caller)
+        )
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
 
     async def collect(self, action: Collect) -> str:
         """Prompts interruptible by any key (the first key stops them), then one

@@ -1,0 +1,77 @@
+"""From the speech service's published message to the stored ticket draft (issue 3).
+
+The speech service publishes one message per listen (``hotline:draft:<call_id>``, see
+:mod:`speech.service`): recogniser facts plus ``fields`` (:func:`speech.fields.extract`).  What
+the ticket store keeps (:meth:`tickets.TicketStore.save_draft`) is flatter: the extracted
+fields at the top level, the *masked* transcript (identity and bank card numbers hidden,
+第二十条; the raw recogniser text is not stored), a reference to the captured audio, and the
+caller's number (the store hashes and encrypts it).
+
+:func:`keep_call_draft` is what the IVR runs in the background after a Listen: it waits for the
+message longer than the caller does (a draft finished after the caller moved on is still kept)
+and stores it; it never raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+log = logging.getLogger("speech.drafts")
+
+LATE_DRAFT_S = 60.0
+"""How long the background keeper waits for a draft after the caller moved on."""
+STORE_TIMEOUT_S = 5.0
+RECOGNISER_KEYS = ("listen_id", "engine", "ended_by", "latency_s", "audio_seconds", "created_at")
+DROPPED_FIELDS = ("emergency_heard",)
+"""Extractor details the ticket has no use for."""
+
+
+class DraftStore(Protocol):
+    async def save_draft(self, call_id: str, draft: Mapping[str, Any]) -> None: ...
+
+
+def stored_draft(message: Mapping[str, Any], caller: str = "") -> dict[str, Any]:
+    """The record to store for one published speech message (see the module docstring)."""
+    fields = message.get("fields")
+    fields = dict(fields) if isinstance(fields, Mapping) else {}
+    record: dict[str, Any] = {k: v for k, v in fields.items() if k not in DROPPED_FIELDS}
+    record["call_id"] = str(message.get("call_id") or "")
+    record["transcript"] = str(fields.get("transcript") or "")
+    record["audio"] = message.get("audio_path")
+    for key in RECOGNISER_KEYS:
+        if key in message:
+            record[key] = message[key]
+    if message.get("error"):
+        record["speech_error"] = str(message["error"])
+    if caller:
+        record["caller"] = caller
+    return record
+
+
+async def keep_call_draft(
+    redis: Any,
+    store: DraftStore,
+    call_id: str,
+    caller: str = "",
+    wait_s: float = LATE_DRAFT_S,
+) -> dict[str, Any] | None:
+    """Wait (at most ``wait_s``) for the call's draft in Redis and store it; the stored record,
+    or ``None`` when none came or storing failed (logged).  Never raises."""
+    from speech.service import wait_for_draft
+
+    try:
+        message = await wait_for_draft(redis, call_id, wait_s)
+        if message is None:
+            log.info("call %s: no draft within %.0f s; nothing stored", call_id, wait_s)
+            return None
+        record = stored_draft(message, caller)
+        async with asyncio.timeout(STORE_TIMEOUT_S):
+            await store.save_draft(call_id, record)
+        log.info("call %s: draft stored (%s)", call_id, record.get("seat"))
+        return record
+    except Exception as exc:  # the call never depends on this
+        log.warning("call %s: draft not stored (%s: %s)", call_id, type(exc).__name__, exc)
+        return None
