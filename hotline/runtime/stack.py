@@ -125,12 +125,14 @@ class Stack:
             self.start_asterisk()
             if speech:
                 self.start_speech()
+            self.start_console()
         except BaseException:
             # leave running only what was running before this call
             stops = {
                 "asterisk": self.stop_asterisk,
                 "fastagi": self.stop_fastagi,
                 "speech": self.stop_speech,
+                "console": self.stop_console,
                 "redis": self.stop_redis,
             }
             for name, stop_component in stops.items():
@@ -145,6 +147,7 @@ class Stack:
             "asterisk": self.stop_asterisk(),
             "fastagi": self.stop_fastagi(),
             "speech": self.stop_speech(),
+            "console": self.stop_console(),
             "redis": self.stop_redis(),
             "demo_phones": self.stop_demo_phones() > 0,
         }
@@ -155,6 +158,7 @@ class Stack:
         redis_pid = read_pid(self._pidfile("redis"))
         agi_pid = read_pid(self._pidfile("fastagi"))
         speech_pid = read_pid(self._pidfile("speech"))
+        console_pid = read_pid(self._pidfile("console"))
         ast_running = alive(ast_pid, "asterisk")
         return {
             "instance": self.instance,
@@ -192,6 +196,14 @@ class Stack:
                 "listen": f"tcp:{cfg.agi.host}:{self.speech_port}",
                 "listening": port_open(cfg.agi.host, self.speech_port),
                 "log": str(self._logfile("speech")),
+            },
+            "console": {
+                "enabled": cfg.console.enabled and bool(cfg.console.token),
+                "running": alive(console_pid, "console"),
+                "pid": console_pid if alive(console_pid, "console") else None,
+                "url": f"http://{cfg.console.host}:{cfg.console_port}/",
+                "listening": port_open(cfg.console.host, cfg.console_port),
+                "log": str(self._logfile("console")),
             },
             "timings": dict(self.timings),
         }
@@ -477,6 +489,37 @@ class Stack:
 
     def stop_speech(self) -> bool:
         return stop(self._pidfile("speech"), "speech")
+
+    # ---- agent console ----------------------------------------------------------------
+    def start_console(self, required: bool = False, timeout: float = 30.0) -> bool:
+        """Start ``python -m console serve`` on ``console_port`` (loopback) when the config
+        enables it and sets its tokens; False (or StackError if ``required``) otherwise.
+        Calls never depend on it."""
+        c = self.config.console
+        if alive(read_pid(self._pidfile("console")), "console"):
+            return True
+        usable = c.enabled and c.token and c.supervisor_token
+        if not usable or port_open(c.host, self.config.console_port):
+            if required:
+                raise StackError(f"console cannot start on {c.host}:{self.config.console_port}")
+            return False
+        spawn(
+            [sys.executable, "-m", "console", "serve", "--config", str(self.config_path)],
+            self._pidfile("console"),
+            self._logfile("console"),
+            cwd=REPO,
+            env=self._service_env(),
+        )
+        try:
+            self._wait_port("console", "console", c.host, self.config.console_port, timeout)
+        except StackError:
+            if required:
+                raise
+            return False
+        return True
+
+    def stop_console(self) -> bool:
+        return stop(self._pidfile("console"), "console")
 
     # ---- demo phones ------------------------------------------------------------------
     def _phones(self) -> list[tuple[str, str, int]]:

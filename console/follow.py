@@ -1,0 +1,301 @@
+"""Follow calls to agents (AMI) and drafts (Redis), and push each agent's screen.
+
+* ``UserEvent HotlineRoute`` (the dialplan, after the IVR): the call's seat, queue and IVR path.
+* ``AgentConnect`` (app_queue, the agent answered): the agent (``agent<ID>`` member), the
+  caller's channel and number; ``Getvar`` reads ``HOTLINE_CALL_ID`` and
+  ``HOTLINE_CALLER_FLAG`` from that channel.  The agent's feed gets a ``call`` event with the
+  draft (the ticket store's, else the speech service's message in Redis, else ``None``).
+* ``hotline:drafts`` (Redis): a draft finished after the agent answered goes to that agent's
+  feed as a ``draft`` event.
+* ``Hangup`` of the caller's channel: a ``hangup`` event; the call is forgotten.
+
+Both connections are re-made with back-off when they drop; the console never affects calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from callers.privacy import mask
+from console.feed import FeedHub
+from console.views import draft_view
+from hotline import dialplan_vars as V
+from hotline.ami import DISCONNECTED, AmiClient, AmiError
+from hotline.config import HotlineConfig
+from speech.drafts import stored_draft
+from speech.service import DRAFT_CHANNEL, DRAFT_KEY
+
+log = logging.getLogger("console.follow")
+
+RECONNECT_S = (0.5, 1.0, 2.0, 5.0)
+GETVAR_TIMEOUT_S = 2.0
+FORGET_AFTER_S = 4 * 3600
+"""Calls never seen hanging up are forgotten after this long."""
+
+
+@dataclass
+class CallRecord:
+    """What the console knows about one call (by Asterisk linkedid)."""
+
+    linkedid: str
+    call_id: str = ""
+    caller: str = ""
+    caller_channel: str = ""
+    seat: str | None = None
+    queue: str | None = None
+    ivr_path: str | None = None
+    caller_flag: str = "normal"
+    agent: str | None = None
+    answered_at: float | None = None
+    seen_at: float = 0.0
+
+
+def agent_id_of(event: dict[str, str]) -> str:
+    """``agent1002`` (MemberName, Interface ``PJSIP/agent1002`` or the agent's channel) → 1002."""
+    for key in ("MemberName", "Interface", "DestChannel"):
+        value = event.get(key, "").removeprefix("PJSIP/").split("-")[0]
+        if value.startswith("agent") and value[5:].isdigit():
+            return value[5:]
+    return ""
+
+
+class CallFollower:
+    """Turns AMI and Redis events into screen events on a :class:`FeedHub`."""
+
+    def __init__(
+        self,
+        config: HotlineConfig,
+        hub: FeedHub,
+        store: Any,
+        redis: Any,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.hub = hub
+        self.store = store
+        self.redis = redis
+        self.clock = clock
+        self.calls: dict[str, CallRecord] = {}
+        self.by_call_id: dict[str, str] = {}
+        """call id → linkedid (they are equal unless HOTLINE_CALL_ID was set otherwise)."""
+        self.ami: AmiClient | None = None
+        self.ami_connected = False
+        self.redis_connected = False
+
+    # ---- lookups ------------------------------------------------------------------------
+    def call(self, call_id: str) -> CallRecord | None:
+        return self.calls.get(self.by_call_id.get(call_id, call_id))
+
+    async def draft_for(self, call_id: str) -> dict[str, Any] | None:
+        """The stored draft, else the speech service's message still in Redis, else None."""
+        with contextlib.suppress(Exception):
+            draft = await self.store.get_draft(call_id)
+            if draft is not None:
+                return draft
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                raw = await self.redis.get(DRAFT_KEY.format(call_id=call_id))
+                if raw:
+                    return stored_draft(json.loads(raw))
+        return None
+
+    def screen(self, rec: CallRecord, draft: dict[str, Any] | None) -> dict[str, Any]:
+        """The ``call`` event for an agent: numbers masked."""
+        return {
+            "event": "call",
+            "call_id": rec.call_id,
+            "agent": rec.agent,
+            "seat": rec.seat,
+            "seat_name": self._seat_name(rec.seat),
+            "queue": rec.queue,
+            "ivr_path": rec.ivr_path,
+            "caller_flag": rec.caller_flag,
+            "caller": mask(rec.caller) if rec.caller else "withheld",
+            "answered_at": rec.answered_at,
+            "draft": draft_view(draft),
+        }
+
+    def _seat_name(self, seat: str | None) -> str | None:
+        return next((s.name for s in self.config.seats if s.id == seat), None)
+
+    # ---- AMI ----------------------------------------------------------------------------
+    def _record(self, linkedid: str) -> CallRecord:
+        rec = self.calls.get(linkedid)
+        if rec is None:
+            rec = self.calls[linkedid] = CallRecord(linkedid, call_id=linkedid)
+            self.by_call_id[linkedid] = linkedid
+        rec.seen_at = self.clock()
+        return rec
+
+    async def on_ami_event(
+        self, event: dict[str, str], getvar: Callable[[str, str], Awaitable[str]] | None = None
+    ) -> None:
+        """Handle one AMI event (``getvar(channel, variable)`` reads a channel variable)."""
+        name = event.get("Event", "")
+        linkedid = event.get("Linkedid", "")
+        if name == "UserEvent" and event.get("UserEvent") == "HotlineRoute" and linkedid:
+            rec = self._record(linkedid)
+            rec.seat = event.get("Seat") or rec.seat
+            rec.queue = event.get("Queue") or rec.queue
+            rec.ivr_path = event.get("Path") or rec.ivr_path
+            self._alias(rec, event.get("CallId", ""))
+        elif name == "UserEvent" and event.get("UserEvent") == "HotlineFallback" and linkedid:
+            rec = self._record(linkedid)
+            rec.seat = rec.seat or event.get("Seat")
+            rec.queue = rec.queue or event.get("Queue")
+            self._alias(rec, event.get("CallId", ""))
+        elif name == "AgentConnect" and linkedid:
+            await self._answered(self._record(linkedid), event, getvar)
+        elif name == "Hangup" and linkedid in self.calls:
+            rec = self.calls[linkedid]
+            if event.get("Channel") == rec.caller_channel or not rec.caller_channel:
+                self._forget(rec)
+        self._expire()
+
+    def _alias(self, rec: CallRecord, call_id: str) -> None:
+        if call_id and call_id != rec.call_id:
+            rec.call_id = call_id
+            self.by_call_id[call_id] = rec.linkedid
+
+    async def _answered(
+        self,
+        rec: CallRecord,
+        event: dict[str, str],
+        getvar: Callable[[str, str], Awaitable[str]] | None,
+    ) -> None:
+        agent = agent_id_of(event)
+        if not agent:
+            return
+        rec.agent = agent
+        rec.answered_at = self.clock()
+        rec.caller_channel = event.get("Channel", rec.caller_channel)
+        rec.caller = event.get("CallerIDNum", "") or rec.caller
+        if rec.caller.lower() in ("unknown", "anonymous", "<unknown>"):
+            rec.caller = ""
+        rec.queue = event.get("Queue") or rec.queue
+        if getvar is not None and rec.caller_channel:
+            try:
+                async with asyncio.timeout(GETVAR_TIMEOUT_S):
+                    flag = await getvar(rec.caller_channel, V.CALLER_FLAG)
+                    call_id = await getvar(rec.caller_channel, V.CALL_ID)
+                    path = await getvar(rec.caller_channel, V.IVR_PATH)
+                    seat = await getvar(rec.caller_channel, V.SEAT)
+            except (TimeoutError, AmiError, OSError) as exc:
+                log.warning("call %s: channel variables unreadable (%s)", rec.linkedid, exc)
+            else:
+                rec.caller_flag = flag or rec.caller_flag
+                rec.ivr_path = rec.ivr_path or path or None
+                rec.seat = rec.seat or seat or None
+                self._alias(rec, call_id)
+        event_out = self.screen(rec, await self.draft_for(rec.call_id))
+        sent = self.hub.publish(agent, event_out)
+        log.info("call %s answered by agent %s (%d screens)", rec.call_id, agent, sent)
+
+    def _forget(self, rec: CallRecord) -> None:
+        if rec.agent:
+            self.hub.publish(rec.agent, {"event": "hangup", "call_id": rec.call_id})
+        self.calls.pop(rec.linkedid, None)
+        for cid in [c for c, lid in self.by_call_id.items() if lid == rec.linkedid]:
+            self.by_call_id.pop(cid, None)
+
+    def _expire(self) -> None:
+        old = self.clock() - FORGET_AFTER_S
+        for rec in [r for r in self.calls.values() if r.seen_at < old]:
+            self._forget(rec)
+
+    # ---- Redis drafts -------------------------------------------------------------------
+    async def on_draft_message(self, raw: bytes | str) -> None:
+        """A published draft: to the screen of the agent on that call, if any."""
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return
+        if not isinstance(message, dict):
+            return
+        rec = self.call(str(message.get("call_id") or ""))
+        if rec is None or not rec.agent:
+            return
+        draft = await self.draft_for(rec.call_id) or stored_draft(message)
+        self.hub.publish(
+            rec.agent, {"event": "draft", "call_id": rec.call_id, "draft": draft_view(draft)}
+        )
+
+    # ---- loops --------------------------------------------------------------------------
+    async def run(self) -> None:
+        await asyncio.gather(self._ami_loop(), self._redis_loop())
+
+    async def _ami_loop(self) -> None:
+        cfg = self.config.ami
+        attempt = 0
+        while True:
+            try:
+                client = await AmiClient.connect(cfg.host, cfg.port, cfg.username, cfg.secret)
+            except (AmiError, OSError) as exc:
+                delay = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
+                log.info("AMI %s:%d not reachable (%s); retry in %.1f s", cfg.host, cfg.port,
+                         exc, delay)  # fmt: skip
+                attempt += 1
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            self.ami, self.ami_connected = client, True
+            events = client.subscribe()
+            log.info("AMI connected: following calls to agents")
+
+            async def getvar(channel: str, variable: str, c: AmiClient = client) -> str:
+                reply = await c.action("Getvar", Channel=channel, Variable=variable)
+                return reply.get("Value", "") if reply.get("Response") == "Success" else ""
+
+            try:
+                while True:
+                    event = await events.get()
+                    if event.get("Event") == DISCONNECTED:
+                        break
+                    try:
+                        await self.on_ami_event(event, getvar)
+                    except Exception:
+                        log.exception("AMI event %s not handled", event.get("Event"))
+            finally:
+                self.ami_connected = False
+                with contextlib.suppress(Exception):
+                    await client.close()
+            log.warning("AMI connection lost; reconnecting")
+
+    async def _redis_loop(self) -> None:
+        attempt = 0
+        while self.redis is not None:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(DRAFT_CHANNEL)
+                self.redis_connected, attempt = True, 0
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
+                    if msg is not None:
+                        await self.on_draft_message(msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.redis_connected = False
+                delay = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
+                attempt += 1
+                log.info("Redis drafts channel unavailable (%s); retry in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ami_connected": self.ami_connected,
+            "redis_connected": self.redis_connected,
+            "calls_followed": len(self.calls),
+            "agents_on_call": sorted({r.agent for r in self.calls.values() if r.agent}),
+            "calls": [asdict(r) | {"caller": mask(r.caller)} for r in self.calls.values()],
+        }
