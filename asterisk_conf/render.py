@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
 
 from acd.queues import queue_name
+from callers import call_vars
 from hotline import dialplan_vars
 from hotline.config import Agent, ConfigError, HotlineConfig, Seat, load_config
 
@@ -133,7 +134,7 @@ def _comment(text: object) -> str:
 
 
 def _var(name: str) -> str:
-    if name not in (*dialplan_vars.ALL, dialplan_vars.AGI_STATUS):
+    if name not in (*dialplan_vars.ALL, *call_vars.ALL, dialplan_vars.AGI_STATUS):
         raise ValueError(f"{name!r} is not a name from hotline/dialplan_vars.py")
     return "${" + name + "}"
 
@@ -181,6 +182,43 @@ def agent_emergency_line(config: HotlineConfig) -> str:
     return digits if digits in config.emergency.lines else "110"
 
 
+@dataclass(frozen=True)
+class QueueEmergency:
+    """The dialplan-only emergency menu for callers waiting in a queue: ``exit_key`` leaves
+    the queue (app_queue ``context=``), ``prompt`` is read with ``Read()``, ``keys`` map a
+    digit to its line.  It works with the FastAGI server, Redis and speech all down."""
+
+    exit_key: str
+    prompt: str
+    keys: tuple[tuple[str, str], ...]
+    timeout_s: int
+    attempts: int
+
+
+def queue_emergency(config: HotlineConfig) -> QueueEmergency:
+    """The menu the main menu's emergency key leads to (``9`` → ``menu:emergency``); without
+    one, key 9 and the configured lines on 1, 2, 3 … in numeric order."""
+    menus = config.menus
+    main = menus.get("main") or next(iter(menus.values()))
+    for key, target in sorted(main.options.items()):
+        if target.kind != "menu" or target.value not in menus:
+            continue
+        menu = menus[target.value]
+        keys = tuple(
+            (digit, t.value)
+            for digit, t in sorted(menu.options.items())
+            if t.kind == "emergency" and digit.isdigit()
+        )
+        if keys and key.isdigit():
+            return QueueEmergency(
+                key, menu.prompts[-1], keys, max(1, round(menu.timeout_s)), menu.retries
+            )
+    lines = sorted(config.emergency.lines)
+    return QueueEmergency(
+        "9", "emergency-menu", tuple((str(i + 1), line) for i, line in enumerate(lines)), 5, 2
+    )
+
+
 def context(config: HotlineConfig, instance: str) -> dict[str, object]:
     """Everything the templates see."""
     general = config.general_seat
@@ -202,6 +240,9 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "emergency_named": sorted(config.emergency.lines.items()),
         "moh_dir": "/usr/share/asterisk/moh-hotline",
         "agent_emergency_line": agent_emergency_line(config),
+        "R": call_vars,
+        "queue_emergency": queue_emergency(config),
+        "agi_base": f"agi://{config.agi.host}:{config.agi.port}",
     }
 
 

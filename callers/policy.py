@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from callers.throttle import Decision, Throttle
 from hotline.config import HotlineConfig
@@ -48,10 +51,12 @@ class CallerPolicy:
         tickets: TicketStore | None,
         *,
         tickets_timeout_s: float = 0.5,
+        timezone: str = "Asia/Shanghai",
     ) -> None:
         self.throttle = throttle
         self.tickets = tickets
         self._tickets_timeout = tickets_timeout_s
+        self._zone = ZoneInfo(timezone)
 
     @classmethod
     def from_config(cls, config: HotlineConfig) -> CallerPolicy:
@@ -60,12 +65,23 @@ class CallerPolicy:
             Throttle.from_config(config),
             open_store(config),
             tickets_timeout_s=min(config.tickets.timeout_ms / 1000, 1.0),
+            timezone=config.business_hours.timezone,
         )
 
     async def screen(self, caller: str, call_id: str) -> CallScreen:
         """Decide the stage, count the call, and fetch open demands; never raises."""
+        started = time.perf_counter()
         decision, tickets = await asyncio.gather(
             self._decide_and_count(caller, call_id), self._open_tickets(caller)
+        )
+        log.info(
+            "call %s: caller rules stage=%s reasons=%s failed_open=%s tickets=%d ms=%.1f",
+            call_id,
+            decision.stage,
+            ",".join(decision.reasons) or "-",
+            decision.failed_open,
+            len(tickets),
+            (time.perf_counter() - started) * 1000,
         )
         return CallScreen(decision, tickets)
 
@@ -95,6 +111,17 @@ class CallerPolicy:
             await self.throttle.record_call_end(caller, call_id, max(0.0, seconds), had_demand)
         except Exception as exc:
             log.warning("caller policy: record_call_end failed (%s: %s)", type(exc).__name__, exc)
+
+    async def count_notice(self, reason: str) -> None:
+        """Count an out-of-scope notice (第九条 2–4) in today's statistics, field
+        ``out_of_scope:<reason>`` (local date of the hotline); never raises."""
+        if self.throttle is None:
+            return
+        day = datetime.now(self._zone).strftime("%Y%m%d")
+        try:
+            await self.throttle.count_stat(day, f"out_of_scope:{reason}")
+        except Exception as exc:
+            log.warning("caller policy: notice count failed (%s: %s)", type(exc).__name__, exc)
 
     async def close(self) -> None:
         if self.throttle is not None:

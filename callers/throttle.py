@@ -57,6 +57,9 @@ CALLER_AUDIT_MAXLEN = 1_000
 EPISODE_S = 86_400
 """A warning older than a day no longer counts towards a suspension."""
 COUNTER_TTL_S = 2 * 86_400
+STATS_PREFIX = "hotline:stats"
+"""Per-day call statistics hash: ``hotline:stats:<yyyymmdd>`` field → count."""
+STATS_TTL_S = 400 * 86_400
 COUNTERS = ("calls_hour", "calls_day", "minutes_day", "no_demand_day", "harassment_flags")
 LIMIT_FOR = {
     "calls_hour": "calls_per_hour",
@@ -417,6 +420,23 @@ class Throttle:
         args = [repr(self._clock()), call_id, repr(float(seconds)), "1" if had_demand else "0"]
         res = await self._run("record_call_end", lambda: self._end(keys=self._keys(h), args=args))
         return res == 1
+
+    async def count_stat(self, day: str, field_name: str) -> bool:
+        """Add one to ``field_name`` of the day's statistics hash (``hotline:stats:<day>``,
+        ``day`` as ``yyyymmdd``); ``False`` when Redis failed (logged).  Never raises."""
+        if not (len(day) == 8 and day.isdigit()) or not field_name:
+            log.warning("throttle: bad statistics key %r/%r; not counted", day, field_name)
+            return False
+        key = f"{STATS_PREFIX}:{day}"
+
+        async def incr() -> object:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.hincrby(key, field_name, 1)
+                pipe.expire(key, STATS_TTL_S)
+                return (await pipe.execute())[0]
+
+        res = await self._run("count_stat", incr)
+        return res is not _FAILED
 
     # ---- supervisors and agents ---------------------------------------------------------
     async def flag_harassment(self, caller: str, by: str, note: str, call_id: str = "") -> int:

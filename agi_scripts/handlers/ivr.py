@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Protocol
 
 from acd.interface import RouteDecision, RouteRequest
 from acd.queues import queue_name
+from agi_scripts.handlers._rules import count_notice, notice_heard
 from agi_scripts.protocol import ESCAPE_ALL, AgiEnv, clean_text
 from agi_scripts.session import AgiSession
+from callers.call_vars import NOTICE
 from hotline import dialplan_vars as V
 from hotline.config import HotlineConfig
 from ivr.actions import (
@@ -256,6 +258,10 @@ class IvrDriver:
             )  # fmt: skip
         if isinstance(action, Route):
             decision = await decide_route(self.app, action.request)
+        notice = notice_heard(action)
+        if notice:  # 第九条 2–4: the dialplan's HotlineNotice event and the day's count
+            await self.session.set_variable(NOTICE, notice)
+            await count_notice(self.app.extras.get("policy"), notice, self.call.call_id)
         for name, value in terminal_variables(action, str(self.path), decision):
             await self.session.set_variable(name, value)
         log.info(
