@@ -1,9 +1,9 @@
-"""``agi://…/call-end``: a carrier call's hang-up handler feeds the throttle (第二十九条).
+"""``agi://…/call_end``: a carrier call's hang-up handler feeds the throttle (第二十九条).
 
 The dialplan (``hotline-call-end``, pushed as a hang-up handler when the call is answered)
 passes everything as arguments, so nothing is asked of the dead channel::
 
-    AGI(agi://…/call-end,<caller>,<call id>,<seconds>,<agent member name>,<route>)
+    AGI(agi://…/call_end,<caller>,<call id>,<seconds>,<agent member name>,<route>)
 
 A call *had a demand* when it reached a seat (an agent answered) or an emergency line: until
 agents register tickets, "reached a seat" stands for "registered a demand".  Bad arguments

@@ -191,3 +191,6 @@ def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotline]:
         if phones is not None:
             phones.stop()
         stack.down()
+
+
+from rules_helpers import rules  # noqa: E402, F401  (issue 4: the caller-rules stack)
