@@ -57,7 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     from console.app import make_app
 
     print(f"console listening on http://{host}:{port}/", flush=True)
-    uvicorn.run(make_app(config), host=host, port=port, log_level=args.log_level.lower())
+    # loop="asyncio": hotline.ami wants asyncio transports (uvloop's are not); open SSE
+    # streams must not hold a SIGTERM up
+    uvicorn.run(
+        make_app(config),
+        host=host,
+        port=port,
+        log_level=args.log_level.lower(),
+        loop="asyncio",
+        timeout_graceful_shutdown=2,
+    )
     return 0
 
 

@@ -307,3 +307,24 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+SPEECH_TAIL_S = 4.0
+"""Silence a caller's phone keeps sending after the last word (longer than ``silence_ms``)."""
+
+
+def with_trailing_silence(wav: str | Path, out: str | Path, tail_s: float = SPEECH_TAIL_S) -> Path:
+    """``wav`` at 8 kHz followed by ``tail_s`` of silence, written to ``out``.
+
+    A phone sends audio for the whole call; a test caller that stops right after its words
+    would never let the speech service's end-pointer hear the pause that ends the matter (and
+    Asterisk's AudioSocket() gives up after 2 s without a frame)."""
+    from speech.audio import write_wav
+
+    if not 0 <= tail_s <= 60:
+        raise PcapError("tail_s must be within 0..60 s")
+    samples = read_pcm8k(wav)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(out, np.concatenate([samples, np.zeros(round(tail_s * RATE), np.int16)]), RATE)
+    return out

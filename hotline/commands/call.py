@@ -4,14 +4,16 @@
 
     hotline call --digits 2                 # press 2 in the main menu
     hotline call --digits 92 --caller 13900001111 --caller-name 张三 --hold 20
-    hotline call --audio caller.wav --digits ""
+    hotline call --audio caller.wav --digits 0   # speak after the menu; prints the draft
 
 It subscribes to AMI before the INVITE goes out, follows the call by its channel and linkedid
 and prints JSON: the IVR path, seat and queue (``HotlineRoute``), whether the dialplan fell
 back (``HotlineFallback``), the emergency line (``HotlineEmergency``, the emergency trunk's
 channel), which agent endpoint answered (``AgentConnect``/``BridgeEnter``), the AGI commands
 Asterisk executed (``AGIExec`` events, when the AMI user may read the ``agi`` class), the
-keys Asterisk received, the duration and sipp's own result.
+keys Asterisk received, the duration and sipp's own result.  With ``--audio`` the caller speaks
+the wav after the keys (after the "请简要说出您要反映的事项" prompt, ``speech.mode:
+after_choice``), and the output adds the call's ticket draft (``draft``) as the IVR stored it.
 """
 
 from __future__ import annotations
@@ -215,6 +217,44 @@ async def place_call(
     return out
 
 
+async def fetch_draft(
+    config: HotlineConfig, call_id: str, wait_s: float = 30.0
+) -> dict[str, object] | None:
+    """The call's ticket draft: the ticket store's (kept by the IVR), else the speech service's
+    message still in Redis; waits up to ``wait_s`` for it.  ``None`` if there is none."""
+    from redis.asyncio import Redis
+
+    from speech.drafts import stored_draft
+    from speech.service import DRAFT_KEY
+    from tickets import open_store
+
+    store = open_store(config)
+    r = config.redis
+    redis = Redis(host=r.host, port=r.port, db=r.db, socket_connect_timeout=1.0)
+    deadline = time.monotonic() + wait_s
+    message = None
+    try:
+        while True:
+            try:
+                draft = await store.get_draft(call_id)
+            except Exception:
+                draft = None
+            if draft is not None:
+                draft.pop("caller", None)  # the caller's number is in the call facts
+                return draft
+            try:
+                raw = await redis.get(DRAFT_KEY.format(call_id=call_id))
+                message = json.loads(raw) if raw else message
+            except Exception:
+                pass
+            if time.monotonic() >= deadline:
+                return stored_draft(message) if message else None
+            await asyncio.sleep(0.5)
+    finally:
+        await store.close()
+        await redis.aclose()
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "call",
@@ -235,9 +275,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--key-gap", type=float, default=1.5, help="seconds between keys")
     p.add_argument("--caller", default=None, help="caller number (default: random 138…)")
     p.add_argument("--caller-name", default="", help="caller ID name")
-    p.add_argument("--hold", type=float, default=10.0, help="seconds on the line after the keys")
+    p.add_argument(
+        "--hold",
+        type=float,
+        default=None,
+        help="seconds on the line after the keys / speech (default 10, with --audio 20)",
+    )
     p.add_argument("--audio", type=Path, default=None, help="a wav the caller speaks after keys")
-    p.add_argument("--audio-after", type=float, default=1.0, help="s after the last key to speak")
+    p.add_argument(
+        "--audio-after",
+        type=float,
+        default=None,
+        help="s after the last key to speak (default: the speak-demand prompt's length + 0.5 s)",
+    )
+    p.add_argument(
+        "--draft-wait", type=float, default=30.0, help="s to wait for the draft after the call"
+    )
     p.add_argument("--timeout", type=float, default=180.0, help="give up after this many s")
     p.set_defaults(func=run)
 
@@ -257,7 +310,23 @@ def run(args: argparse.Namespace) -> int:
     try:
         key_after = args.key_after if args.key_after is not None else first_key_after(config)
         steps = key_steps(args.digits, key_after, args.key_gap) if args.digits else []
-        digits, media, media_s = prepare_media(steps, workdir, args.audio, args.audio_after)
+        if args.audio is not None and not args.audio.is_file():
+            raise SippError(f"no such audio file: {args.audio}")
+        if args.audio is not None and config.speech.mode == "off":
+            print("warning: speech.mode is off in the config: nobody listens after the menu",
+                  file=sys.stderr)  # fmt: skip
+        audio_after = args.audio_after
+        if audio_after is None:
+            audio_after = (prompt_seconds("speak-demand") or 6.0) + 0.5
+        speech_wav = None
+        if args.audio is not None:
+            from speech.pcap import PcapError, with_trailing_silence
+
+            try:  # a phone goes on sending (silent) audio after the last word
+                speech_wav = with_trailing_silence(args.audio, workdir / "speech.wav")
+            except PcapError as exc:
+                raise SippError(str(exc)) from None
+        digits, media, media_s = prepare_media(steps, workdir, speech_wav, audio_after)
         spec = CallerSpec(
             target_host=config.sip.host,
             target_port=config.sip.port,
@@ -265,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
             caller=caller,
             name=args.caller_name,
             digits=digits,
-            hold_s=args.hold,
+            hold_s=args.hold if args.hold is not None else (20.0 if args.audio else 10.0),
             media_pcap=media,
             media_s=media_s,
         )
@@ -281,6 +350,8 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    if args.audio is not None and facts.get("linkedid"):
+        facts["draft"] = asyncio.run(fetch_draft(config, str(facts["linkedid"]), args.draft_wait))
     print(json.dumps(facts, ensure_ascii=False, indent=2))
     sipp = facts["sipp"]
     return 0 if isinstance(sipp, dict) and sipp.get("ok") and facts.get("linkedid") else 1
