@@ -1,0 +1,168 @@
+"""The agent's screen in real calls (issue 3): the console started by the Stack follows AMI
+and Redis, pushes the draft to the answering agent's SSE feed, and keeps corrections.
+
+Same kind of instance as test_speech_calls.py (speech after the key, Whisper, sipp phones).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from test_speech_calls import AUDIO, SpeechHotline, start_speech_hotline
+
+pytestmark = [pytest.mark.integration, pytest.mark.speech]
+
+
+@pytest.fixture(scope="module")
+def screen_hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechHotline]:
+    h, stack = start_speech_hotline(tmp_path_factory.mktemp("screen-itest"))
+    try:
+        yield h
+    finally:
+        h.phones.stop()
+        stack.down()  # type: ignore[attr-defined]
+
+
+async def read_feed(
+    client: httpx.AsyncClient, agent: str, token: str, out: list[dict], ready: asyncio.Event
+) -> None:
+    """Collect one agent's SSE events (``{"event": kind, ...}``) until cancelled."""
+    async with client.stream("GET", f"/api/agents/{agent}/feed", params={"token": token}) as r:
+        assert r.status_code == 200, await r.aread()
+        kind = ""
+        async for line in r.aiter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                out.append({**json.loads(line[6:]), "event": kind})
+                if kind == "hello":
+                    ready.set()
+
+
+def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotline) -> None:
+    h = screen_hotline
+    c = h.config.console
+    caller = "13900008801"
+    agents = sorted(a.id for a in h.config.agents if "gjj" in a.seats)
+    feeds: dict[str, list[dict]] = {a: [] for a in agents}
+
+    async def scenario() -> dict:
+        async with httpx.AsyncClient(base_url=h.console_url, timeout=None) as client:
+            ready = {a: asyncio.Event() for a in agents}
+            readers = [
+                asyncio.create_task(read_feed(client, a, c.token, feeds[a], ready[a]))
+                for a in agents
+            ]
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready.values())), 10)
+            call = await h.place(h.spec(AUDIO / "dev02.wav", "2", caller, hold_s=25))
+            await asyncio.sleep(1.0)  # the hang-up event
+            for t in readers:
+                t.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            return call
+
+    call = asyncio.run(scenario())
+
+    assert call["sipp"]["ok"] and call["agent"] is not None, call
+    call_id = call["linkedid"]
+    answered = call["agent"]["endpoint"].removeprefix("agent")
+    screens = {a: [e for e in feeds[a] if e.get("call_id") == call_id] for a in agents}
+    assert all(not screens[a] for a in agents if a != answered), screens  # only the answerer
+    kinds = [e["event"] for e in screens[answered]]
+    assert kinds[0] == "call" and kinds[-1] == "hangup", kinds
+    shown = screens[answered][0]
+    assert shown["seat"] == call["seat"] and shown["ivr_path"] == call["ivr_path"]
+    assert shown["caller_flag"] == "normal"
+    assert shown["caller"] == "139****8801"
+    assert caller not in json.dumps(feeds, ensure_ascii=False)  # masked everywhere
+    drafts = [e["draft"] for e in screens[answered] if e.get("draft")]
+    assert drafts, f"no draft reached the agent's screen: {screens[answered]}"
+    assert drafts[-1]["call_id"] == call_id and drafts[-1]["transcript"]
+
+    # the agent corrects two fields; the correction is kept in the ticket store
+    agent_auth = {"Authorization": f"Bearer {c.token}"}
+    with httpx.Client(base_url=h.console_url, timeout=10) as http:
+        fix = {"who": answered, "fields": {"district": "西湖区", "type": "投诉"}}
+        refused = http.patch(f"/api/drafts/{call_id}", json=fix)
+        bad = http.patch(
+            f"/api/drafts/{call_id}",
+            json={"who": answered, "fields": {"seat": "nowhere"}},
+            headers=agent_auth,
+        )
+        ok = http.patch(f"/api/drafts/{call_id}", json=fix, headers=agent_auth)
+        fetched = http.get(f"/api/drafts/{call_id}", headers=agent_auth)
+        numbers = http.get(
+            f"/api/calls/{call_id}/callback", params={"agent": answered}, headers=agent_auth
+        )
+        stats_as_agent = http.get("/api/stats/demand", headers=agent_auth)
+        stats = http.get(
+            "/api/stats/demand", headers={"Authorization": f"Bearer {c.supervisor_token}"}
+        )
+
+    assert refused.status_code == 401
+    assert bad.status_code == 422 and "seat" in bad.json()["detail"]
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["draft"]["district"] == "西湖区"
+    assert fetched.json()["draft"]["type"] == "投诉"
+    assert fetched.json()["draft"]["caller"] == "139****8801"
+    assert numbers.json()["caller"] == caller  # only the callback endpoint gives it in full
+    assert stats_as_agent.status_code == 401
+    assert stats.json()["by_district"].get("西湖区", 0) >= 1
+
+    from tickets.sqlite import SqliteTicketStore
+
+    async def kept() -> list:
+        store = SqliteTicketStore.from_config(h.config)
+        try:
+            return await store.corrections(call_id)
+        finally:
+            await store.close()
+
+    corrections = asyncio.run(kept())
+    assert sorted(x.field for x in corrections) == ["district", "type"]  # not the refused one
+    assert {x.who for x in corrections} == {answered}
+    assert {x.new for x in corrections} == {"西湖区", "投诉"}
+
+
+def test_a_supervisor_flags_and_lifts_a_caller_through_the_console(screen_hotline) -> None:
+    h = screen_hotline
+    sup = {"Authorization": f"Bearer {h.config.console.supervisor_token}"}
+    agent = {"Authorization": f"Bearer {h.config.console.token}"}
+    caller = "13900008802"
+    with httpx.Client(base_url=h.console_url, timeout=10) as http:
+        as_agent = http.post(
+            "/api/supervisor/callers/lift",
+            json={"caller": caller, "by": "x", "why": "y"},
+            headers=agent,
+        )
+        bad = http.post(
+            "/api/supervisor/callers/harassment",
+            json={"caller": "not-a-number", "by": "sup1", "note": "辱骂"},
+            headers=sup,
+        )
+        flagged = http.post(
+            "/api/supervisor/callers/harassment",
+            json={"caller": caller, "by": "sup1", "note": "辱骂坐席"},
+            headers=sup,
+        )
+        lifted = http.post(
+            "/api/supervisor/callers/lift",
+            json={"caller": caller, "by": "sup1", "why": "核实为误标"},
+            headers=sup,
+        )
+        audit = http.get("/api/supervisor/audit", params={"caller": caller}, headers=sup)
+        referrals = http.get("/api/supervisor/referrals", headers=sup)
+
+    assert as_agent.status_code == 401
+    assert bad.status_code == 422
+    assert flagged.status_code == 200 and flagged.json()["flags"] == 1
+    assert lifted.status_code == 200
+    events = [r["event"] for r in audit.json()["records"]]
+    assert "harassment" in events and "lift" in events, events
+    assert {r["caller_masked"] for r in audit.json()["records"]} == {"139****8802"}
+    assert caller not in audit.text + flagged.text + lifted.text
+    assert referrals.status_code == 200 and isinstance(referrals.json()["referrals"], list)
