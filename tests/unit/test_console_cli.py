@@ -1,0 +1,56 @@
+"""``python -m console serve`` refuses configs it cannot run safely, before listening."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from console.__main__ import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path: Path, replace: tuple[str, str] | None = None) -> str:
+    text = (REPO / "hotline.yaml").read_text(encoding="utf-8")
+    if replace:
+        assert replace[0] in text
+        text = text.replace(*replace)
+    path = tmp_path / "h.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_a_console_without_tokens_does_not_start(tmp_path: Path, capsys) -> None:
+    path = _config(tmp_path, ("  token: change-me-agent-console-12345\n", ""))
+    assert main(["serve", "--config", path]) == 2
+    assert "console.token" in capsys.readouterr().err
+
+
+def test_a_short_token_is_refused_with_its_line(tmp_path: Path, capsys) -> None:
+    path = _config(tmp_path, ("change-me-agent-console-12345", "short"))
+    assert main(["serve", "--config", path]) == 2
+    err = capsys.readouterr().err
+    assert "console.token" in err and "at least 16" in err
+
+
+def test_a_public_address_needs_to_be_asked_for(tmp_path: Path, capsys) -> None:
+    path = _config(tmp_path)
+    assert main(["serve", "--config", path, "--host", "0.0.0.0"]) == 2
+    assert "not loopback" in capsys.readouterr().err
+    assert main(["serve", "--config", path, "--port", "70000"]) == 2
+
+
+def test_the_console_port_follows_the_fastagi_port_unless_set(tmp_path: Path) -> None:
+    from hotline.config import load_config
+
+    assert load_config(_config(tmp_path)).console_port == 4575
+    moved = load_config(_config(tmp_path, ("  port: 4573", "  port: 14573")))
+    assert moved.console_port == 14575
+    with pytest.raises(ValueError, match=r"console\.port"):
+        load_config(
+            _config(
+                tmp_path,
+                ("  host: 127.0.0.1         # port", "  port: 0\n  host: 127.0.0.1         # port"),
+            )
+        )
