@@ -93,10 +93,14 @@ class Service:
                 env={**os.environ, "HOTLINE_VOSK_MODEL": str(audio_dir / "no-vosk")},
             )  # fmt: skip
         deadline = time.monotonic() + 60
-        while "listening on" not in self.log.read_text():
-            assert self.proc.poll() is None, f"service exited: {self.log.read_text()}"
-            assert time.monotonic() < deadline, "service did not start within 60 s"
-            time.sleep(0.1)
+        try:
+            while "listening on" not in self.log.read_text():
+                assert self.proc.poll() is None, f"service exited: {self.log.read_text()}"
+                assert time.monotonic() < deadline, "service did not start within 60 s"
+                time.sleep(0.1)
+        except AssertionError:
+            self.stop()  # leave no service behind
+            raise
 
     def stop(self) -> None:
         if self.proc.poll() is None:
