@@ -217,6 +217,14 @@ async def place_call(
     return out
 
 
+def default_hold(config: HotlineConfig, audio: Path | None) -> float:
+    """Seconds on the line after the media: 10, or 20 when the caller speaks (end of speech,
+    the draft, the transfer), or 25 when the IVR asks for speech the caller does not give."""
+    if audio is not None:
+        return 20.0
+    return 10.0 if config.speech.mode == "off" else 25.0
+
+
 async def fetch_draft(
     config: HotlineConfig, call_id: str, wait_s: float = 30.0
 ) -> dict[str, object] | None:
@@ -279,7 +287,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--hold",
         type=float,
         default=None,
-        help="seconds on the line after the keys / speech (default 10, with --audio 20)",
+        help="seconds on the line after the keys / speech (default 10; 20 with --audio; 25"
+        " without it when speech.mode asks callers to speak)",
     )
     p.add_argument("--audio", type=Path, default=None, help="a wav the caller speaks after keys")
     p.add_argument(
@@ -334,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
             caller=caller,
             name=args.caller_name,
             digits=digits,
-            hold_s=args.hold if args.hold is not None else (20.0 if args.audio else 10.0),
+            hold_s=args.hold if args.hold is not None else default_hold(config, args.audio),
             media_pcap=media,
             media_s=media_s,
         )
