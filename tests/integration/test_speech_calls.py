@@ -307,3 +307,28 @@ def test_speech_service_killed_mid_utterance_the_caller_still_reaches_the_chosen
     assert call["seat"] == "gjj" and call["queue"] == "seat_gjj", call
     assert not call["fallback"], call  # the IVR itself went on, not the dialplan's safety net
     assert call["agent"] is not None and call["agent"]["endpoint"] in h.agents_for("gjj")
+
+
+def test_a_caller_who_hangs_up_mid_sentence_still_leaves_a_draft(speech_hotline, tmp_path) -> None:
+    import numpy as np
+
+    from speech.audio import write_wav
+    from speech.pcap import RATE, read_pcm8k
+
+    h = speech_hotline
+    cut = tmp_path / "dev01-cut.wav"  # 3.5 s of "我要投诉我们小区楼下的饭店油烟太大…"
+    write_wav(cut, read_pcm8k(AUDIO / "dev01.wav")[: int(3.5 * RATE)].astype(np.int16), RATE)
+    speak_after = (prompt_seconds("speak-demand") or 6.0) + 1.0
+    plan, media, media_s = prepare_media(key_steps("0", KEY_AT_S), tmp_path / "m", cut, speak_after)
+    spec = CallerSpec(
+        h.config.sip.host, h.config.sip.port, h.config.hotline.number, "13900009902",
+        digits=plan, hold_s=0.2, media_pcap=media, media_s=media_s,
+    )  # fmt: skip
+
+    call = asyncio.run(h.place(spec))
+
+    assert call["sipp"]["ok"] and call["agent"] is None, call
+    draft = asyncio.run(h.stored_draft(call["linkedid"]))
+    assert draft is not None, "the half-said matter was lost"
+    assert draft["ended_by"] == "hangup" and draft["transcript"], draft
+    assert draft["caller"] == "13900009902" and Path(draft["audio"]).is_file()
