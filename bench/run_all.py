@@ -1,0 +1,42 @@
+"""Run every benchmark in turn and print their numbers (``make bench``; root for sipp_load).
+
+Each benchmark is its own script with its own options (see bench/README.md); this runs them
+with their issue's targets as defaults, one after the other so they do not share the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+RUNS: list[tuple[str, list[str]]] = [
+    ("FastAGI server vs panoramisk", ["fastagi_vs_panoramisk.py", "--sessions", "20000"]),
+    ("sipp load through the whole stack", ["sipp_load.py", "--calls", "3000", "--rate", "100"]),
+    ("throttle decisions, 1M callers", ["throttle_bench.py"]),
+    ("speech: latency, real-time factor, callers per core", ["speech_bench.py"]),
+]
+
+
+def main() -> int:
+    failed = []
+    for title, argv in RUNS:
+        if argv[0] == "sipp_load.py" and os.geteuid() != 0:
+            print(f"== {title}: skipped (needs root for the Asterisk chroot)", flush=True)
+            continue
+        print(f"== {title}", flush=True)
+        started = time.monotonic()
+        code = subprocess.call([sys.executable, str(BENCH / argv[0]), *argv[1:]])
+        print(f"== {title}: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
+        if code:
+            failed.append(title)
+    if failed:
+        print("failed: " + "; ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
