@@ -4,6 +4,7 @@ Agents (``console.token``; a supervisor's token works too)::
 
     GET   /api/agents/{agent}/feed            SSE: call (answered: draft, caller flag, IVR path,
                                               seat), draft (finished later), hangup
+    WS    /api/agents/{agent}/ws?token=       the same events over a WebSocket
     GET   /api/agents/{agent}/current         the call on the agent's screen, or null
     GET   /api/drafts/{call_id}               the draft (numbers masked) and the call's facts
     PATCH /api/drafts/{call_id}               {"who": "1002", "fields": {"seat": "gjj", ...}}
@@ -35,7 +36,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import (
+    Body,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Query,
+    Request,
+    WebSocket,
+    WebSocketDisconnect,
+)
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from callers.privacy import mask
@@ -199,6 +209,28 @@ def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI
 
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+    @app.websocket("/api/agents/{agent_id}/ws")
+    async def feed_ws(websocket: WebSocket, agent_id: str) -> None:
+        """The same events as the SSE feed, as JSON WebSocket messages (``?token=``)."""
+        c = config.console
+        given = websocket.query_params.get("token", "")
+        if not (_same(given, c.token) or _same(given, c.supervisor_token)):
+            await websocket.close(code=1008, reason="a valid console token is required")
+            return
+        if agent_id not in agents:
+            await websocket.close(code=1008, reason=f"no agent {agent_id!r} in the config")
+            return
+        await websocket.accept()
+        q = sv.hub.subscribe(agent_id)
+        try:
+            await websocket.send_json({"event": "hello", "agent": agent_id})
+            while True:
+                await websocket.send_json(await q.get())
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sv.hub.unsubscribe(agent_id, q)
 
     @app.get("/api/agents/{agent_id}/current", dependencies=agent_dep)
     async def current(agent_id: str) -> dict[str, Any]:

@@ -329,3 +329,24 @@ async def test_an_unknown_agent_has_no_feed(api) -> None:
     client, _, config = api
     r = await client.get("/api/agents/4242/feed", headers=auth(config.console.token))
     assert r.status_code == 404
+
+
+def test_the_websocket_feed_carries_the_same_events_and_needs_the_token(config) -> None:
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    hub = FeedHub()
+    app = make_app(config, Services(hub=hub))
+    with TestClient(app) as client:
+        bad = "/api/agents/1002/ws?token=wrong-token-123456"
+        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(bad) as ws:
+            ws.receive_json()
+        assert refused.value.code == 1008
+        url = f"/api/agents/1002/ws?token={config.console.token}"
+        with client.websocket_connect(url) as ws:
+            assert ws.receive_json() == {"event": "hello", "agent": "1002"}
+            hub.publish("1002", {"event": "call", "call_id": "c9", "draft": None})
+            hub.publish("1009", {"event": "call", "call_id": "other"})
+            hub.publish("1002", {"event": "hangup", "call_id": "c9"})
+            assert ws.receive_json()["call_id"] == "c9"
+            assert ws.receive_json() == {"event": "hangup", "call_id": "c9"}
