@@ -60,9 +60,13 @@ async def keep_call_draft(
 ) -> dict[str, Any] | None:
     """Wait (at most ``wait_s``) for the call's draft in Redis and store it; the stored record,
     or ``None`` when none came or storing failed (logged).  Never raises."""
-    from speech.service import wait_for_draft
+    from speech.service import DRAFT_KEY, speech_service_alive, wait_for_draft
 
     try:
+        if not await speech_service_alive(redis) and not await redis.exists(
+            DRAFT_KEY.format(call_id=call_id)
+        ):
+            return None  # nobody listened: nothing will come
         message = await wait_for_draft(redis, call_id, wait_s)
         if message is None:
             log.info("call %s: no draft within %.0f s; nothing stored", call_id, wait_s)

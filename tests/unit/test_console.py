@@ -350,3 +350,56 @@ def test_the_websocket_feed_carries_the_same_events_and_needs_the_token(config) 
             hub.publish("1002", {"event": "hangup", "call_id": "c9"})
             assert ws.receive_json()["call_id"] == "c9"
             assert ws.receive_json() == {"event": "hangup", "call_id": "c9"}
+
+
+# ---- drafts kept by the IVR (speech.drafts.keep_call_draft) ---------------------------------
+class FakeRedis:
+    """The few Redis calls keep_call_draft makes (GET/EXISTS and a silent subscription)."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    async def exists(self, key: str) -> int:
+        return int(key in self.values)
+
+    async def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def pubsub(self) -> FakeRedis:
+        return self
+
+    async def subscribe(self, *_: str) -> None:
+        return None
+
+    async def get_message(self, **_: object) -> None:
+        await asyncio.sleep(0.01)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class BrokenStore:
+    async def save_draft(self, call_id: str, draft: dict) -> None:
+        raise OSError("disk full")
+
+
+async def test_the_ivr_keeps_the_draft_with_the_callers_number(store) -> None:
+    from speech.drafts import keep_call_draft
+    from speech.service import ALIVE_KEY, DRAFT_KEY
+
+    redis = FakeRedis({ALIVE_KEY: "1", DRAFT_KEY.format(call_id="c7"): json.dumps(message("c7"))})
+    record = await keep_call_draft(redis, store, "c7", "13900001111", wait_s=1.0)
+    assert record is not None and record["seat"] == "gjj"
+    kept = await store.get_draft("c7")
+    assert kept["caller"] == "13900001111" and kept["audio"] == "/x/a.wav"
+    # a store that fails: logged, nothing raised into the call
+    assert await keep_call_draft(redis, BrokenStore(), "c7", wait_s=1.0) is None
+
+
+async def test_without_a_speech_service_nothing_is_waited_for(store) -> None:
+    from speech.drafts import keep_call_draft
+
+    started = asyncio.get_running_loop().time()
+    assert await keep_call_draft(FakeRedis({}), store, "c8", wait_s=30.0) is None
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert await store.get_draft("c8") is None
