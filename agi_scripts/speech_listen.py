@@ -34,6 +34,8 @@ HANGUP_WAIT_S = 0.15
 after the reply) before treating it as an unreachable service."""
 DRAFT_WAIT_S = 8.0
 """How long the caller may wait, after speaking, for the draft."""
+FAILED_SOCKET_WAIT_S = 2.0
+"""After AudioSocket answered -1 (no hang-up): how long to wait for a draft all the same."""
 
 
 class SpeechListener:
@@ -89,8 +91,16 @@ class SpeechListener:
                 await asyncio.sleep(HANGUP_WAIT_S)  # HANGUP follows -1 within ~40 ms
             if session.hung_up:
                 raise AgiHangup("caller hung up while speaking")
-            log.warning("call %s: AudioSocket failed (%d); keypad", call.call_id, result)
-            return Heard()
+            # Asterisk also answers -1 when the caller's line sent no audio for 2 s (a phone
+            # gone quiet after speaking): the service may still publish a draft, so wait a
+            # little for it; a service that never got the audio publishes nothing.
+            log.info(
+                "call %s: AudioSocket ended with %d; short wait for a draft", call.call_id, result
+            )
+            message = await wait_for_draft(
+                self.redis, call.call_id, min(self.draft_wait_s, FAILED_SOCKET_WAIT_S), listen_id
+            )
+            return heard_from(message)
         message = await wait_for_draft(self.redis, call.call_id, self.draft_wait_s, listen_id)
         return heard_from(message)
 

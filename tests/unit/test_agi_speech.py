@@ -183,3 +183,32 @@ async def test_no_draft_in_time_goes_to_the_general_seat(redis: Redis) -> None:
     assert time.monotonic() - started < 3
     assert [w[1] for w in commands if w[0] == "EXEC"] == ["AudioSocket"]
     assert variables(commands)[V.QUEUE] == "seat_zonghe"
+
+
+async def test_line_gone_quiet_audiosocket_fails_but_the_draft_still_routes(redis: Redis) -> None:
+    """Asterisk answers -1 when the caller's phone sent no audio for 2 s after speaking; the
+    service had the speech and publishes the draft a moment later."""
+    await redis.set(ALIVE_KEY, "1", ex=30)
+
+    async def quiet_line(words: list[str]) -> list[str]:
+        listen_id = words[2].split(",")[0]
+        listen = json.loads(await redis.get(LISTEN_KEY.format(listen_id=listen_id)))
+
+        async def publish_later() -> None:
+            await asyncio.sleep(0.4)
+            draft = {
+                "call_id": listen["call_id"],
+                "listen_id": listen_id,
+                "transcript": "少儿医保怎么交费",
+                "fields": {"seat": "yibao", "confidence": {"seat": 0.9}},
+            }
+            text = json.dumps(draft, ensure_ascii=False)
+            await redis.set(DRAFT_KEY.format(call_id=listen["call_id"]), text, ex=60)
+            await redis.publish(DRAFT_CHANNEL, text)
+
+        asyncio.get_running_loop().create_task(publish_later())
+        return ["200 result=-1"]
+
+    listener = SpeechListener(redis, draft_wait_s=5.0)
+    commands = await run_call(listener, caller_presses("6", quiet_line))
+    assert variables(commands)[V.QUEUE] == "seat_yibao"
