@@ -81,6 +81,11 @@ def up_cmd(args: argparse.Namespace) -> int:
         print("  speech   not started (--no-speech): callers use keys or reach a person")
     else:
         print(f"  speech   not running ({speech['log']}): callers use keys or reach a person")
+    console = status.get("console", {})
+    if console.get("running"):
+        print(f"  console  pid {console['pid']}: {console['url']} (agent feed, drafts, API)")
+    elif console.get("enabled"):
+        print(f"  console  not running ({console['log']})")
     for phone in status.get("demo_phones", []):
         print(f"  phone    {phone}")
     timings = status.get("timings", {})
