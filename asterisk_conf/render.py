@@ -134,7 +134,7 @@ def _comment(text: object) -> str:
 
 
 def _var(name: str) -> str:
-    if name not in (*dialplan_vars.ALL, *call_vars.ALL, dialplan_vars.AGI_STATUS):
+    if name not in (*dialplan_vars.ALL, dialplan_vars.AGI_STATUS):
         raise ValueError(f"{name!r} is not a name from hotline/dialplan_vars.py")
     return "${" + name + "}"
 

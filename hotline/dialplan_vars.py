@@ -24,7 +24,16 @@ CALL_ID = "HOTLINE_CALL_ID"
 CALLER_FLAG = "HOTLINE_CALLER_FLAG"
 """Caller-rule stage shown to the agent (``normal``/``warning``/``suspended``)."""
 
+NOTICE = "HOTLINE_NOTICE"
+"""The out-of-scope notice a caller heard (第九条 2–4): ``litigation``, ``privacy`` …"""
+
 # Set by the dialplan itself.
+STARTED = "HOTLINE_STARTED"
+"""Unix time the call was answered (for the call's duration at hang-up)."""
+CALLER_NUM = "HOTLINE_CALLER_NUM"
+"""The caller's number, inherited by the agent's channel (harassment feature code)."""
+QUEUE_KEY = "HOTLINE_QUEUE_KEY"
+"""The key a caller pressed in the dialplan-only emergency menu."""
 AGI_STATUS = "AGISTATUS"
 """Asterisk's result of AGI(): SUCCESS, FAILURE, NOTFOUND or HANGUP."""
 
@@ -38,4 +47,8 @@ ALL = (
     IVR_PATH,
     CALL_ID,
     CALLER_FLAG,
+    NOTICE,
+    STARTED,
+    CALLER_NUM,
+    QUEUE_KEY,
 )

@@ -20,7 +20,6 @@ from acd.queues import queue_name
 from agi_scripts.handlers._rules import count_notice, notice_heard
 from agi_scripts.protocol import ESCAPE_ALL, AgiEnv, clean_text
 from agi_scripts.session import AgiSession
-from callers.call_vars import NOTICE
 from hotline import dialplan_vars as V
 from hotline.config import HotlineConfig
 from ivr.actions import (
@@ -260,7 +259,7 @@ class IvrDriver:
             decision = await decide_route(self.app, action.request)
         notice = notice_heard(action)
         if notice:  # 第九条 2–4: the dialplan's HotlineNotice event and the day's count
-            await self.session.set_variable(NOTICE, notice)
+            await self.session.set_variable(V.NOTICE, notice)
             await count_notice(self.app.extras.get("policy"), notice, self.call.call_id)
         for name, value in terminal_variables(action, str(self.path), decision):
             await self.session.set_variable(name, value)

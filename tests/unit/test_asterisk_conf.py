@@ -9,7 +9,6 @@ import pytest
 
 from acd.queues import queue_name
 from asterisk_conf.render import MODULES, render, render_text
-from callers import call_vars
 from hotline import dialplan_vars
 from hotline.cli import main
 from hotline.config import ConfigError, HotlineConfig, load_config, parse_config
@@ -212,7 +211,7 @@ def test_dialplan_uses_only_shared_variable_names(rendered: Path) -> None:
     text = (rendered / "extensions.conf").read_text()
     used = set(re.findall(r"\$\{(HOTLINE_[A-Z_]+)", text))
     assert used
-    assert used <= {*dialplan_vars.ALL, *call_vars.ALL}
+    assert used <= set(dialplan_vars.ALL)
 
 
 def test_every_module_is_required(rendered: Path) -> None:
