@@ -12,7 +12,6 @@ import asyncio
 import os
 import shutil
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from redis import Redis
+from rules_helpers import AGENT_KEYS_UAS, rfc4733_pcap
 
 from acd.queues import queue_name
 from asterisk_conf.render import MODULES
@@ -171,80 +171,6 @@ def test_call_fails_open_with_ivr_down_and_survives_reload(stack: Stack, tmp_pat
         stack.start_fastagi(required=False)
 
 
-AGENT_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="agent answers, then presses the emergency feature code">
-  <recv request="INVITE" crlf="true"/>
-  <send retrans="500"><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:];tag=[pid]agent[call_number]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=agent 1 1 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 8 101
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-16
-]]></send>
-  <recv request="ACK" crlf="true"/>
-  <pause milliseconds="1500"/>
-  <nop><action><exec play_pcap_audio="KEYS_PCAP"/></action></nop>
-  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"""
-
-
-def rfc4733_pcap(path: Path, keys: str, payload_type: int = 101) -> None:
-    """A pcap of RFC 4733 telephone-events pressing ``keys`` (one RTP stream: sequence
-    numbers and timestamps keep increasing, so every key is a new event)."""
-    codes = {**{str(d): d for d in range(10)}, "*": 10, "#": 11}
-    packets: list[tuple[float, bytes]] = []
-    seq, ts, t = 1, 8000, 0.0
-    for key in keys:
-        for i in range(8):
-            end = i >= 5
-            duration = 160 * min(i + 1, 5)
-            header = struct.pack(
-                "!BBHII", 0x80, (0x80 if i == 0 else 0) | payload_type, seq, ts, 0x1234ABCD
-            )
-            body = struct.pack("!BBH", codes[key], (0x80 if end else 0) | 10, duration)
-            packets.append((t, header + body))
-            seq += 1
-            t += 0.02
-        ts += 160 * 5 + 1600  # 100 ms of event, then 200 ms of quiet before the next key
-        t += 0.2
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-        for when, rtp in packets:
-            udp = struct.pack("!HHHH", 40000, 40002, 8 + len(rtp), 0) + rtp
-            ip = struct.pack(
-                "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,
-                bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]),
-            )  # fmt: skip
-            frame = b"\0" * 12 + b"\x08\x00" + ip + udp
-            sec, usec = int(when), int((when % 1) * 1e6)
-            fh.write(struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame)
-
-
 def test_agent_feature_code_sends_the_caller_to_the_emergency_trunk(
     stack: Stack, tmp_path: Path
 ) -> None:
@@ -254,7 +180,7 @@ def test_agent_feature_code_sends_the_caller_to_the_emergency_trunk(
     pcap = tmp_path / "keys.pcap"
     rfc4733_pcap(pcap, code)
     scenario = tmp_path / "agent.xml"
-    scenario.write_text(AGENT_UAS.replace("KEYS_PCAP", str(pcap)))
+    scenario.write_text(AGENT_KEYS_UAS.replace("KEYS_PCAP", str(pcap)))
     general = [a for a in cfg.agents if cfg.general_seat.id in a.seats]
     procs: list[subprocess.Popen[bytes]] = []
 
