@@ -46,13 +46,14 @@ from fastapi import (
     WebSocket,
     WebSocketDisconnect,
 )
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, StreamingResponse
 
 from callers.privacy import mask
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.views import draft_view
 from hotline.config import EMERGENCY_LINES, HotlineConfig
+from tickets.api import add_ticket_error_handlers
 from tickets.model import TicketError, TicketNotFound, TicketStoreUnavailable
 
 log = logging.getLogger("console")
@@ -157,17 +158,7 @@ def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI
             raise HTTPException(404, f"no agent {agent_id!r} in the config")
         return agent_id
 
-    @app.exception_handler(TicketNotFound)
-    async def _nf(_: Request, exc: TicketNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(TicketError)
-    async def _bad(_: Request, exc: TicketError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(TicketStoreUnavailable)
-    async def _down(_: Request, exc: TicketStoreUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+    add_ticket_error_handlers(app)
 
     agent_dep = [Depends(agent_auth)]
     sup_dep = [Depends(supervisor_auth)]

@@ -16,21 +16,29 @@ from tickets.model import TicketError, TicketNotFound, TicketStore, TicketStoreU
 JsonBody = Annotated[dict[str, Any], Body()]
 
 
+TICKET_ERROR_STATUS: dict[type[Exception], int] = {
+    TicketNotFound: 404,
+    TicketError: 422,
+    TicketStoreUnavailable: 503,
+}
+"""HTTP status for each ticket-store error (the most specific class wins)."""
+
+
+def add_ticket_error_handlers(app: FastAPI) -> None:
+    """Answer ticket-store errors with :data:`TICKET_ERROR_STATUS` and the error's text."""
+
+    async def handler(_: Request, exc: Exception) -> JSONResponse:
+        status = next(code for cls, code in TICKET_ERROR_STATUS.items() if isinstance(exc, cls))
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    for cls in TICKET_ERROR_STATUS:
+        app.add_exception_handler(cls, handler)
+
+
 def make_app(store: TicketStore) -> FastAPI:
     """A FastAPI app exposing ``store`` over the ticket JSON API."""
     app = FastAPI(title="12345 ticket API", version="1")
-
-    @app.exception_handler(TicketNotFound)
-    async def _not_found(_: Request, exc: TicketNotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(TicketError)
-    async def _bad(_: Request, exc: TicketError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(TicketStoreUnavailable)
-    async def _down(_: Request, exc: TicketStoreUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
+    add_ticket_error_handlers(app)
 
     @app.post("/demands/search")
     async def search(body: JsonBody) -> dict[str, Any]:
