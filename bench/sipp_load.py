@@ -92,10 +92,8 @@ async def bench(args: argparse.Namespace, config: HotlineConfig, stack) -> dict:
     agi_pid = status["fastagi"]["pid"] if status else None
     agi_log = Path(status["fastagi"]["log"]) if status else None
     before = fastagi_stats(agi_log, agi_pid) if agi_log else None
-    spec = CallerSpec(
-        target_host=config.sip.host,
-        target_port=config.sip.port,
-        dialed=config.hotline.number,
+    spec = CallerSpec.into(
+        config,
         caller="13700000000",
         name="load",
         hold_s=args.hold,

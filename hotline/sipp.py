@@ -331,6 +331,16 @@ class CallerSpec:
     trace_errors: bool = True
     """sipp's error log (it also records every wait-loop tick: off for load runs)."""
 
+    @classmethod
+    def into(cls, config: HotlineConfig, **fields: object) -> CallerSpec:
+        """A call to ``config``'s hotline number at its SIP address."""
+        return cls(
+            target_host=config.sip.host,
+            target_port=config.sip.port,
+            dialed=config.hotline.number,
+            **fields,  # type: ignore[arg-type]
+        )
+
     def validate(self) -> None:
         check_number(self.caller)
         sip_display_name(self.name)

@@ -336,10 +336,8 @@ def run(args: argparse.Namespace) -> int:
             except PcapError as exc:
                 raise SippError(str(exc)) from None
         digits, media, media_s = prepare_media(steps, workdir, speech_wav, audio_after)
-        spec = CallerSpec(
-            target_host=config.sip.host,
-            target_port=config.sip.port,
-            dialed=config.hotline.number,
+        spec = CallerSpec.into(
+            config,
             caller=caller,
             name=args.caller_name,
             digits=digits,

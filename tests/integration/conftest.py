@@ -87,10 +87,8 @@ class Hotline:
         after = key_after_s if key_after_s is not None else first_key_after(self.config)
         steps = key_steps(digits, after, key_gap_s) if digits else []
         plan, media, media_s = prepare_media(steps, self.workdir / "media" / caller)
-        return CallerSpec(
-            target_host=self.config.sip.host,
-            target_port=self.config.sip.port,
-            dialed=self.config.hotline.number,
+        return CallerSpec.into(
+            self.config,
             caller=caller,
             name=name,
             digits=plan,

@@ -74,10 +74,8 @@ class SpeechHotline:
         if wav is not None:  # the phone goes on sending silence after the words
             wav = with_trailing_silence(wav, folder / "speech.wav")
         plan, media, media_s = prepare_media(steps, folder, wav, speak_after)
-        return CallerSpec(
-            target_host=self.config.sip.host,
-            target_port=self.config.sip.port,
-            dialed=self.config.hotline.number,
+        return CallerSpec.into(
+            self.config,
             caller=caller,
             digits=plan,
             hold_s=hold_s,
