@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from hotline.ami import AmiClient, AmiError  # noqa: E402
 from hotline.config import HotlineConfig, load_config  # noqa: E402
-from hotline.sipp import CallerSpec, offset_config, run_caller_async  # noqa: E402
+from testphones.sipp import CallerSpec, offset_config, run_caller_async  # noqa: E402
 
 
 def raise_nofile() -> int:
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bounds: 1..100000 calls, rate 0..1000/s, hold 0..120 s", file=sys.stderr)
         return 2
     nofile = raise_nofile()
-    from hotline.runtime.stack import Stack
+    from runtime.stack import Stack
 
     own = args.config is None
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))

@@ -22,10 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from hotline.commands.call import fetch_draft, place_call, prompt_seconds
+from cli.commands.call import fetch_draft, place_call, prompt_seconds
 from hotline.config import ConfigError, load_config
-from hotline.sipp import CallerSpec, key_steps, prepare_media
 from speech.pcap import with_trailing_silence
+from testphones.sipp import CallerSpec, key_steps, prepare_media
 
 REPO = Path(__file__).resolve().parents[1]
 AUDIO = REPO.parent / "shared" / "audio" / "hotline"

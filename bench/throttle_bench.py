@@ -30,10 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from redis import Redis as SyncRedis
 
-from callers.privacy import CallerKey
 from callers.throttle import PREFIX, Throttle
 from hotline.config import Redis as RedisSettings
 from hotline.config import Throttle as ThrottleSettings
+from hotline.privacy import CallerKey
 
 NOW = 1_795_000_000.0
 

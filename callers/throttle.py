@@ -23,7 +23,7 @@ is listed for referral (第二十九条 third paragraph).
   110/119/120/122: the IVR offers them to every caller, suspended ones included.
 
 Caller numbers are never stored in Redis, only an HMAC pseudonym and a masked form
-(:mod:`callers.privacy`).
+(:mod:`hotline.privacy`).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from callers.privacy import CallerKey, mask, normalize
 from hotline.config import HotlineConfig
 from hotline.config import Redis as RedisSettings
 from hotline.config import Throttle as ThrottleSettings
+from hotline.privacy import CallerKey, mask, normalize
 
 log = logging.getLogger(__name__)
 

@@ -48,11 +48,11 @@ from fastapi import (
 )
 from fastapi.responses import HTMLResponse, StreamingResponse
 
-from callers.privacy import mask
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.views import draft_view
 from hotline.config import EMERGENCY_LINES, HotlineConfig
+from hotline.privacy import mask
 from tickets.api import add_ticket_error_handlers
 from tickets.model import TicketError, TicketNotFound, TicketStoreUnavailable
 

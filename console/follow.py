@@ -23,12 +23,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from callers.privacy import mask
 from console.feed import FeedHub
 from console.views import draft_view
 from hotline import dialplan_vars as V
 from hotline.ami import DISCONNECTED, AmiClient, AmiError
 from hotline.config import HotlineConfig
+from hotline.privacy import mask
 from speech.drafts import stored_draft
 from speech.service import DRAFT_CHANNEL, DRAFT_KEY
 

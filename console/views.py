@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from callers.privacy import mask
+from hotline.privacy import mask
 
 NUMBER_KEYS = ("caller", "callback")
 _DIGIT = "0-9０-９一二三四五六七八九零〇幺两"

@@ -1,11 +1,11 @@
 # Asterisk 22 for the 12345 hotline: the same Debian sid packages as the development rootfs
-# (hotline/runtime/rootfs.py PACKAGES), the Mandarin prompts, and the generated hold music.
+# (runtime/rootfs.py PACKAGES), the Mandarin prompts, and the generated hold music.
 # The configuration is NOT baked in: the `render` service of docker-compose.yml renders it
 # from the hotline YAML into the shared volume behind /etc/asterisk-prod.
 # Build from the repository root: docker build -f docker/asterisk.Dockerfile .
 
 FROM python:3.11-slim-bookworm AS holdmusic
-# The same chime `hotline up` installs (hotline.runtime.rootfs.install_hold_music), or
+# The same chime `hotline up` installs (runtime.rootfs.install_hold_music), or
 # sounds/zh/moh/*.wav when present.
 WORKDIR /src
 COPY pyproject.toml ./
@@ -13,9 +13,9 @@ COPY hotline/ hotline/
 COPY asterisk_conf/ asterisk_conf/
 COPY acd/ acd/
 COPY sounds/ sounds/
-# hotline.runtime imports the config schema and the renderer: the pins of pyproject.toml.
+# runtime imports the config schema and the renderer: the pins of pyproject.toml.
 RUN pip install --no-cache-dir pydantic==2.13.4 PyYAML==6.0.3 Jinja2==3.1.6
-RUN python -c "from pathlib import Path; from hotline.runtime.rootfs import install_hold_music; \
+RUN python -c "from pathlib import Path; from runtime.rootfs import install_hold_music; \
 install_hold_music(Path('/out'), Path('sounds/zh'))"
 
 FROM debian:sid

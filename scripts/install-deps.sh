@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the hotline needs on a fresh Debian (bookworm) machine, idempotently:
 # Debian packages (Redis, sipp, mmdebstrap, sox) and the Python virtual environment.
-# The Asterisk 22 root filesystem is built on first `hotline up` (hotline/runtime).
+# The Asterisk 22 root filesystem is built on first `hotline up` (runtime).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

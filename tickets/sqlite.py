@@ -2,7 +2,7 @@
 
 Caller numbers (第二十条): each row keeps ``caller_hash`` (HMAC, indexed, for
 :meth:`open_demands`) and ``caller_enc`` (Fernet, for calling the 诉求人 back, 第十七条); the
-number itself is never written in clear.  See :mod:`callers.privacy`.
+number itself is never written in clear.  See :mod:`hotline.privacy`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from callers.privacy import CallerKey, normalize
+from hotline.privacy import CallerKey, normalize
 from tickets.model import (
     Correction,
     Draft,

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hotline.commands.call import first_key_after, place_call
+from cli.commands.call import first_key_after, place_call
 from hotline.config import HotlineConfig, load_config
-from hotline.sipp import (
+from testphones.sipp import (
     CallerSpec,
     PhoneSet,
     key_steps,
@@ -64,7 +64,7 @@ class Hotline:
 
     config: HotlineConfig
     config_path: Path
-    stack: object  # hotline.runtime.stack.Stack
+    stack: object  # runtime.stack.Stack
     phones: PhoneSet
     workdir: Path
     asterisk_log_start: int = 0
@@ -162,8 +162,8 @@ def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotline]:
     reason = _why_not_runnable()
     if reason:
         pytest.skip(reason)
-    from hotline.runtime.procs import StackError
-    from hotline.runtime.stack import Stack
+    from runtime.procs import StackError
+    from runtime.stack import Stack
 
     tmp = tmp_path_factory.mktemp("hotline-itest")
     base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))

@@ -28,7 +28,7 @@ import yaml
 
 from hotline.ami import AmiClient
 from hotline.config import load_config
-from hotline.sipp import CallerSpec, PhoneSet, offset_config, start_phone
+from testphones.sipp import CallerSpec, PhoneSet, offset_config, start_phone
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_OFFSET = int(os.environ.get("HOTLINE_RULES_PORT_OFFSET", "20000"))
@@ -66,8 +66,8 @@ def rules(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     """The ``rules`` stack with phones for every agent but ``HARASS_AGENT`` and the trunk."""
     from conftest import Hotline, _why_not_runnable
 
-    from hotline.runtime.procs import StackError
-    from hotline.runtime.stack import Stack
+    from runtime.procs import StackError
+    from runtime.stack import Stack
 
     reason = _why_not_runnable()
     if reason:

@@ -28,7 +28,7 @@ from rules_helpers import (
 )
 
 from callers.throttle import Throttle
-from hotline.commands.call import prompt_seconds
+from cli.commands.call import prompt_seconds
 from tickets.sqlite import SqliteTicketStore
 
 pytestmark = pytest.mark.integration

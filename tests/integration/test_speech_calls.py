@@ -27,9 +27,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hotline.commands.call import place_call, prompt_seconds
+from cli.commands.call import place_call, prompt_seconds
 from hotline.config import HotlineConfig, load_config
-from hotline.sipp import (
+from speech.pcap import with_trailing_silence
+from testphones.sipp import (
     CallerSpec,
     PhoneSet,
     key_steps,
@@ -38,7 +39,6 @@ from hotline.sipp import (
     prepare_media,
     start_phones,
 )
-from speech.pcap import with_trailing_silence
 
 pytestmark = [pytest.mark.integration, pytest.mark.speech]
 
@@ -59,7 +59,7 @@ FIELDS = ("type", "seat", "district", "emergency", "scope", "callback")
 @dataclass
 class SpeechHotline:
     config: HotlineConfig
-    stack: object  # hotline.runtime.stack.Stack
+    stack: object  # runtime.stack.Stack
     phones: PhoneSet
     workdir: Path
     calls: int = 0
@@ -124,8 +124,8 @@ def start_speech_hotline(tmp: Path) -> tuple[SpeechHotline, object]:
         whisper_model_dir()
     except ModelError as exc:
         pytest.skip(f"the Whisper model is not installed: {exc}")
-    from hotline.runtime.procs import StackError
-    from hotline.runtime.stack import Stack
+    from runtime.procs import StackError
+    from runtime.stack import Stack
 
     base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
     data = offset_config(base, OFFSET, tmp)

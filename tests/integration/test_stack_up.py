@@ -1,5 +1,5 @@
 """The real stack: Asterisk 22 in the rootfs chroot, Redis and FastAGI, brought up by
-``hotline.runtime.Stack`` beside any demo instance (its own ports and directories).
+``runtime.Stack`` beside any demo instance (its own ports and directories).
 
 Scenario: an operator brings up a test instance, a carrier call arrives while the IVR server
 is down (the caller still waits for a person), the operator adds an agent and reloads with
@@ -26,8 +26,8 @@ from acd.queues import queue_name
 from asterisk_conf.render import MODULES
 from hotline.ami import AmiClient
 from hotline.config import ConfigError, HotlineConfig, load_config
-from hotline.runtime import Stack, StackError
-from hotline.runtime.procs import alive, port_open, udp_port_bound
+from runtime import Stack, StackError
+from runtime.procs import alive, port_open, udp_port_bound
 
 pytestmark = [
     pytest.mark.integration,

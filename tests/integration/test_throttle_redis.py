@@ -24,11 +24,11 @@ import pytest
 from redis import Redis as SyncRedis
 
 from callers.policy import CallerPolicy
-from callers.privacy import CallerKey
 from callers.throttle import Decision, Throttle
 from hotline.config import Redis as RedisSettings
 from hotline.config import Throttle as ThrottleSettings
 from hotline.config import ThrottleLimits
+from hotline.privacy import CallerKey
 from tickets.sqlite import SqliteTicketStore
 
 pytestmark = [

@@ -9,8 +9,8 @@ import pytest
 
 from acd.queues import queue_name
 from asterisk_conf.render import MODULES, render, render_text
+from cli.main import main
 from hotline import dialplan_vars
-from hotline.cli import main
 from hotline.config import ConfigError, HotlineConfig, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hotline.yaml"

@@ -7,10 +7,10 @@ import socket
 import time
 
 from callers.policy import CallerPolicy
-from callers.privacy import CallerKey
 from callers.throttle import Throttle
 from hotline.config import Redis as RedisSettings
 from hotline.config import Throttle as ThrottleSettings
+from hotline.privacy import CallerKey
 
 
 def closed_port() -> int:

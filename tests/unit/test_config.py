@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hotline.cli import main
+from cli.main import main
 from hotline.config import ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hotline.yaml"
@@ -154,7 +154,7 @@ def test_compose_addresses_match_the_docker_config() -> None:
 
 
 def test_asterisk_image_installs_the_rootfs_packages() -> None:
-    from hotline.runtime.rootfs import PACKAGES
+    from runtime.rootfs import PACKAGES
 
     dockerfile = (DOCKER / "asterisk.Dockerfile").read_text(encoding="utf-8")
     install = dockerfile.split("apt-get install", 1)[1].split("&&", 1)[0].split()

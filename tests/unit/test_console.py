@@ -12,13 +12,13 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from callers.privacy import CallerKey
 from console.app import Services, make_app
 from console.feed import FeedHub, sse
 from console.follow import CallFollower, agent_id_of
 from console.stats import StatsError, demand_stats, rows
 from console.views import draft_view, mask_text
 from hotline.config import HotlineConfig, load_config
+from hotline.privacy import CallerKey
 from speech.drafts import stored_draft
 from tickets.sqlite import SqliteTicketStore
 

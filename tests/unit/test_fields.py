@@ -518,7 +518,7 @@ def test_matchers_are_built_once_per_config(config) -> None:
 
 # ---- hotline speech analyze -------------------------------------------------------------
 def test_analyze_text_prints_the_draft_as_json(capsys) -> None:
-    from hotline.commands.speech import main
+    from cli.commands.speech import main
 
     assert (
         main(["analyze", "--text", "我想咨询一下公积金", "--config", str(REPO / "hotline.yaml")])
@@ -532,7 +532,7 @@ def test_analyze_text_prints_the_draft_as_json(capsys) -> None:
 def test_analyze_reads_the_transcript_from_stdin(capsys, monkeypatch) -> None:
     import io
 
-    from hotline.commands.speech import main
+    from cli.commands.speech import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO("我要投诉工地噪音\n"))
     assert main(["analyze", "--text", "-", "--compact"]) == 0
@@ -541,14 +541,14 @@ def test_analyze_reads_the_transcript_from_stdin(capsys, monkeypatch) -> None:
 
 
 def test_analyze_a_missing_recording_is_a_clear_error(capsys, tmp_path) -> None:
-    from hotline.commands.speech import main
+    from cli.commands.speech import main
 
     assert main(["analyze", str(tmp_path / "nope.wav")]) == 2
     assert "nope.wav: no such file" in capsys.readouterr().err
 
 
 def test_analyze_with_a_broken_config_names_the_problem(capsys, tmp_path) -> None:
-    from hotline.commands.speech import main
+    from cli.commands.speech import main
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("seats: [\n", encoding="utf-8")
@@ -559,7 +559,7 @@ def test_analyze_with_a_broken_config_names_the_problem(capsys, tmp_path) -> Non
 def test_analyze_without_a_recogniser_says_so(capsys, tmp_path, monkeypatch) -> None:
     import sys
 
-    from hotline.commands.speech import main
+    from cli.commands.speech import main
 
     wav = tmp_path / "call.wav"
     wav.write_bytes(b"RIFF")

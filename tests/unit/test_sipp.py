@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hotline.commands.call import analyse, endpoint_of
-from hotline.sipp import (
+from cli.commands.call import analyse, endpoint_of
+from testphones.sipp import (
     CALLER_XML,
     MEDIA_MARKER,
     CallerSpec,
@@ -234,7 +234,7 @@ def test_the_call_is_followed_by_its_linkedid_and_other_calls_are_ignored() -> N
 # ---- real sipp, caller to phone ------------------------------------------------------------
 @needs_sipp
 def test_a_sipp_caller_reaches_a_sipp_phone_which_logs_the_invite(tmp_path: Path) -> None:
-    from hotline.sipp import free_udp_port
+    from testphones.sipp import free_udp_port
 
     port = free_udp_port("127.0.0.1")
     phone = start_phone("agent4242", "127.0.0.1", port, tmp_path / "phone", ring_s=0.2)
@@ -264,7 +264,7 @@ def test_a_sipp_caller_reaches_a_sipp_phone_which_logs_the_invite(tmp_path: Path
 
 @needs_sipp
 def test_a_caller_to_nowhere_fails_within_its_time_limit(tmp_path: Path) -> None:
-    from hotline.sipp import free_udp_port
+    from testphones.sipp import free_udp_port
 
     spec = CallerSpec("127.0.0.1", free_udp_port("127.0.0.1"), hold_s=1.0)
     result = run_caller(spec, tmp_path, timeout_s=3)

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from callers.privacy import CallerKey, is_withheld, load_secret, mask, normalize
 from callers.throttle import Throttle
 from hotline.config import ConfigError, load_config, parse_config
 from hotline.config import Redis as RedisSettings
 from hotline.config import Throttle as ThrottleSettings
+from hotline.privacy import CallerKey, is_withheld, load_secret, mask, normalize
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = CallerKey(b"unit-test-secret-0123456789")

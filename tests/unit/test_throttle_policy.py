@@ -10,10 +10,10 @@ from typing import Any
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from callers.policy import CallerPolicy
-from callers.privacy import CallerKey
 from callers.throttle import Throttle
 from hotline.config import Redis as RedisSettings
 from hotline.config import Throttle as ThrottleSettings
+from hotline.privacy import CallerKey
 from tickets.sqlite import SqliteTicketStore
 
 KEY = CallerKey(b"unit-test-secret-0123456789")

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from callers.privacy import CallerKey
+from hotline.privacy import CallerKey
 from tickets import TicketError, TicketNotFound, TicketStoreUnavailable, open_demands_safely
 from tickets.api import make_app
 from tickets.http import HttpTicketStore

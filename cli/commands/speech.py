@@ -3,7 +3,7 @@
     hotline speech analyze --text "我要投诉…"        # the draft as JSON
     hotline speech analyze --text -                 # the transcript from standard input
     hotline speech analyze call.wav                 # recognise, then analyse
-    python -m hotline.commands.speech analyze --text "…"   # the same without hotline.cli
+    python -m cli.commands.speech analyze --text "…"   # the same without cli.main
 
 Exit codes: 0 draft printed, 2 bad input (no/unreadable config, missing file), 3 speech
 recognition not available or failed.
@@ -126,7 +126,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry: ``python -m hotline.commands.speech analyze …``."""
+    """Standalone entry: ``python -m cli.commands.speech analyze …``."""
     parser = argparse.ArgumentParser(prog="hotline")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["speech", *(sys.argv[1:] if argv is None else argv)])

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from hotline.ami import AmiClient, AmiError
 from hotline.config import ConfigError, HotlineConfig, load_config
-from hotline.sipp import (
+from testphones.sipp import (
     CallerSpec,
     SippError,
     SippResult,

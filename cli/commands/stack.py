@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from hotline.commands import add_common
+from cli.commands import add_common
 from hotline.config import ConfigError
 
 
@@ -37,13 +37,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _stack(args: argparse.Namespace):  # -> Stack (imported lazily: keeps `--help` fast)
-    from hotline.runtime import Stack
+    from runtime import Stack
 
     return Stack(args.config, instance=args.instance, run_dir=args.run_dir)
 
 
 def up_cmd(args: argparse.Namespace) -> int:
-    from hotline.runtime import StackError, rootfs
+    from runtime import StackError, rootfs
 
     if not rootfs.is_complete(rootfs.rootfs_path()):
         print(
@@ -117,7 +117,7 @@ def status_cmd(args: argparse.Namespace) -> int:
 
 
 def reload_cmd(args: argparse.Namespace) -> int:
-    from hotline.runtime import StackError
+    from runtime import StackError
 
     try:
         out = _stack(args).reload()

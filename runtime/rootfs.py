@@ -21,7 +21,7 @@ import wave
 from collections.abc import Iterator
 from pathlib import Path
 
-from hotline.runtime.procs import StackError
+from runtime.procs import StackError
 
 SUITE = "sid"
 VARIANT = "apt"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hotline.commands import register
+from cli.commands import register
 
 
 def build_parser() -> argparse.ArgumentParser:

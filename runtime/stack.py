@@ -28,8 +28,8 @@ from pathlib import Path
 from asterisk_conf.render import INSTANCE_RE, MODULE_DIR, MODULES, render
 from hotline.ami import AmiClient, AmiError
 from hotline.config import ConfigError, HotlineConfig, load_config
-from hotline.runtime import rootfs as rootfs_mod
-from hotline.runtime.procs import (
+from runtime import rootfs as rootfs_mod
+from runtime.procs import (
     StackError,
     alive,
     port_open,
@@ -41,7 +41,7 @@ from hotline.runtime.procs import (
     wait_gone,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUN_DIR = REPO / "run"
 READY_TIMEOUT_S = 60.0
 

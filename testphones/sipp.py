@@ -1,6 +1,6 @@
 """sipp as the hotline's test telephone network: callers, agents' phones, the emergency trunk.
 
-Three scenarios live in ``hotline/sipp_scenarios/``:
+Three scenarios live in ``testphones/sipp_scenarios/``:
 
 * ``caller.xml`` — a 12345 caller arriving from the carrier address (127.0.0.2): INVITE with
   a caller number and name, RFC 4733 keys at given times (sip-tester's ``dtmf_2833_*.pcap``),

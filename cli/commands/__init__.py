@@ -8,8 +8,8 @@ import importlib
 import os
 from pathlib import Path
 
-BUILTIN = ("hotline.commands.stack", "hotline.commands.config_cmd")
-OPTIONAL = ("hotline.commands.call", "hotline.commands.speech")
+BUILTIN = ("cli.commands.stack", "cli.commands.config_cmd")
+OPTIONAL = ("cli.commands.call", "cli.commands.speech")
 
 
 def default_config() -> str:

@@ -1,0 +1,1 @@
+"""The `hotline` command: config checks, the stack, test calls, speech analysis."""

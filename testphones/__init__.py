@@ -1,0 +1,1 @@
+"""sipp as the hotline's test telephone network: callers, agents' phones, the emergency trunk."""
