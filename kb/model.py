@@ -78,7 +78,11 @@ class Kind(StrEnum):
 
 class Role(StrEnum):
     ADMIN = "admin"
+    """Reviews and publishes every article."""
     DEPARTMENT = "department"
+    """Proposes changes to its own department's articles."""
+    AGENT = "agent"
+    """Searches and reads (the agent screen)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +99,9 @@ class Actor:
             raise KbError("a department actor needs its department")
 
     def may_edit(self, department: str) -> bool:
-        return self.role == Role.ADMIN or self.department == department
+        if self.role == Role.ADMIN:
+            return True
+        return self.role == Role.DEPARTMENT and self.department == department
 
 
 @dataclass(frozen=True, slots=True)

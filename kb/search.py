@@ -22,6 +22,7 @@ Notes (第十三条) valid today that match the query come first, in :attr:`Resu
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -49,18 +50,19 @@ FIELD_WEIGHTS = (3.0, 2.0, 2.0, 0.5)
 NOTE_MIN_COVER = 0.34
 """A note is shown when it covers at least this share of the query (idf-weighted)."""
 STOPWORDS = frozenset(
-    "我 你 您 他 她 它 我们 你们 想 问 问问 一下 请问 咨询 打听 那个 这个 就是 然后 那么 怎么 怎样 "
-    "怎么样 怎么办 如何 什么 啥 哪里 哪儿 哪个 吗 呢 吧 啊 呀 哦 嗯 喂 的 了 是 要 能 能不能 可以 可不可以 "
-    "去 在 有 没有 还 也 都 和 跟 给 把 被 对 就 会 一个 个 些 下 多少 几 好 你好 您好 麻烦 谢谢 "
-    "请 帮 帮忙 知道 告诉 说 现在 今天 我家 家里 这 那 里 上 着 过 得 地 为什么 为啥 需要 应该 "
-    "办 弄 搞 事 事情 情况 问题 一 不 人 呃 额 噢 唉 哎 啦 嘛 么 的话 还是 或者 以后 之后 时候".split()
+    """我 你 您 他 她 它 我们 你们 想 问 问问 一下 请问 咨询 打听 那个 这个 就是 然后 那么
+    怎么 怎样 怎么样 怎么办 如何 什么 啥 哪里 哪儿 哪个 吗 呢 吧 啊 呀 哦 嗯 喂 的 了 是 要 能
+    能不能 可以 可不可以 去 在 有 没有 还 也 都 和 跟 给 把 被 对 就 会 一个 个 些 下 多少 几 好
+    你好 您好 麻烦 谢谢 请 帮 帮忙 知道 告诉 说 现在 今天 我家 家里 这 那 里 上 着 过 得 地
+    为什么 为啥 需要 应该 办 弄 搞 事 事情 情况 问题 一 不 人 呃 额 噢 唉 哎 啦 嘛 么 的话 还是
+    或者 以后 之后 时候""".split()  # noqa: SIM905
 )
 _HAN = re.compile(r"[\u3400-\u9fff]")
 _WORD = re.compile(r"[\u3400-\u9fffA-Za-z0-9]")
 
 
 def _clean(text: str) -> str:
-    return unicodedata.normalize("NFKC", text[:MAX_QUERY * 50]).lower()
+    return unicodedata.normalize("NFKC", text[: MAX_QUERY * 50]).lower()
 
 
 class Analyzer:
@@ -99,7 +101,7 @@ class Analyzer:
         run: list[str] = []
         for w in [*self._cut(text, False), "。"]:
             if w in STOPWORDS or not _HAN.search(w):
-                out.extend(f"{a}x{b}" for a, b in zip(run, run[1:], strict=False))
+                out.extend(f"{a}x{b}" for a, b in itertools.pairwise(run))
                 run = []
                 continue
             run.extend(_sound(c) for c in w if _HAN.match(c))

@@ -213,48 +213,64 @@ class SqliteKbStore:
             (aid, version, action, actor.name, actor.role.value, self.now().isoformat(), comment),
         )
 
-    def propose(self, actor: Actor, data: Mapping[str, Any] | Article, comment: str = "") -> Article:
+    def propose(
+        self, actor: Actor, data: Mapping[str, Any] | Article, comment: str = ""
+    ) -> Article:
         """Save a new draft version of an article (new or existing).
 
         A department may only propose for itself and only change its own articles."""
-        draft = data if isinstance(data, Article) else article_from(data)
+        return self.propose_all(actor, [data], comment)[0]
+
+    def propose_all(
+        self, actor: Actor, items: Iterable[Mapping[str, Any] | Article], comment: str = ""
+    ) -> list[Article]:
+        """:meth:`propose` each item in one transaction: all are saved or none (an import)."""
+        drafts = [d if isinstance(d, Article) else article_from(d) for d in items]
         comment = _comment(comment)
-        if not actor.may_edit(draft.department):
-            raise KbForbidden(f"{actor.name} may not write articles of {draft.department}")
-        body = json.dumps(draft.content(), ensure_ascii=False)
+        for draft in drafts:
+            if not actor.may_edit(draft.department):
+                raise KbForbidden(f"{actor.name} may not write articles of {draft.department}")
         at = self.now().isoformat()
 
-        def write(db: sqlite3.Connection) -> int:
-            row = db.execute("SELECT department, head FROM articles WHERE id = ?", (draft.id,))
-            old = row.fetchone()
-            if old is None:
-                (count,) = db.execute("SELECT COUNT(*) FROM articles").fetchone()
-                if count >= MAX_ARTICLES:
-                    raise KbError(f"the knowledge base is full ({MAX_ARTICLES} articles)")
-                version = 1
-                db.execute(
-                    "INSERT INTO articles (id, department, head, live, status)"
-                    " VALUES (?, ?, 1, NULL, 'draft')",
-                    (draft.id, draft.department),
-                )
-            else:
-                if not actor.may_edit(old[0]):
-                    raise KbForbidden(f"{actor.name} may not change an article of {old[0]}")
-                version = old[1] + 1
-                db.execute(
-                    "UPDATE articles SET department = ?, head = ?, status = 'draft' WHERE id = ?",
-                    (draft.department, version, draft.id),
-                )
-            db.execute(
-                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?)",
-                (draft.id, version, body, actor.name, at, comment),
-            )
-            self._event(db, draft.id, version, "proposed", actor, comment)
-            return version
+        def write(db: sqlite3.Connection) -> list[Article]:
+            return [self._propose(db, actor, d, comment, at) for d in drafts]
 
-        version = self._run(write)
-        return draft.with_meta(status=Status.DRAFT, version=version, updated_by=actor.name,
-                               updated_at=at, comment=comment)  # fmt: skip
+        return self._run(write)
+
+    def _propose(
+        self, db: sqlite3.Connection, actor: Actor, draft: Article, comment: str, at: str
+    ) -> Article:
+        old = db.execute(
+            "SELECT department, head FROM articles WHERE id = ?", (draft.id,)
+        ).fetchone()
+        if old is None:
+            (count,) = db.execute("SELECT COUNT(*) FROM articles").fetchone()
+            if count >= MAX_ARTICLES:
+                raise KbError(f"the knowledge base is full ({MAX_ARTICLES} articles)")
+            version = 1
+            db.execute(
+                "INSERT INTO articles (id, department, head, live, status)"
+                " VALUES (?, ?, 1, NULL, 'draft')",
+                (draft.id, draft.department),
+            )
+        else:
+            if not actor.may_edit(old[0]):
+                raise KbForbidden(f"{actor.name} may not change an article of {old[0]}")
+            version = old[1] + 1
+            db.execute(
+                "UPDATE articles SET department = ?, head = ?, status = 'draft' WHERE id = ?",
+                (draft.department, version, draft.id),
+            )
+        body = json.dumps(draft.content(), ensure_ascii=False)
+        db.execute(
+            "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?)",
+            (draft.id, version, body, actor.name, at, comment),
+        )
+        self._event(db, draft.id, version, "proposed", actor, comment)
+        return draft.with_meta(
+            status=Status.DRAFT, version=version, updated_by=actor.name, updated_at=at,
+            comment=comment,
+        )  # fmt: skip
 
     def _move(
         self, actor: Actor, aid: str, allowed: tuple[Status, ...], new: Status, action: str,
@@ -281,7 +297,9 @@ class SqliteKbStore:
         """Send the draft for review (the owning department or an admin)."""
         return self._move(actor, aid, (Status.DRAFT,), Status.IN_REVIEW, "submitted", comment, None)
 
-    def publish(self, actor: Actor, aid: str, version: int | None = None, comment: str = "") -> Article:
+    def publish(
+        self, actor: Actor, aid: str, version: int | None = None, comment: str = ""
+    ) -> Article:
         """An admin publishes the head version (``version``: the one they reviewed)."""
         if actor.role != Role.ADMIN:
             raise KbForbidden("only an admin publishes articles")
