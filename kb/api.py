@@ -23,7 +23,6 @@
 ==============================================  ===============================================
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any

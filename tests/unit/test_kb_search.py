@@ -100,5 +100,5 @@ def test_synonym_file_lines_are_checked(tmp_path):
     p.write_text("# c\n养老金\t退休金｜退休工资\n", encoding="utf-8")
     assert read_synonyms(p) == {"退休金": "养老金", "退休工资": "养老金"}
     p.write_text("养老金 退休金\n", encoding="utf-8")
-    with pytest.raises(KbError, match="syn.tsv:1"):
+    with pytest.raises(KbError, match=r"syn\.tsv:1"):
         read_synonyms(p)
