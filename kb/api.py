@@ -23,7 +23,8 @@
 ==============================================  ===============================================
 """
 
-
+# No `from __future__ import annotations`: FastAPI must see the local ActorDep annotation
+# as an object, not as a string looked up in the module globals.
 from collections.abc import Callable
 from typing import Annotated, Any
 
