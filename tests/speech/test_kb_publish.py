@@ -47,3 +47,4 @@ def test_published_article_can_be_played_to_callers_until_it_expires(tmp_path: P
     assert [a.id for a in kb.sweep_expired(ADMIN)] == ["gjj-rent"]
     assert not kb.spoken.wav("gjj-rent").exists()
     assert kb.caller_offer("租房子能把公积金取出来吗", threshold=0.5) is None
+    kb.spoken.close()
