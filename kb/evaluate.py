@@ -175,10 +175,11 @@ def evaluate(searcher: Searcher | None = None, fit: bool = False) -> dict[str, R
         CALIBRATION_JSON.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     held = run(searcher, held_q)
     out = {"dev": report(dev, threshold), "held_back": report(held, threshold)}
-    for name, part in (("dev asr", dev), ("held asr", held)):
+    for side, part in (("dev", dev), ("held", held)):
         asr = [o for o in part if o.question.style == "asr"]
         if asr:
-            out[name] = report(asr, threshold)
+            out[f"{side} written"] = report([o for o in part if o not in asr], threshold)
+            out[f"{side} asr"] = report(asr, threshold)
     return out
 
 
@@ -191,7 +192,7 @@ def load_threshold(path: Path = CALIBRATION_JSON) -> float:
 
 def format_report(name: str, r: Report) -> str:
     return (
-        f"{name:10s} n={r.questions:3d} (in scope {r.in_scope:3d})  top-1 {r.top1:6.1%}"
+        f"{name:12s} n={r.questions:3d} (in scope {r.in_scope:3d})  top-1 {r.top1:6.1%}"
         f"  top-3 {r.top3:6.1%}  threshold {r.threshold:.3f}  answered {r.answered:3d}"
         f"  wrong {r.wrong_rate:5.2%}  coverage {r.coverage:6.1%}"
     )
