@@ -90,7 +90,7 @@ def make_router(
     def articles(
         _: ActorDep, department: str | None = None, status: Status | None = None
     ) -> dict[str, Any]:
-        found = _guard(lambda: kb.store.list(department=department, status=status))
+        found = _guard(lambda: kb.store.heads(department=department, status=status))
         return {"articles": [a.to_json() for a in found]}
 
     @router.get("/articles/{aid}")

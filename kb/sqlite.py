@@ -154,7 +154,9 @@ class SqliteKbStore:
         """Every live (published, not expired) version: what search indexes."""
         return self._lives()
 
-    def list(self, *, department: str | None = None, status: Status | None = None) -> list[Article]:
+    def heads(
+        self, *, department: str | None = None, status: Status | None = None
+    ) -> list[Article]:
         """Head versions, optionally of one department and/or in one status."""
         sql = (
             "SELECT v.body, v.version, v.author, v.at, v.comment, a.status FROM articles a"
@@ -200,7 +202,7 @@ class SqliteKbStore:
     def expired_for(self, actor: Actor) -> list[Article]:
         """Expired articles the actor owns (an admin: all), to renew or retire (第十二条)."""
         dept = None if actor.role == Role.ADMIN else actor.department
-        return self.list(department=dept, status=Status.EXPIRED)
+        return self.heads(department=dept, status=Status.EXPIRED)
 
     # ---- the workflow ------------------------------------------------------------------
     def _event(

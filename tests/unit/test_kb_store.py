@@ -164,7 +164,7 @@ def test_store_refuses_bad_actor_and_comment(store):
         store.propose(GJJ, rent_article(), comment="长" * 501)
     with pytest.raises(KbNotFound):
         store.submit(GJJ, "no-such")
-    assert store.list() == []
+    assert store.heads() == []
 
 
 def test_sample_knowledge_base_round_trips_through_markdown_and_csv():
