@@ -668,3 +668,10 @@ async def test_without_a_speech_service_nothing_is_waited_for(store) -> None:
     assert await keep_call_draft(FakeRedis({}), store, "c8", wait_s=30.0) is None
     assert asyncio.get_running_loop().time() - started < 1.0
     assert await store.get_draft("c8") is None
+
+
+async def test_the_agent_page_logs_in_and_sends_no_token_in_a_url(api) -> None:
+    page = (await api.client.get("/")).text
+    assert 'type="password"' in page and "/api/login" in page
+    assert "token=" not in page and "Authorization" not in page  # the HttpOnly cookie only
+    assert "innerHTML" not in page and "insertAdjacentHTML" not in page  # callers' words as text
