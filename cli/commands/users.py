@@ -62,9 +62,9 @@ def users_cmd(args: argparse.Namespace) -> int:
             store.disable(args.name)
             print(f"user {args.name} disabled")
             return 0
-        if args.users_cmd == "add" and args.agent is not None:
-            if args.agent not in {a.id for a in config.agents}:
-                raise AccessError(f"no agent {args.agent!r} in {args.config} (agents[].id)")
+        known = {a.id for a in config.agents}
+        if args.users_cmd == "add" and args.agent is not None and args.agent not in known:
+            raise AccessError(f"no agent {args.agent!r} in {args.config} (agents[].id)")
         password = read_password(args.password_stdin)
         if args.users_cmd == "add":
             user = store.add_user(args.name, password, args.role, args.agent)
