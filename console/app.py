@@ -88,6 +88,12 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return out
 
 
+def _flagging(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """A flag's answers: 201 stored now, 200 a retry of a stored one, 503 nothing stored."""
+    retry = {"model": Flagged, "description": "a retry: this request id was already stored"}
+    return {200: retry, **_errors(*codes, 503)}
+
+
 class Correction(BaseModel):
     """Fields of a draft to change, name → new value (``who`` is the session's user)."""
 
@@ -306,12 +312,7 @@ def make_app(
         log.info("call %s: numbers for the callback read by %s", call_id, user.name)
         return {"call_id": call_id, "caller": caller, "callback": spoken or caller}
 
-    @app.post(
-        "/api/calls/{call_id}/harassment",
-        status_code=201,
-        responses={200: {"model": Flagged, "description": "a retry: already stored"},
-                   **_errors(404, 503)},
-    )  # fmt: skip
+    @app.post("/api/calls/{call_id}/harassment", status_code=201, responses=_flagging(404))
     async def flag_call(
         call_id: str, body: CallFlag, user: Annotated[User, Depends(on_call)]
     ) -> Flagged:
@@ -320,12 +321,7 @@ def make_app(
         return await _flag(throttle, caller, user.name, body, call_id)
 
     # ---- supervisors --------------------------------------------------------------------
-    @app.post(
-        "/api/supervisor/callers/harassment",
-        status_code=201,
-        responses={200: {"model": Flagged, "description": "a retry: already stored"},
-                   **_errors(503)},
-    )  # fmt: skip
+    @app.post("/api/supervisor/callers/harassment", status_code=201, responses=_flagging())
     async def flag_caller(
         body: CallerFlag, user: Annotated[User, Depends(IS_SUPERVISOR)]
     ) -> Flagged:
