@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         log_level=args.log_level.lower(),
         loop="asyncio",
         timeout_graceful_shutdown=2,
+        access_log=False,  # query strings may hold caller numbers: the audit log records requests
     )
     return 0
 

@@ -95,8 +95,10 @@ def _flagging(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 class Correction(BaseModel):
-    """Fields of a draft to change, name → new value (``who`` is the session's user)."""
+    """Fields of a draft to change, name → new value (who changed them is the session's user;
+    a body that claims a ``who`` is refused)."""
 
+    model_config = ConfigDict(extra="forbid")
     fields: dict[str, Any] = Field(min_length=1, max_length=20)
 
 

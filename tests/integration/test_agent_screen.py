@@ -213,4 +213,6 @@ def test_a_supervisor_flags_and_lifts_a_caller_through_the_console(screen_hotlin
     assert {r["by"] for r in audit.json()["records"]} == {"sup1"}  # from the session
     assert {r["caller_masked"] for r in audit.json()["records"]} == {"139****8802"}
     assert caller not in audit.text + flagged.text + lifted.text
+    console_log = h.stack._logfile("console").read_text(encoding="utf-8")  # type: ignore[attr-defined]
+    assert "?caller=" not in console_log and caller not in console_log  # 第二十条
     assert referrals.status_code == 200 and isinstance(referrals.json()["referrals"], list)

@@ -406,18 +406,19 @@ async def test_a_correction_is_kept_under_the_session_user_and_a_bad_one_changes
         {"fields": {}},
         {"fields": {"caller": "110"}},
         {"nofields": 1},
+        {"who": "a1009", "fields": {"seat": "renshe"}},  # identity comes from the session
     ):
         r = await api.client.patch("/api/drafts/c1", json=bad, headers=h)
         assert r.status_code == 422 and isinstance(r.json()["detail"], str), (bad, r.text)
     assert await store.corrections("c1") == []
-    fix = {"who": "someone-else", "fields": {"seat": "renshe", "district": "西湖区"}}
+    fix = {"fields": {"seat": "renshe", "district": "西湖区"}}
     r = await api.client.patch("/api/drafts/c1", json=fix, headers=h)
     assert r.status_code == 200 and r.json()["draft"]["seat"] == "renshe"
     kept = await store.corrections("c1")
     assert [(c.field, c.old, c.new, c.who) for c in kept] == [
         ("seat", "gjj", "renshe", "a1002"),
         ("district", None, "西湖区", "a1002"),
-    ]  # fmt: skip  (the session's user, not what the client claims)
+    ]  # fmt: skip
     r = await api.client.patch("/api/drafts/none", json={"fields": {"seat": "gjj"}}, headers=h)
     assert r.status_code == 404
     qa = await api.as_("qa1")
