@@ -37,7 +37,7 @@ FIELD_MAX = 200
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY, role TEXT NOT NULL, agent TEXT, hash TEXT NOT NULL,
-    disabled INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL);
+    disabled INTEGER NOT NULL DEFAULT 0, created REAL NOT NULL, department TEXT);
 CREATE TABLE IF NOT EXISTS sessions (
     token TEXT PRIMARY KEY, name TEXT NOT NULL, expires REAL NOT NULL, address TEXT);
 CREATE TABLE IF NOT EXISTS login_failures (at REAL NOT NULL, name TEXT, address TEXT);
@@ -71,9 +71,16 @@ class User:
     agent: str | None = None
     """The agent id (``agents[].id`` in the config) a user of role ``agent`` answers as."""
     disabled: bool = False
+    department: str | None = None
+    """The department (承办单位) a user of role ``department`` acts for."""
 
     def public(self) -> dict[str, Any]:
-        return {"name": self.name, "role": self.role, "agent": self.agent}
+        return {
+            "name": self.name,
+            "role": self.role,
+            "agent": self.agent,
+            "department": self.department,
+        }
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,14 @@ class AccessStore:
             return self._db.execute(sql, args).fetchall()
 
     # ---- users --------------------------------------------------------------------------
-    def add_user(self, name: str, password: str, role: str, agent: str | None = None) -> User:
+    def add_user(
+        self,
+        name: str,
+        password: str,
+        role: str,
+        agent: str | None = None,
+        department: str | None = None,
+    ) -> User:
         if not NAME.match(name):
             raise AccessError(f"a user name is 1-32 of A-Z a-z 0-9 _ . - (got {name!r:.40})")
         if role not in ROLES:
@@ -149,15 +163,22 @@ class AccessStore:
             raise AccessError("a user of role 'agent' needs --agent ID (and only that role)")
         if agent is not None and not NAME.match(agent):
             raise AccessError(f"bad agent id {agent!r:.40}")
+        if (role == "department") != bool(department):
+            raise AccessError("a user of role 'department' needs --department (and only that role)")
+        if department is not None and not (
+            len(department) <= 64 and department.strip() and department.isprintable()
+        ):
+            raise AccessError("a department is 1-64 printable characters")
         digest = self._ph.hash(self._checked(password))
         try:
             self._run(
-                "INSERT INTO users (name, role, agent, hash, created) VALUES (?, ?, ?, ?, ?)",
-                (name, role, agent, digest, self.clock()),
+                "INSERT INTO users (name, role, agent, hash, created, department) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (name, role, agent, digest, self.clock(), department),
             )
         except sqlite3.IntegrityError:
             raise AccessError(f"user {name!r} exists (use passwd or disable)") from None
-        return User(name, role, agent)
+        return User(name, role, agent, department=department)
 
     def set_password(self, name: str, password: str) -> None:
         """A new password; the user's sessions end."""
@@ -173,8 +194,8 @@ class AccessStore:
         self._run("DELETE FROM sessions WHERE name = ?", (name,))
 
     def users(self) -> list[User]:
-        rows = self._run("SELECT name, role, agent, disabled FROM users ORDER BY name")
-        return [User(n, r, a, bool(d)) for n, r, a, d in rows]
+        rows = self._run("SELECT name, role, agent, disabled, department FROM users ORDER BY name")
+        return [User(n, r, a, bool(d), dep) for n, r, a, d, dep in rows]
 
     def _existing(self, name: str) -> None:
         if not self._run("SELECT 1 FROM users WHERE name = ?", (name,)):
@@ -195,11 +216,12 @@ class AccessStore:
         now = self.clock()
         self._throttle(name, address, now)
         rows = self._run(
-            "SELECT name, role, agent, disabled, hash FROM users WHERE name = ?", (name,)
+            "SELECT name, role, agent, disabled, hash, department FROM users WHERE name = ?",
+            (name,),
         )
         ok = False
         if rows:
-            n, role, agent, disabled, digest = rows[0]
+            n, role, agent, disabled, digest, department = rows[0]
             try:
                 ok = self._ph.verify(digest, password) and not disabled
             except (VerificationError, InvalidHashError):
@@ -220,7 +242,7 @@ class AccessStore:
             (_hash_token(token), n, expires, address),
         )
         self._run("DELETE FROM sessions WHERE expires < ?", (now,))
-        return token, User(n, role, agent), expires
+        return token, User(n, role, agent, department=department), expires
 
     def _throttle(self, name: str, address: str, now: float) -> None:
         since = now - self.limits.window_s
@@ -242,11 +264,14 @@ class AccessStore:
         if not token or len(token) > 128:
             return None
         rows = self._run(
-            "SELECT u.name, u.role, u.agent FROM sessions s JOIN users u ON u.name = s.name "
-            "WHERE s.token = ? AND s.expires > ? AND u.disabled = 0",
+            "SELECT u.name, u.role, u.agent, u.department FROM sessions s JOIN users u "
+            "ON u.name = s.name WHERE s.token = ? AND s.expires > ? AND u.disabled = 0",
             (_hash_token(token), self.clock()),
         )
-        return User(*rows[0]) if rows else None
+        if not rows:
+            return None
+        name, role, agent, department = rows[0]
+        return User(name, role, agent, department=department)
 
     def logout(self, token: str) -> None:
         self._run("DELETE FROM sessions WHERE token = ?", (_hash_token(token),))

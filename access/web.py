@@ -242,6 +242,7 @@ class SessionInfo(BaseModel):
     name: str
     role: str
     agent: str | None
+    department: str | None = None
     expires_at: float | None = None
     token: str | None = None
 

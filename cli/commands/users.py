@@ -21,6 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("name")
     add.add_argument("--role", required=True, help="agent, supervisor, admin, qa, department")
     add.add_argument("--agent", help="for role agent: the agent id in the config (agents[].id)")
+    add.add_argument("--department", help="for role department: the department (承办单位)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     passwd = sub.add_parser("passwd", help="set a new password (ends the user's sessions)")
     passwd.add_argument("name")
@@ -56,7 +57,8 @@ def users_cmd(args: argparse.Namespace) -> int:
             for u in store.users():
                 state = " (disabled)" if u.disabled else ""
                 agent = f" agent {u.agent}" if u.agent else ""
-                print(f"{u.name}\t{u.role}{agent}{state}")
+                dept = f" {u.department}" if u.department else ""
+                print(f"{u.name}\t{u.role}{agent}{dept}{state}")
             return 0
         if args.users_cmd == "disable":
             store.disable(args.name)
@@ -67,7 +69,7 @@ def users_cmd(args: argparse.Namespace) -> int:
             raise AccessError(f"no agent {args.agent!r} in {args.config} (agents[].id)")
         password = read_password(args.password_stdin)
         if args.users_cmd == "add":
-            user = store.add_user(args.name, password, args.role, args.agent)
+            user = store.add_user(args.name, password, args.role, args.agent, args.department)
             print(f"user {user.name} added ({user.role})")
         else:
             store.set_password(args.name, password)

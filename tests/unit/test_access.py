@@ -38,6 +38,9 @@ def test_bad_users_are_refused_with_the_reason(tmp_path: Path) -> None:
         (("q", "short", "qa"), "12-256"),
         (("q", PASSWORD, "agent"), "--agent"),
         (("q", PASSWORD, "qa", "1002"), "--agent"),
+        (("q", PASSWORD, "department"), "--department"),
+        (("q", PASSWORD, "qa", None, "人社局"), "--department"),
+        (("q", PASSWORD, "department", None, "x" * 65), "1-64"),
     ):
         with pytest.raises(AccessError, match=why):
             store.add_user(*args)
@@ -87,6 +90,8 @@ def test_hotline_users_add_passwd_disable_list(tmp_path: Path, monkeypatch, caps
     assert users("passwd", "a1002", "--password-stdin", stdin="a-new-password-123\n") == 0
     assert store.session(token) is None  # a new password ends the sessions
     assert store.login("a1002", "a-new-password-123", "127.0.0.1")
+    assert users("add", "gjj", "--role", "department", "--department", "市住房公积金中心",
+                 "--password-stdin", stdin=PASSWORD + "\n") == 0  # fmt: skip
     assert users("disable", "boss") == 0
     with pytest.raises(LoginRefused):
         store.login("boss", PASSWORD, "127.0.0.1")
@@ -95,6 +100,7 @@ def test_hotline_users_add_passwd_disable_list(tmp_path: Path, monkeypatch, caps
     assert capsys.readouterr().out.splitlines() == [
         "a1002\tagent agent 1002",
         "boss\tsupervisor (disabled)",
+        "gjj\tdepartment 市住房公积金中心",
     ]
     with pytest.raises(SystemExit):  # there is no way to give the password as an argument
         main(["users", "--config", config, "add", "x", "--role", "qa", "--password", PASSWORD])

@@ -206,12 +206,12 @@ async def test_a_draft_finished_after_the_answer_reaches_the_agents_screen(confi
 # ---- the HTTP API ---------------------------------------------------------------------------
 PASSWORD = "correct-horse-battery-1"
 USERS = (
-    ("a1002", "agent", "1002"),
-    ("a1009", "agent", "1009"),
-    ("sup", "supervisor", None),
-    ("qa1", "qa", None),
-    ("admin", "admin", None),
-    ("dept", "department", None),
+    ("a1002", "agent", "1002", None),
+    ("a1009", "agent", "1009", None),
+    ("sup", "supervisor", None, None),
+    ("qa1", "qa", None, None),
+    ("admin", "admin", None, None),
+    ("dept", "department", None, "市住房公积金中心"),
 )
 
 
@@ -311,8 +311,8 @@ def console_app(config, store, access, throttle=None, hub=None):
 async def api(config, store, tmp_path):
     clock = Clock()
     access = fast_store(tmp_path / "access.sqlite3", clock)
-    for name, role, agent in USERS:
-        access.add_user(name, PASSWORD, role, agent)
+    for name, role, agent, department in USERS:
+        access.add_user(name, PASSWORD, role, agent, department)
     throttle = FakeThrottle()
     app, follower = console_app(config, store, access, throttle)
     transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 50000))
@@ -345,7 +345,7 @@ async def test_a_browser_logs_in_with_an_httponly_cookie_and_logs_out(api) -> No
     cookie = r.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=28800" in cookie
     me = await c.get("/api/me")
-    assert me.json() == {"name": "a1002", "role": "agent", "agent": "1002",
+    assert me.json() == {"name": "a1002", "role": "agent", "agent": "1002", "department": None,
                          "expires_at": None, "token": None}  # fmt: skip
     assert (await c.post("/api/logout")).status_code == 204
     c.cookies.clear()
@@ -468,7 +468,8 @@ async def test_every_action_is_audited_and_only_admins_read_the_log(api, store) 
     ]
     assert all(x["address"] == "192.0.2.7" and x["at"] for x in r.json()["records"])
     users = (await c.get("/api/admin/users", headers=admin)).json()["users"]
-    assert {u["name"]: u["role"] for u in users}["dept"] == "department"
+    dept = next(u for u in users if u["name"] == "dept")
+    assert (dept["role"], dept["department"]) == ("department", "市住房公积金中心")
     assert "hash" not in json.dumps(users)
     sup = await api.as_("sup")
     assert (await c.get("/api/admin/audit", headers=sup)).status_code == 403
