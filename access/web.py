@@ -123,6 +123,7 @@ class AccessGuard:
             while True:  # chunked bodies: read at most max_body + 1 bytes, then stop
                 message = await receive()
                 if message["type"] != "http.request":
+                    outcome["status"] = 499  # the client went away mid-body: nothing done
                     return
                 body += message.get("body", b"")
                 if len(body) > self.max_body:
