@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 Stage = Literal["normal", "warning", "suspended"]
 PREFIX = "thr"
 AUDIT_STREAM = f"{PREFIX}:audit"
+REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:-]{8,64}$")
+"""An idempotency key for a harassment flag (a client-made UUID fits)."""
 REFERRALS = f"{PREFIX}:referrals"
 REFERRAL_INFO = f"{PREFIX}:referral_info"
 AUDIT_MAXLEN = 100_000
@@ -240,11 +243,14 @@ return 1
 """
 ).replace("COUNTER_TTL", str(COUNTER_TTL_S))
 
-# ARGV: now, by, note, masked, call_id, harass_window_s
+# ARGV: now, by, note, masked, call_id, harass_window_s, request_id ('' = none; KEYS[8])
 _FLAG = (
     _PRELUDE
     + """
 local hwin = tonumber(ARGV[6])
+if ARGV[7] ~= '' and not redis.call('SET', KEYS[8], '1', 'NX', 'EX', math.ceil(hwin)) then
+  return counters(hwin)[5]
+end
 redis.call('ZADD', KEYS[2], now, tostring(now) .. ':' .. ARGV[2] .. ':' .. ARGV[5])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - hwin)
 redis.call('EXPIRE', KEYS[2], math.ceil(hwin))
@@ -439,9 +445,13 @@ class Throttle:
         return res is not _FAILED
 
     # ---- supervisors and agents ---------------------------------------------------------
-    async def flag_harassment(self, caller: str, by: str, note: str, call_id: str = "") -> int:
+    async def flag_harassment(
+        self, caller: str, by: str, note: str, call_id: str = "", *, request_id: str = ""
+    ) -> int:
         """An agent flags a call as harassment (骚扰、侮辱、谩骂); returns the caller's flags in
-        the window.  Raises :class:`ValueError` for a withheld number or an empty ``by``."""
+        the window.  With a ``request_id`` a retry of the same request adds no second flag
+        (see :meth:`flag_stored`).  Raises :class:`ValueError` for a withheld number, an
+        empty ``by`` or a malformed request id."""
         h, masked = self._require(caller, by)
         args = [
             repr(self._clock()),
@@ -450,8 +460,20 @@ class Throttle:
             masked,
             call_id,
             self.settings.harassment_window_days * 86400,
+            request_id,
         ]
-        return int(await self._flag(keys=self._keys(h), args=args))
+        keys = [*self._keys(h), self._request_key(request_id)]
+        return int(await self._flag(keys=keys, args=args))
+
+    async def flag_stored(self, request_id: str) -> bool:
+        """Whether the flag with this request id was stored (within the harassment window)."""
+        return bool(await self._redis.exists(self._request_key(request_id)))
+
+    @staticmethod
+    def _request_key(request_id: str) -> str:
+        if request_id and not REQUEST_ID.match(request_id):
+            raise ValueError("a request id is 8-64 of A-Z a-z 0-9 _ . : -")
+        return f"{PREFIX}:flagreq:{request_id}"
 
     async def lift(self, caller: str, by: str, why: str, *, clear_referral: bool = False) -> str:
         """Lift a caller's warning or suspension and reset their counters (audited).

@@ -1,7 +1,8 @@
 """``python -m console serve --config hotline.yaml [--host H] [--port P]``: the agent console.
 
-Refuses to start (exit 2) on a config that does not validate, without ``console.token`` /
-``console.supervisor_token``, or on an address that is not loopback unless ``--public``.
+Refuses to start (exit 2) on a config that does not validate (the old ``console.token`` keys
+included: users replaced them), or on an address that is not loopback unless ``--public``.
+Users are created with ``hotline users add``; without any, nobody can log in (said on start).
 """
 
 from __future__ import annotations
@@ -35,10 +36,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refusing to start: {exc}", file=sys.stderr)
         return 2
     c = config.console
-    if not c.token or not c.supervisor_token:
-        print("refusing to start: console.token and console.supervisor_token must be set",
-              file=sys.stderr)  # fmt: skip
-        return 2
     host = args.host or c.host
     port = config.console_port if args.port is None else args.port
     if not 1 <= port <= 65535:
@@ -54,18 +51,24 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from access import AccessStore
     from console.app import make_app
 
+    access = AccessStore.from_config(config)
+    if not access.users():
+        print(f"no console users in {c.users_db} yet: `hotline users add NAME --role ROLE`",
+              file=sys.stderr, flush=True)  # fmt: skip
     print(f"console listening on http://{host}:{port}/", flush=True)
     # loop="asyncio": hotline.ami wants asyncio transports (uvloop's are not); open SSE
     # streams must not hold a SIGTERM up
     uvicorn.run(
-        make_app(config),
+        make_app(config, access=access),
         host=host,
         port=port,
         log_level=args.log_level.lower(),
         loop="asyncio",
         timeout_graceful_shutdown=2,
+        access_log=False,  # query strings may hold caller numbers: the audit log records requests
     )
     return 0
 

@@ -1,53 +1,54 @@
-"""The console's HTTP API (FastAPI).
+"""The console's HTTP API (FastAPI).  Every ``/api/`` request but login and health needs a
+session (:mod:`access.web`: cookie or bearer token from ``POST /api/login``); each endpoint
+names the roles that may call it (one dependency), and every request is audited.
 
-Agents (``console.token``; a supervisor's token works too)::
+Agents (role ``agent``, the config's agent id from the session)::
 
-    GET   /api/agents/{agent}/feed            SSE: call (answered: draft, caller flag, IVR path,
-                                              seat), draft (finished later), hangup
-    WS    /api/agents/{agent}/ws?token=       the same events over a WebSocket
-    GET   /api/agents/{agent}/current         the call on the agent's screen, or null
-    GET   /api/drafts/{call_id}               the draft (numbers masked) and the call's facts
-    PATCH /api/drafts/{call_id}               {"who": "1002", "fields": {"seat": "gjj", ...}}
+    GET   /api/agents/{agent}/feed            SSE, own feed only: call (answered: draft, caller
+                                              flag, IVR path, seat), draft (later), hangup
+    WS    /api/agents/{agent}/ws              the same events over a WebSocket (cookie/bearer)
+    GET   /api/agents/{agent}/current         the call on the agent's own screen, or null
     GET   /api/calls/{call_id}/callback       the caller's and the spoken callback number, in
-                                              full (第二十条: only here), logged with ?agent=
-    POST  /api/calls/{call_id}/harassment     {"by": "1002", "note": "..."} (第二十九条)
+                                              full (第二十条: only here, only the agent on the
+                                              call, audited)
+    POST  /api/calls/{call_id}/harassment     {"note", "request_id"} (第二十九条; agent on the
+                                              call, or a supervisor)
 
-Supervisors (``console.supervisor_token``)::
+Drafts (agent, supervisor, qa read; agent, supervisor correct)::
 
-    POST /api/supervisor/callers/harassment   {"caller", "by", "note", "call_id"?}
-    POST /api/supervisor/callers/lift         {"caller", "by", "why", "clear_referral"?}
-    GET  /api/supervisor/audit[?caller=]      audit records (numbers masked)
+    GET   /api/drafts/{call_id}               the draft (numbers masked) and the call's facts
+    PATCH /api/drafts/{call_id}               {"fields": {"seat": "gjj", ...}}
+
+Supervisors (role ``supervisor``; statistics also ``qa`` and ``department``)::
+
+    POST /api/supervisor/callers/harassment   {"caller", "note", "request_id", "call_id"?}
+    POST /api/supervisor/callers/lift         {"caller", "why", "clear_referral"?}
+    GET  /api/supervisor/audit[?caller=]      caller-rule audit records (numbers masked)
     GET  /api/supervisor/referrals            callers listed for referral
-    GET  /api/supervisor/corrections          agents' corrections and per-field accuracy
+    GET  /api/supervisor/corrections          agents' corrections and per-field accuracy (+qa)
     GET  /api/stats/demand[?since=&until=]    第二十一条: demands by district, seat, type, hour
 
-The token goes in ``Authorization: Bearer …`` (or ``?token=`` for EventSource, which cannot set
-headers).  Bad input is a 4xx with a reason and changes nothing.
+Bad input is a 4xx with a reason and changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import (
-    Body,
-    Depends,
-    FastAPI,
-    HTTPException,
-    Query,
-    Request,
-    WebSocket,
-    WebSocketDisconnect,
-)
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import WebSocketException
+from starlette.requests import HTTPConnection
 
+from access.store import AccessStore, User
+from access.web import ERRORS, Problem, note, protect, require
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.views import draft_view
@@ -60,8 +61,75 @@ log = logging.getLogger("console")
 
 KEEPALIVE_S = 15.0
 DEMAND_TYPES = ("咨询", "投诉", "举报", "建议", "求助", "表扬")
-JsonBody = Annotated[dict[str, Any], Body()]
+NOTE_MAX = 500
+"""Longest harassment note or lift reason (characters)."""
 PAGE = Path(__file__).with_name("agent.html")
+REQUEST_ID = r"^[A-Za-z0-9_.:-]{8,64}$"
+CALLER = Field(min_length=1, max_length=32)
+
+IS_AGENT = require("agent")
+READS_DRAFTS = require("agent", "supervisor", "qa")
+CORRECTS_DRAFTS = require("agent", "supervisor")
+FLAGS_CALLS = require("agent", "supervisor")
+IS_SUPERVISOR = require("supervisor")
+READS_CORRECTIONS = require("supervisor", "qa")
+READS_STATS = require("supervisor", "qa", "department")
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {c: v for c, v in ERRORS.items()}
+    for code, why in (
+        (404, "no such call, draft or agent"),
+        (501, "not kept by this ticket store"),
+        (503, "the ticket store or the caller rules (Redis) are down"),
+    ):
+        if code in codes:
+            out[code] = {"model": Problem, "description": why}
+    return out
+
+
+def _flagging(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """A flag's answers: 201 stored now, 200 a retry of a stored one, 503 nothing stored."""
+    retry = {"model": Flagged, "description": "a retry: this request id was already stored"}
+    return {200: retry, **_errors(*codes, 503)}
+
+
+class Correction(BaseModel):
+    """Fields of a draft to change, name → new value (who changed them is the session's user;
+    a body that claims a ``who`` is refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fields: dict[str, Any] = Field(min_length=1, max_length=20)
+
+
+class CallFlag(BaseModel):
+    """A harassment flag on a call.  ``request_id`` (e.g. a UUID) makes a retry harmless."""
+
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=NOTE_MAX)
+    request_id: str = Field(pattern=REQUEST_ID)
+
+
+class CallerFlag(CallFlag):
+    caller: str = CALLER
+    call_id: str | None = Field(default=None, max_length=64)
+
+
+class Lift(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    caller: str = CALLER
+    why: str = Field(min_length=1, max_length=NOTE_MAX)
+    clear_referral: bool = False
+
+
+class Flagged(BaseModel):
+    """``flags``: the caller's flags in the window (null when it could not be read back)."""
+
+    caller: str
+    call_id: str | None = None
+    flags: int | None
+    replayed: bool = False
+    """True: this request id was already stored; nothing was added."""
 
 
 class Services:
@@ -80,17 +148,6 @@ class Services:
         self.hub = hub or FeedHub()
 
 
-def _token(request: Request) -> str:
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return request.query_params.get("token", "")
-
-
-def _same(given: str, secret: str | None) -> bool:
-    return bool(secret) and hmac.compare_digest(given.encode(), str(secret).encode())
-
-
 def check_fields(config: HotlineConfig, fields: object) -> dict[str, Any]:
     """A correction's ``fields``: a non-empty mapping whose known fields hold allowed values
     (seat ids, demand types, districts, emergency lines, out-of-scope rules)."""
@@ -106,15 +163,18 @@ def check_fields(config: HotlineConfig, fields: object) -> dict[str, Any]:
     for name, value in fields.items():
         if name in allowed and value is not None and value not in allowed[name]:
             choices = ", ".join(sorted(str(a) for a in allowed[name]))
-            raise TicketError(f"{name}: {value!r} is not one of {choices} (or null)")
+            raise TicketError(f"{name}: {value!r:.60} is not one of {choices} (or null)")
     return fields
 
 
-def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI:
-    """The console app; without ``services`` they are built from ``config`` at start-up."""
+def make_app(
+    config: HotlineConfig, services: Services | None = None, *, access: AccessStore | None = None
+) -> FastAPI:
+    """The console app; without ``services`` they are built from ``config`` at start-up,
+    without ``access`` the config's users database is opened."""
     own = services is None
     sv = services or Services()
-    agents = {a.id for a in config.agents}
+    users = access or AccessStore.from_config(config)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -135,35 +195,18 @@ def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI
                     with contextlib.suppress(Exception):
                         await (closer.aclose() if closer is redis else closer.close())
 
-    app = FastAPI(title="12345 agent console", version="1", lifespan=lifespan)
+    app = FastAPI(title="12345 agent console", version="2", lifespan=lifespan)
     app.state.services = sv
-
-    def agent_auth(request: Request) -> None:
-        given = _token(request)
-        c = config.console
-        if not (_same(given, c.token) or _same(given, c.supervisor_token)):
-            raise HTTPException(401, "a valid console token is required")
-
-    def supervisor_auth(request: Request) -> None:
-        if not _same(_token(request), config.console.supervisor_token):
-            raise HTTPException(401, "a valid supervisor token is required")
+    app.state.agents = frozenset(a.id for a in config.agents)
+    protect(app, users, config.console.max_body_kb * 1024)
+    add_ticket_error_handlers(app)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:
             raise HTTPException(503, f"{what} is not available")
         return thing
 
-    def known_agent(agent_id: str) -> str:
-        if agent_id not in agents:
-            raise HTTPException(404, f"no agent {agent_id!r} in the config")
-        return agent_id
-
-    add_ticket_error_handlers(app)
-
-    agent_dep = [Depends(agent_auth)]
-    sup_dep = [Depends(supervisor_auth)]
-
-    @app.get("/", response_class=HTMLResponse)
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
         return PAGE.read_text(encoding="utf-8")
 
@@ -177,9 +220,14 @@ def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI
         }
 
     # ---- agents -------------------------------------------------------------------------
-    @app.get("/api/agents/{agent_id}/feed", dependencies=agent_dep)
-    async def feed(agent_id: str, request: Request) -> StreamingResponse:
-        known_agent(agent_id)
+    @app.get(
+        "/api/agents/{agent_id}/feed",
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}, **_errors(404)},
+    )
+    async def feed(
+        agent_id: Annotated[str, Depends(own_agent)], request: Request
+    ) -> StreamingResponse:
         hub = sv.hub
         q = hub.subscribe(agent_id)
 
@@ -202,16 +250,9 @@ def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
     @app.websocket("/api/agents/{agent_id}/ws")
-    async def feed_ws(websocket: WebSocket, agent_id: str) -> None:
-        """The same events as the SSE feed, as JSON WebSocket messages (``?token=``)."""
-        c = config.console
-        given = websocket.query_params.get("token", "")
-        if not (_same(given, c.token) or _same(given, c.supervisor_token)):
-            await websocket.close(code=1008, reason="a valid console token is required")
-            return
-        if agent_id not in agents:
-            await websocket.close(code=1008, reason=f"no agent {agent_id!r} in the config")
-            return
+    async def feed_ws(websocket: WebSocket, agent_id: Annotated[str, Depends(own_agent)]) -> None:
+        """The same events as the SSE feed, as JSON WebSocket messages (session checked by
+        the guard and ``own_agent`` before the connection is accepted)."""
         await websocket.accept()
         q = sv.hub.subscribe(agent_id)
         try:
@@ -223,35 +264,34 @@ def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI
         finally:
             sv.hub.unsubscribe(agent_id, q)
 
-    @app.get("/api/agents/{agent_id}/current", dependencies=agent_dep)
-    async def current(agent_id: str) -> dict[str, Any]:
-        return {"call": sv.hub.current.get(known_agent(agent_id))}
+    @app.get("/api/agents/{agent_id}/current", responses=_errors(404))
+    async def current(agent_id: Annotated[str, Depends(own_agent)]) -> dict[str, Any]:
+        return {"call": sv.hub.current.get(agent_id)}
 
-    @app.get("/api/drafts/{call_id}", dependencies=agent_dep)
-    async def get_draft(call_id: str) -> dict[str, Any]:
+    @app.get("/api/drafts/{call_id}", responses=_errors(404, 503))
+    async def get_draft(call_id: str, _: Annotated[User, Depends(READS_DRAFTS)]) -> dict[str, Any]:
         store = need(sv.store, "the ticket store")
         draft = await store.get_draft(call_id)
         rec = sv.follower.call(call_id) if sv.follower is not None else None
         if draft is None and rec is None:
-            raise TicketNotFound(f"no draft for call {call_id!r}")
+            raise TicketNotFound(f"no draft for call {call_id[:64]!r}")
         call = sv.follower.screen(rec, None) if rec is not None else None
         if call is not None:
             call.pop("draft")
         return {"call_id": call_id, "draft": draft_view(draft), "call": call}
 
-    @app.patch("/api/drafts/{call_id}", dependencies=agent_dep)
-    async def correct(call_id: str, body: JsonBody) -> dict[str, Any]:
+    @app.patch("/api/drafts/{call_id}", responses=_errors(404, 503))
+    async def correct(
+        call_id: str, body: Correction, user: Annotated[User, Depends(CORRECTS_DRAFTS)]
+    ) -> dict[str, Any]:
         store = need(sv.store, "the ticket store")
-        who = body.get("who")
-        if not isinstance(who, str) or not who.strip():
-            raise TicketError("'who' (the agent correcting) is required")
-        fields = check_fields(config, body.get("fields"))
+        fields = check_fields(config, body.fields)
         if await store.get_draft(call_id) is None:
-            raise TicketNotFound(f"no draft for call {call_id!r}")
+            raise TicketNotFound(f"no draft for call {call_id[:64]!r}")
         draft = None
         for name, value in fields.items():
-            draft = await store.correct_draft(call_id, name, value, who.strip())
-        log.info("draft %s corrected by %s: %s", call_id, who, ", ".join(fields))
+            draft = await store.correct_draft(call_id, name, value, user.name)
+        log.info("draft %s corrected by %s: %s", call_id, user.name, ", ".join(fields))
         return {"call_id": call_id, "draft": draft_view(draft)}
 
     async def caller_of(call_id: str) -> str:
@@ -261,63 +301,63 @@ def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI
         draft = await sv.store.get_draft(call_id) if sv.store is not None else None
         if draft and draft.get("caller"):
             return str(draft["caller"])
-        raise TicketNotFound(f"no caller number known for call {call_id!r}")
+        raise TicketNotFound(f"no caller number known for call {call_id[:64]!r}")
 
-    @app.get("/api/calls/{call_id}/callback", dependencies=agent_dep)
-    async def callback(call_id: str, agent: Annotated[str, Query(min_length=1)]) -> dict:
-        known_agent(agent)
+    @app.get("/api/calls/{call_id}/callback", responses=_errors(404, 503))
+    async def callback(
+        call_id: str, request: Request, user: Annotated[User, Depends(agent_on_call)]
+    ) -> dict[str, Any]:
         caller = await caller_of(call_id)
         draft = await sv.store.get_draft(call_id) if sv.store is not None else None
         spoken = (draft or {}).get("callback")
-        log.info("call %s: numbers for the callback read by agent %s", call_id, agent)
+        note(request, "caller and callback numbers read in full")
+        log.info("call %s: numbers for the callback read by %s", call_id, user.name)
         return {"call_id": call_id, "caller": caller, "callback": spoken or caller}
 
-    @app.post("/api/calls/{call_id}/harassment", dependencies=agent_dep)
-    async def flag_call(call_id: str, body: JsonBody) -> dict[str, Any]:
+    @app.post("/api/calls/{call_id}/harassment", status_code=201, responses=_flagging(404))
+    async def flag_call(
+        call_id: str, body: CallFlag, user: Annotated[User, Depends(on_call)]
+    ) -> Flagged:
         throttle = need(sv.throttle, "the caller rules")
-        by, note = body.get("by"), body.get("note", "")
-        if not isinstance(by, str) or not by.strip() or not isinstance(note, str):
-            raise TicketError("a flag is {'by': agent, 'note': text}")
         caller = await caller_of(call_id)
-        flags = await _rules(throttle.flag_harassment(caller, by, note, call_id))
-        return {"call_id": call_id, "caller": mask(caller), "flags": flags}
+        return await _flag(throttle, caller, user.name, body, call_id)
 
     # ---- supervisors --------------------------------------------------------------------
-    @app.post("/api/supervisor/callers/harassment", dependencies=sup_dep)
-    async def flag_caller(body: JsonBody) -> dict[str, Any]:
+    @app.post("/api/supervisor/callers/harassment", status_code=201, responses=_flagging())
+    async def flag_caller(
+        body: CallerFlag, user: Annotated[User, Depends(IS_SUPERVISOR)]
+    ) -> Flagged:
         throttle = need(sv.throttle, "the caller rules")
-        caller, by, note = body.get("caller"), body.get("by"), body.get("note", "")
-        if not all(isinstance(v, str) for v in (caller, by, note)):
-            raise TicketError("a flag is {'caller', 'by', 'note'} (strings)")
-        call_id = str(body.get("call_id") or "")
-        flags = await _rules(throttle.flag_harassment(caller, by, note, call_id))
-        return {"caller": mask(caller), "flags": flags}
+        return await _flag(throttle, body.caller, user.name, body, body.call_id or "")
 
-    @app.post("/api/supervisor/callers/lift", dependencies=sup_dep)
-    async def lift(body: JsonBody) -> dict[str, Any]:
+    @app.post("/api/supervisor/callers/lift", responses=_errors(503))
+    async def lift(body: Lift, user: Annotated[User, Depends(IS_SUPERVISOR)]) -> dict[str, Any]:
         throttle = need(sv.throttle, "the caller rules")
-        caller, by, why = body.get("caller"), body.get("by"), body.get("why")
-        if not all(isinstance(v, str) for v in (caller, by, why)):
-            raise TicketError("a lift is {'caller', 'by', 'why'} (strings)")
-        clear = bool(body.get("clear_referral", False))
-        was = await _rules(throttle.lift(caller, by, why, clear_referral=clear))
-        return {"caller": mask(caller), "was": was}
+        was = await _rules(
+            throttle.lift(body.caller, user.name, body.why, clear_referral=body.clear_referral)
+        )
+        return {"caller": mask(body.caller), "was": was}
 
-    @app.get("/api/supervisor/audit", dependencies=sup_dep)
+    @app.get("/api/supervisor/audit", responses=_errors(503))
     async def audit(
-        caller: str | None = None, count: Annotated[int, Query(ge=1, le=1000)] = 100
+        _: Annotated[User, Depends(IS_SUPERVISOR)],
+        caller: Annotated[str | None, Query(max_length=32)] = None,
+        count: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
         throttle = need(sv.throttle, "the caller rules")
         records = await _rules(throttle.audit(caller, count))
         return {"records": [asdict(r) for r in records]}
 
-    @app.get("/api/supervisor/referrals", dependencies=sup_dep)
-    async def referrals() -> dict[str, Any]:
+    @app.get("/api/supervisor/referrals", responses=_errors(503))
+    async def referrals(_: Annotated[User, Depends(IS_SUPERVISOR)]) -> dict[str, Any]:
         throttle = need(sv.throttle, "the caller rules")
         return {"referrals": [asdict(r) for r in await _rules(throttle.referrals())]}
 
-    @app.get("/api/supervisor/corrections", dependencies=sup_dep)
-    async def corrections(call_id: str | None = None) -> dict[str, Any]:
+    @app.get("/api/supervisor/corrections", responses=_errors(501, 503))
+    async def corrections(
+        _: Annotated[User, Depends(READS_CORRECTIONS)],
+        call_id: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> dict[str, Any]:
         store = need(sv.store, "the ticket store")
         if not hasattr(store, "corrections"):
             raise HTTPException(501, "this ticket store keeps no correction log")
@@ -340,8 +380,12 @@ def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI
             ),
         }
 
-    @app.get("/api/stats/demand", dependencies=sup_dep)
-    async def demand(since: str | None = None, until: str | None = None) -> dict[str, Any]:
+    @app.get("/api/stats/demand", responses=_errors(501))
+    async def demand(
+        _: Annotated[User, Depends(READS_STATS)],
+        since: Annotated[str | None, Query(max_length=40)] = None,
+        until: Annotated[str | None, Query(max_length=40)] = None,
+    ) -> dict[str, Any]:
         if config.tickets.backend != "sqlite":
             raise HTTPException(501, "statistics read the SQLite ticket store")
         try:
@@ -351,6 +395,64 @@ def make_app(config: HotlineConfig, services: Services | None = None) -> FastAPI
             raise TicketError(str(exc)) from None
 
     return app
+
+
+def own_agent(agent_id: str, conn: HTTPConnection, user: Annotated[User, Depends(IS_AGENT)]) -> str:
+    """The path's agent is the session's own (the feed is only for that agent)."""
+    if agent_id != user.agent:
+        raise _refused(conn, 403, f"user {user.name!r} is not agent {agent_id[:32]!r}")
+    if agent_id not in conn.app.state.agents:
+        raise _refused(conn, 404, f"no agent {agent_id[:32]!r} in the config")
+    return agent_id
+
+
+def on_call(
+    call_id: str, conn: HTTPConnection, user: Annotated[User, Depends(FLAGS_CALLS)]
+) -> User:
+    """A supervisor, or the agent who is on this call now."""
+    follower = conn.app.state.services.follower
+    rec = follower.call(call_id) if follower is not None else None
+    if user.role == "agent" and (rec is None or rec.agent != user.agent):
+        raise HTTPException(403, "only the agent on this call (while it is up)")
+    return user
+
+
+def agent_on_call(
+    call_id: str, conn: HTTPConnection, user: Annotated[User, Depends(IS_AGENT)]
+) -> User:
+    """The agent who is on this call now (not a supervisor)."""
+    return on_call(call_id, conn, user)
+
+
+def _refused(conn: HTTPConnection, status: int, why: str) -> Exception:
+    if conn.scope["type"] == "websocket":
+        return WebSocketException(1008, why)
+    return HTTPException(status, why)
+
+
+async def _flag(throttle: Any, caller: str, by: str, body: CallFlag, call_id: str) -> Any:
+    """Flag ``caller`` once per request id, and say truthfully what was stored: 201 stored
+    now, 200 stored by an earlier try of this request, 503 only when nothing was stored."""
+    rid = body.request_id
+    with contextlib.suppress(Exception):  # Redis trouble shows in the flag itself
+        if await throttle.flag_stored(rid):
+            out = Flagged(caller=mask(caller), call_id=call_id or None, flags=None, replayed=True)
+            return JSONResponse(out.model_dump(), status_code=200)
+    try:
+        flags = await throttle.flag_harassment(caller, by, body.note, call_id, request_id=rid)
+    except ValueError as exc:
+        raise TicketError(str(exc)) from None
+    except Exception as exc:  # the reply may be lost although Redis ran the script
+        log.warning("harassment flag: %s: %s", type(exc).__name__, exc)
+        stored = False
+        with contextlib.suppress(Exception):
+            stored = await throttle.flag_stored(rid)
+        if not stored:
+            raise TicketStoreUnavailable(
+                "the flag was not stored (caller rules unavailable); retry with the same request_id"
+            ) from None
+        flags = None
+    return Flagged(caller=mask(caller), call_id=call_id or None, flags=flags)
 
 
 def _masked(field: str, value: object) -> object:

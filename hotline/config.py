@@ -341,18 +341,35 @@ class Tickets(_Model):
 
 
 class Console(_Model):
-    """The agent console (``python -m console serve``): live feed per agent, draft API,
-    supervisor endpoints.  Loopback only; every request carries ``token`` (agents) or
-    ``supervisor_token`` (caller rules); without a token the console does not start."""
+    """The consoles (``python -m console serve``): live feed per agent, draft API, supervisor
+    and admin endpoints.  Loopback only.  Users log in as themselves (``hotline users add``);
+    users, sessions and the audit log live in ``users_db`` (SQLite, mode 0600)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=1, le=65535)
     """``None``: the FastAGI port + 2 (4575), so an offset test instance moves with it."""
-    token: str | None = Field(default=None, min_length=16, pattern=r"^[A-Za-z0-9_.-]+$")
-    supervisor_token: str | None = Field(default=None, min_length=16, pattern=r"^[A-Za-z0-9_.-]+$")
+    users_db: str = "run/console-access.sqlite3"
+    session_minutes: int = Field(default=480, ge=5, le=24 * 60)
+    """A login lasts one shift at most; logging out, a new password or ``disable`` end it."""
+    max_body_kb: int = Field(default=64, ge=1, le=10 * 1024)
+    """Larger request bodies are refused (413) before they are read."""
+    login_failures_per_user: int = Field(default=5, ge=1, le=1000)
+    login_failures_per_address: int = Field(default=20, ge=1, le=10_000)
+    login_window_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    """Failed logins counted per user name and per client address within this window."""
 
     _check_host = field_validator("host")(_host)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tokens_were_replaced(cls, data: object) -> object:
+        if isinstance(data, dict) and ({"token", "supervisor_token"} & data.keys()):
+            raise ValueError(
+                "console.token and console.supervisor_token were replaced by users: remove "
+                "them and create users with `hotline users add NAME --role ROLE [--agent ID]`"
+            )
+        return data
 
 
 class HotlineInfo(_Model):

@@ -198,7 +198,7 @@ class Stack:
                 "log": str(self._logfile("speech")),
             },
             "console": {
-                "enabled": cfg.console.enabled and bool(cfg.console.token),
+                "enabled": cfg.console.enabled,
                 "running": alive(console_pid, "console"),
                 "pid": console_pid if alive(console_pid, "console") else None,
                 "url": f"http://{cfg.console.host}:{cfg.console_port}/",
@@ -493,13 +493,13 @@ class Stack:
     # ---- agent console ----------------------------------------------------------------
     def start_console(self, required: bool = False, timeout: float = 30.0) -> bool:
         """Start ``python -m console serve`` on ``console_port`` (loopback) when the config
-        enables it and sets its tokens; False (or StackError if ``required``) otherwise.
+        enables it; False (or StackError if ``required``) otherwise.  Users log in as
+        themselves (``hotline users add``).
         Calls never depend on it."""
         c = self.config.console
         if alive(read_pid(self._pidfile("console")), "console"):
             return True
-        usable = c.enabled and c.token and c.supervisor_token
-        if not usable or port_open(c.host, self.config.console_port):
+        if not c.enabled or port_open(c.host, self.config.console_port):
             if required:
                 raise StackError(f"console cannot start on {c.host}:{self.config.console_port}")
             return False

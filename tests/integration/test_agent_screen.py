@@ -1,5 +1,6 @@
 """The agent's screen in real calls (issue 3): the console started by the Stack follows AMI
-and Redis, pushes the draft to the answering agent's SSE feed, and keeps corrections.
+and Redis, pushes the draft to the answering agent's SSE feed, and keeps corrections.  Each
+agent logs in as themselves (issue 8): users are made the way ``hotline users add`` makes them.
 
 Same kind of instance as test_speech_calls.py (speech after the key, Whisper, sipp phones).
 """
@@ -17,9 +18,20 @@ from test_speech_calls import AUDIO, SpeechHotline, start_speech_hotline
 pytestmark = [pytest.mark.integration, pytest.mark.speech]
 
 
+PASSWORD = "itest-console-password"
+
+
 @pytest.fixture(scope="module")
 def screen_hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechHotline]:
+    from access import AccessStore
+
     h, stack = start_speech_hotline(tmp_path_factory.mktemp("screen-itest"))
+    users = AccessStore.from_config(h.config)  # what `hotline users add` does
+    for a in h.config.agents:
+        users.add_user(f"agent{a.id}", PASSWORD, "agent", a.id)
+    users.add_user("sup1", PASSWORD, "supervisor")
+    users.add_user("admin1", PASSWORD, "admin")
+    users.close()
     try:
         yield h
     finally:
@@ -27,11 +39,20 @@ def screen_hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechH
         stack.down()  # type: ignore[attr-defined]
 
 
+def login(base_url: str, name: str) -> dict[str, str]:
+    """Log in as ``name``; the bearer header of the new session."""
+    r = httpx.post(
+        f"{base_url}/api/login", json={"name": name, "password": PASSWORD, "bearer": True}
+    )
+    assert r.status_code == 200, r.text
+    return {"Authorization": f"Bearer {r.json()['token']}"}
+
+
 async def read_feed(
-    client: httpx.AsyncClient, agent: str, token: str, out: list[dict], ready: asyncio.Event
+    client: httpx.AsyncClient, agent: str, auth: dict, out: list[dict], ready: asyncio.Event
 ) -> None:
     """Collect one agent's SSE events (``{"event": kind, ...}``) until cancelled."""
-    async with client.stream("GET", f"/api/agents/{agent}/feed", params={"token": token}) as r:
+    async with client.stream("GET", f"/api/agents/{agent}/feed", headers=auth) as r:
         assert r.status_code == 200, await r.aread()
         kind = ""
         async for line in r.aiter_lines():
@@ -45,24 +66,39 @@ async def read_feed(
 
 def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotline) -> None:
     h = screen_hotline
-    c = h.config.console
     caller = "13900008801"
     agents = sorted(a.id for a in h.config.agents if "gjj" in a.seats)
+    auth = {a: login(h.console_url, f"agent{a}") for a in agents}
     feeds: dict[str, list[dict]] = {a: [] for a in agents}
+    live: dict[str, object] = {}
+
+    async def while_up(client: httpx.AsyncClient) -> None:
+        """Once an agent has the call: the callback numbers, for that agent only."""
+        while not any(e["event"] == "call" for f in feeds.values() for e in f):
+            await asyncio.sleep(0.2)
+        who = next(a for a, f in feeds.items() if any(e["event"] == "call" for e in f))
+        call_id = next(e["call_id"] for e in feeds[who] if e["event"] == "call")
+        url = f"/api/calls/{call_id}/callback"
+        live["own"] = await client.get(url, headers=auth[who])
+        other = live["other_agent"] = next(a for a in agents if a != who)
+        live["other"] = await client.get(url, headers=auth[other])
+        live["not_own_feed"] = await client.get(f"/api/agents/{who}/current", headers=auth[other])
 
     async def scenario() -> dict:
         async with httpx.AsyncClient(base_url=h.console_url, timeout=None) as client:
             ready = {a: asyncio.Event() for a in agents}
             readers = [
-                asyncio.create_task(read_feed(client, a, c.token, feeds[a], ready[a]))
+                asyncio.create_task(read_feed(client, a, auth[a], feeds[a], ready[a]))
                 for a in agents
             ]
             await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready.values())), 10)
+            checks = asyncio.create_task(while_up(client))
             call = await h.place(h.spec(AUDIO / "dev02.wav", "2", caller, hold_s=25))
             await asyncio.sleep(1.0)  # the hang-up event
+            checks.cancel()
             for t in readers:
                 t.cancel()
-            await asyncio.gather(*readers, return_exceptions=True)
+            await asyncio.gather(checks, *readers, return_exceptions=True)
             return call
 
     call = asyncio.run(scenario())
@@ -82,25 +118,27 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
     drafts = [e["draft"] for e in screens[answered] if e.get("draft")]
     assert drafts, f"no draft reached the agent's screen: {screens[answered]}"
     assert drafts[-1]["call_id"] == call_id and drafts[-1]["transcript"]
+    # while the call was up: the full number for the agent on it, for nobody else
+    assert live["own"].status_code == 200, live  # type: ignore[union-attr]
+    assert live["own"].json()["caller"] == caller  # type: ignore[union-attr]
+    assert live["other"].status_code == 403  # type: ignore[union-attr]
+    assert live["not_own_feed"].status_code == 403  # type: ignore[union-attr]
 
     # the agent corrects two fields; the correction is kept in the ticket store
-    agent_auth = {"Authorization": f"Bearer {c.token}"}
+    agent_auth = auth[answered]
     with httpx.Client(base_url=h.console_url, timeout=10) as http:
-        fix = {"who": answered, "fields": {"district": "西湖区", "type": "投诉"}}
+        fix = {"fields": {"district": "西湖区", "type": "投诉"}}
         refused = http.patch(f"/api/drafts/{call_id}", json=fix)
         bad = http.patch(
-            f"/api/drafts/{call_id}",
-            json={"who": answered, "fields": {"seat": "nowhere"}},
-            headers=agent_auth,
+            f"/api/drafts/{call_id}", json={"fields": {"seat": "nowhere"}}, headers=agent_auth
         )
         ok = http.patch(f"/api/drafts/{call_id}", json=fix, headers=agent_auth)
         fetched = http.get(f"/api/drafts/{call_id}", headers=agent_auth)
-        numbers = http.get(
-            f"/api/calls/{call_id}/callback", params={"agent": answered}, headers=agent_auth
-        )
+        after = http.get(f"/api/calls/{call_id}/callback", headers=agent_auth)
         stats_as_agent = http.get("/api/stats/demand", headers=agent_auth)
-        stats = http.get(
-            "/api/stats/demand", headers={"Authorization": f"Bearer {c.supervisor_token}"}
+        stats = http.get("/api/stats/demand", headers=login(h.console_url, "sup1"))
+        audit = http.get(
+            "/api/admin/audit", params={"count": 1000}, headers=login(h.console_url, "admin1")
         )
 
     assert refused.status_code == 401
@@ -109,9 +147,19 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
     assert ok.json()["draft"]["district"] == "西湖区"
     assert fetched.json()["draft"]["type"] == "投诉"
     assert fetched.json()["draft"]["caller"] == "139****8801"
-    assert numbers.json()["caller"] == caller  # only the callback endpoint gives it in full
-    assert stats_as_agent.status_code == 401
+    assert after.status_code == 403  # the call is over: no full number any more
+    assert stats_as_agent.status_code == 403
     assert stats.json()["by_district"].get("西湖区", 0) >= 1
+    callback = "GET /api/calls/{call_id}/callback"
+    reads = sorted(
+        (x["who"], x["outcome"])
+        for x in audit.json()["records"]
+        if x["action"] == callback and x["target"] == f"call_id={call_id}"
+    )
+    other = live["other_agent"]
+    assert reads == sorted([(f"agent{answered}", 200), (f"agent{answered}", 403),
+                            (f"agent{other}", 403)]), reads  # fmt: skip
+    assert caller not in audit.text
 
     from tickets.sqlite import SqliteTicketStore
 
@@ -124,45 +172,47 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
 
     corrections = asyncio.run(kept())
     assert sorted(x.field for x in corrections) == ["district", "type"]  # not the refused one
-    assert {x.who for x in corrections} == {answered}
+    assert {x.who for x in corrections} == {f"agent{answered}"}  # the session's user
     assert {x.new for x in corrections} == {"西湖区", "投诉"}
 
 
 def test_a_supervisor_flags_and_lifts_a_caller_through_the_console(screen_hotline) -> None:
     h = screen_hotline
-    sup = {"Authorization": f"Bearer {h.config.console.supervisor_token}"}
-    agent = {"Authorization": f"Bearer {h.config.console.token}"}
+    sup = login(h.console_url, "sup1")
+    agent = login(h.console_url, f"agent{h.config.agents[0].id}")
     caller = "13900008802"
     with httpx.Client(base_url=h.console_url, timeout=10) as http:
         as_agent = http.post(
             "/api/supervisor/callers/lift",
-            json={"caller": caller, "by": "x", "why": "y"},
+            json={"caller": caller, "why": "y"},
             headers=agent,
         )
         bad = http.post(
             "/api/supervisor/callers/harassment",
-            json={"caller": "not-a-number", "by": "sup1", "note": "辱骂"},
+            json={"caller": "not-a-number", "note": "辱骂", "request_id": "itest-flag-0"},
             headers=sup,
         )
-        flagged = http.post(
-            "/api/supervisor/callers/harassment",
-            json={"caller": caller, "by": "sup1", "note": "辱骂坐席"},
-            headers=sup,
-        )
+        flag = {"caller": caller, "note": "辱骂坐席", "request_id": "itest-flag-1"}
+        flagged = http.post("/api/supervisor/callers/harassment", json=flag, headers=sup)
+        retried = http.post("/api/supervisor/callers/harassment", json=flag, headers=sup)
         lifted = http.post(
             "/api/supervisor/callers/lift",
-            json={"caller": caller, "by": "sup1", "why": "核实为误标"},
+            json={"caller": caller, "why": "核实为误标"},
             headers=sup,
         )
         audit = http.get("/api/supervisor/audit", params={"caller": caller}, headers=sup)
         referrals = http.get("/api/supervisor/referrals", headers=sup)
 
-    assert as_agent.status_code == 401
+    assert as_agent.status_code == 403
     assert bad.status_code == 422
-    assert flagged.status_code == 200 and flagged.json()["flags"] == 1
+    assert flagged.status_code == 201 and flagged.json()["flags"] == 1
+    assert retried.status_code == 200 and retried.json()["replayed"] is True  # no second flag
     assert lifted.status_code == 200
     events = [r["event"] for r in audit.json()["records"]]
-    assert "harassment" in events and "lift" in events, events
+    assert events.count("harassment") == 1 and "lift" in events, events
+    assert {r["by"] for r in audit.json()["records"]} == {"sup1"}  # from the session
     assert {r["caller_masked"] for r in audit.json()["records"]} == {"139****8802"}
     assert caller not in audit.text + flagged.text + lifted.text
+    console_log = h.stack._logfile("console").read_text(encoding="utf-8")  # type: ignore[attr-defined]
+    assert "?caller=" not in console_log and caller not in console_log  # 第二十条
     assert referrals.status_code == 200 and isinstance(referrals.json()["referrals"], list)

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("HOTLINE_SHARED", REPO.parent / "shared"))
 AUDIO = SHARED / "audio" / "hotline"
 OFFSET = int(os.environ.get("HOTLINE_SPEECH_ITEST_PORT_OFFSET", "30000"))
-INSTANCE = "itest-speech"
+INSTANCE = os.environ.get("HOTLINE_SPEECH_ITEST_INSTANCE", "itest-speech")
 KEY_AT_S = 4.0
 """The key is pressed during the greeting (it counts, and saves the caller 15 s)."""
 HOLD_S = 36.0

@@ -11,7 +11,9 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from argon2 import PasswordHasher
 
+from access import AccessStore
 from console.app import Services, make_app
 from console.feed import FeedHub, sse
 from console.follow import CallFollower, agent_id_of
@@ -202,17 +204,40 @@ async def test_a_draft_finished_after_the_answer_reaches_the_agents_screen(confi
 
 
 # ---- the HTTP API ---------------------------------------------------------------------------
+PASSWORD = "correct-horse-battery-1"
+USERS = (
+    ("a1002", "agent", "1002", None),
+    ("a1009", "agent", "1009", None),
+    ("sup", "supervisor", None, None),
+    ("qa1", "qa", None, None),
+    ("admin", "admin", None, None),
+    ("dept", "department", None, "市住房公积金中心"),
+)
+
+
 class FakeThrottle:
-    """Records caller-rule actions; refuses what callers.throttle refuses."""
+    """Records caller-rule actions; refuses what callers.throttle refuses; remembers request
+    ids like the Redis script (a second flag with one id adds nothing)."""
 
     def __init__(self) -> None:
         self.flags: list[tuple[str, str, str, str]] = []
+        self.request_ids: set[str] = set()
+        self.fail_after_storing = False
 
-    async def flag_harassment(self, caller: str, by: str, note: str, call_id: str = "") -> int:
+    async def flag_harassment(
+        self, caller: str, by: str, note: str, call_id: str = "", *, request_id: str = ""
+    ) -> int:
         if not caller.isdigit():
             raise ValueError(f"not a caller number: {caller!r}")
-        self.flags.append((caller, by, note, call_id))
+        if request_id not in self.request_ids:
+            self.request_ids.add(request_id)
+            self.flags.append((caller, by, note, call_id))
+        if self.fail_after_storing:
+            raise TimeoutError("the reply was lost")
         return len(self.flags)
+
+    async def flag_stored(self, request_id: str) -> bool:
+        return request_id in self.request_ids
 
     async def lift(self, caller: str, by: str, why: str, *, clear_referral: bool = False) -> str:
         if not why.strip():
@@ -226,130 +251,372 @@ class FakeThrottle:
         return []
 
 
+class DownThrottle(FakeThrottle):
+    async def flag_harassment(self, *args: object, **kwargs: object) -> int:
+        raise ConnectionError("redis down")
+
+    async def flag_stored(self, request_id: str) -> bool:
+        raise ConnectionError("redis down")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fast_store(path: Path, clock: Clock | None = None) -> AccessStore:
+    """An access store with cheap argon2 parameters (the defaults are tested on their own)."""
+    hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+    return AccessStore(path, clock=clock or Clock(), hasher=hasher)
+
+
+class Console:
+    """The API over httpx with the users above; ``as_(name)`` logs in and returns headers."""
+
+    def __init__(self, client, throttle, config, follower, access, clock) -> None:
+        self.client, self.throttle, self.config = client, throttle, config
+        self.follower, self.access, self.clock = follower, access, clock
+
+    async def as_(self, name: str) -> dict[str, str]:
+        r = await self.client.post(
+            "/api/login", json={"name": name, "password": PASSWORD, "bearer": True}
+        )
+        assert r.status_code == 200, r.text
+        self.client.cookies.clear()  # the bearer token only
+        return {"Authorization": f"Bearer {r.json()['token']}"}
+
+    async def on_call(self, agent: str, call_id: str, caller: str = "13900001111") -> None:
+        """Agent ``agent`` answers ``call_id`` (as app_queue's AgentConnect says)."""
+        await self.follower.on_ami_event(
+            {"Event": "AgentConnect", "Linkedid": call_id, "Channel": "PJSIP/carrier-01",
+             "CallerIDNum": caller, "Interface": f"PJSIP/agent{agent}"}
+        )  # fmt: skip
+
+    async def hang_up(self, call_id: str) -> None:
+        await self.follower.on_ami_event(
+            {"Event": "Hangup", "Linkedid": call_id, "Channel": "PJSIP/carrier-01"}
+        )
+
+
+def console_app(config, store, access, throttle=None, hub=None):
+    follower = CallFollower(config, hub or FeedHub(), store, redis=None)
+    services = Services(store=store, throttle=throttle, follower=follower, hub=follower.hub)
+    return make_app(config, services, access=access), follower
+
+
 @pytest.fixture
-async def api(config, store):
+async def api(config, store, tmp_path):
+    clock = Clock()
+    access = fast_store(tmp_path / "access.sqlite3", clock)
+    for name, role, agent, department in USERS:
+        access.add_user(name, PASSWORD, role, agent, department)
     throttle = FakeThrottle()
-    follower = CallFollower(config, FeedHub(), store, redis=None)
-    app = make_app(config, Services(store=store, throttle=throttle, follower=follower))
-    transport = httpx.ASGITransport(app=app)
+    app, follower = console_app(config, store, access, throttle)
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
-        yield client, throttle, config
+        yield Console(client, throttle, config, follower, access, clock)
     await asyncio.sleep(0)
 
 
-def auth(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-async def test_without_the_token_nothing_is_shown_or_changed(api, store) -> None:
-    client, _, config = api
+async def test_without_a_session_nothing_is_shown_or_changed(api, store) -> None:
     await store.save_draft("c1", stored_draft(message("c1")))
-    assert (await client.get("/api/drafts/c1")).status_code == 401
-    assert (
-        await client.get("/api/drafts/c1", headers=auth("wrong-token-123456"))
-    ).status_code == 401
-    r = await client.get("/api/drafts/c1", headers=auth(config.console.token))
+    c = api.client
+    assert (await c.get("/api/drafts/c1")).status_code == 401
+    wrong = {"Authorization": "Bearer not-a-session-token"}
+    assert (await c.get("/api/drafts/c1", headers=wrong)).status_code == 401
+    agent = await api.as_("a1002")
+    token = agent["Authorization"][7:]
+    # a token in the query string is not a session (it would land in logs)
+    assert (await c.get("/api/drafts/c1", params={"token": token})).status_code == 401
+    r = await c.get("/api/drafts/c1", headers=agent)
     assert r.status_code == 200 and r.json()["draft"]["seat"] == "gjj"
-    # the agents' token does not open the supervisor endpoints
-    r = await client.get("/api/supervisor/referrals", headers=auth(config.console.token))
+    # an agent's session does not open the supervisor endpoints
+    assert (await c.get("/api/supervisor/referrals", headers=agent)).status_code == 403
+    assert (await c.get("/api/admin/audit", headers=agent)).status_code == 403
+
+
+async def test_a_browser_logs_in_with_an_httponly_cookie_and_logs_out(api) -> None:
+    c = api.client
+    r = await c.post("/api/login", json={"name": "a1002", "password": PASSWORD})
+    assert r.status_code == 200 and r.json()["token"] is None  # the page never sees it
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "max-age=28800" in cookie
+    me = await c.get("/api/me")
+    assert me.json() == {"name": "a1002", "role": "agent", "agent": "1002", "department": None,
+                         "expires_at": None, "token": None}  # fmt: skip
+    assert (await c.post("/api/logout")).status_code == 204
+    c.cookies.clear()
+    assert (await c.get("/api/me")).status_code == 401
+
+
+async def test_a_session_ends_at_its_expiry_on_a_new_password_and_when_disabled(api) -> None:
+    c = api.client
+    h = await api.as_("a1002")
+    api.clock.now += 8 * 3600 + 1
+    assert (await c.get("/api/me", headers=h)).status_code == 401
+    h = await api.as_("a1002")
+    api.access.set_password("a1002", "another-password-2")
+    assert (await c.get("/api/me", headers=h)).status_code == 401
+    h = await api.as_("sup")
+    api.access.disable("sup")
+    assert (await c.get("/api/me", headers=h)).status_code == 401
+    r = await c.post("/api/login", json={"name": "sup", "password": PASSWORD})
     assert r.status_code == 401
 
 
-async def test_a_correction_is_kept_and_a_bad_one_changes_nothing(api, store) -> None:
-    client, _, config = api
+async def test_guessing_passwords_is_stopped_per_user_and_per_address(api) -> None:
+    c = api.client
+    for _ in range(5):
+        r = await c.post("/api/login", json={"name": "sup", "password": "guess-guess-1"})
+        assert r.status_code == 401
+    r = await c.post("/api/login", json={"name": "sup", "password": PASSWORD})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0  # even the right one
+    for i in range(14):  # 5 + 14 + 1 = 20 failures from this address, many names
+        await c.post("/api/login", json={"name": f"nobody{i}", "password": "guess-guess-1"})
+    assert (await c.post("/api/login", json={"name": "qa1", "password": "x"})).status_code == 401
+    r = await c.post("/api/login", json={"name": "qa1", "password": PASSWORD})
+    assert r.status_code == 429
+    api.clock.now += 15 * 60 + 1  # the window has passed
+    assert (await c.post("/api/login", json={"name": "sup", "password": PASSWORD})).is_success
+
+
+async def test_an_agent_sees_only_their_own_feed_and_screen(api) -> None:
+    c = api.client
+    a1002, a1009, sup = await api.as_("a1002"), await api.as_("a1009"), await api.as_("sup")
+    await api.on_call("1002", "c5")
+    r = await c.get("/api/agents/1002/current", headers=a1002)
+    assert r.status_code == 200 and r.json()["call"]["call_id"] == "c5"
+    assert (await c.get("/api/agents/1002/current", headers=a1009)).status_code == 403
+    assert (await c.get("/api/agents/1002/feed", headers=a1009)).status_code == 403
+    assert (await c.get("/api/agents/1002/feed", headers=sup)).status_code == 403
+
+
+async def test_a_correction_is_kept_under_the_session_user_and_a_bad_one_changes_nothing(
+    api, store
+) -> None:
     await store.save_draft("c1", stored_draft(message("c1")))
-    h = auth(config.console.token)
+    h = await api.as_("a1002")
     for bad in (
-        {"who": "1002", "fields": {"seat": "nowhere"}},
-        {"who": "1002", "fields": {"type": "聊天"}},
-        {"who": "1002", "fields": {"district": "火星区"}},
-        {"who": "", "fields": {"seat": "gjj"}},
-        {"who": "1002", "fields": {}},
-        {"who": "1002", "fields": {"caller": "110"}},
+        {"fields": {"seat": "nowhere"}},
+        {"fields": {"type": "聊天"}},
+        {"fields": {"district": "火星区"}},
+        {"fields": {}},
+        {"fields": {"caller": "110"}},
+        {"nofields": 1},
+        {"who": "a1009", "fields": {"seat": "renshe"}},  # identity comes from the session
     ):
-        r = await client.patch("/api/drafts/c1", json=bad, headers=h)
-        assert r.status_code == 422, (bad, r.text)
+        r = await api.client.patch("/api/drafts/c1", json=bad, headers=h)
+        assert r.status_code == 422 and isinstance(r.json()["detail"], str), (bad, r.text)
     assert await store.corrections("c1") == []
-    r = await client.patch("/api/drafts/c1", json={"who": "1002", "fields": {"seat": "renshe",
-                           "district": "西湖区"}}, headers=h)  # fmt: skip
+    fix = {"fields": {"seat": "renshe", "district": "西湖区"}}
+    r = await api.client.patch("/api/drafts/c1", json=fix, headers=h)
     assert r.status_code == 200 and r.json()["draft"]["seat"] == "renshe"
     kept = await store.corrections("c1")
     assert [(c.field, c.old, c.new, c.who) for c in kept] == [
-        ("seat", "gjj", "renshe", "1002"), ("district", None, "西湖区", "1002")
+        ("seat", "gjj", "renshe", "a1002"),
+        ("district", None, "西湖区", "a1002"),
     ]  # fmt: skip
-    r = await client.patch("/api/drafts/none", json={"who": "1", "fields": {"seat": "gjj"}},
-                           headers=h)  # fmt: skip
+    r = await api.client.patch("/api/drafts/none", json={"fields": {"seat": "gjj"}}, headers=h)
     assert r.status_code == 404
+    qa = await api.as_("qa1")
+    assert (await api.client.get("/api/drafts/c1", headers=qa)).status_code == 200
+    assert (await api.client.patch("/api/drafts/c1", json=fix, headers=qa)).status_code == 403
 
 
-async def test_only_the_callback_endpoint_gives_the_numbers_in_full(api, store) -> None:
-    client, _, config = api
+async def test_only_the_agent_on_the_call_reads_the_callback_number(api, store) -> None:
+    c = api.client
     draft = stored_draft(message("c1", callback="13805712345"), caller="13900001111")
     await store.save_draft("c1", draft)
-    h = auth(config.console.token)
-    shown = (await client.get("/api/drafts/c1", headers=h)).text
+    a1002, a1009, sup = await api.as_("a1002"), await api.as_("a1009"), await api.as_("sup")
+    shown = (await c.get("/api/drafts/c1", headers=a1002)).text
     assert "13805712345" not in shown and "13900001111" not in shown
-    r = await client.get("/api/calls/c1/callback", params={"agent": "1002"}, headers=h)
+    assert (await c.get("/api/calls/c1/callback", headers=a1002)).status_code == 403  # not up
+    await api.on_call("1002", "c1")
+    r = await c.get("/api/calls/c1/callback", headers=a1002)
     assert r.json() == {"call_id": "c1", "caller": "13900001111", "callback": "13805712345"}
-    r = await client.get("/api/calls/c1/callback", params={"agent": "777"}, headers=h)
-    assert r.status_code == 404
+    assert (await c.get("/api/calls/c1/callback", headers=a1009)).status_code == 403
+    assert (await c.get("/api/calls/c1/callback", headers=sup)).status_code == 403
+    await api.hang_up("c1")
+    assert (await c.get("/api/calls/c1/callback", headers=a1002)).status_code == 403
+    records = api.access.audit(who="a1002")
+    reads = [x for x in records if x["action"] == "GET /api/calls/{call_id}/callback"]
+    assert [x["outcome"] for x in reads] == [403, 200, 403]
+    assert reads[1]["detail"] == "caller and callback numbers read in full"
+    assert reads[1]["target"] == "call_id=c1" and reads[1]["address"] == "192.0.2.7"
+    assert "13900001111" not in json.dumps(api.access.audit(1000))
+
+
+async def test_every_action_is_audited_and_only_admins_read_the_log(api, store) -> None:
+    c = api.client
+    await c.get("/api/drafts/c1")  # no session
+    await c.post("/api/login", json={"name": "a1009", "password": "wrong-password-9"})
+    a1009 = await api.as_("a1009")
+    await c.get("/api/supervisor/referrals", headers=a1009)
+    admin = await api.as_("admin")
+    r = await c.get("/api/admin/audit", params={"count": 50}, headers=admin)
+    assert r.status_code == 200
+    seen = [(x["who"], x["action"], x["outcome"]) for x in reversed(r.json()["records"])]
+    assert seen[:5] == [
+        (None, "GET /api/drafts/c1", 401),
+        ("a1009", "POST /api/login", 401),
+        ("a1009", "POST /api/login", 200),
+        ("a1009", "GET /api/supervisor/referrals", 403),
+        ("admin", "POST /api/login", 200),
+    ]
+    assert all(x["address"] == "192.0.2.7" and x["at"] for x in r.json()["records"])
+    users = (await c.get("/api/admin/users", headers=admin)).json()["users"]
+    dept = next(u for u in users if u["name"] == "dept")
+    assert (dept["role"], dept["department"]) == ("department", "市住房公积金中心")
+    assert "hash" not in json.dumps(users)
+    sup = await api.as_("sup")
+    assert (await c.get("/api/admin/audit", headers=sup)).status_code == 403
+
+
+async def test_a_harassment_flag_is_kept_once_per_request_and_answered_truthfully(
+    api, store
+) -> None:
+    c, throttle = api.client, api.throttle
+    await store.save_draft("c1", stored_draft(message("c1"), caller="13900001111"))
+    a1002, a1009 = await api.as_("a1002"), await api.as_("a1009")
+    flag = {"note": "辱骂", "request_id": "req-0001-abcd"}
+    await api.on_call("1002", "c1")
+    assert (await c.post("/api/calls/c1/harassment", json=flag, headers=a1009)).status_code == 403
+    r = await c.post("/api/calls/c1/harassment", json=flag, headers=a1002)
+    assert r.status_code == 201
+    assert r.json() == {"caller": "139****1111", "call_id": "c1", "flags": 1, "replayed": False}
+    again = await c.post("/api/calls/c1/harassment", json=flag, headers=a1002)  # a retry
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    assert throttle.flags == [("13900001111", "a1002", "辱骂", "c1")]
+    long_note = {"note": "骂" * 501, "request_id": "req-0002-abcd"}
+    r = await c.post("/api/calls/c1/harassment", json=long_note, headers=a1002)
+    assert r.status_code == 422 and "note" in r.json()["detail"]
+    huge = {"note": "x" * 10_000_000, "request_id": "req-0003-abcd"}
+    r = await c.post("/api/calls/c1/harassment", json=huge, headers=a1002)
+    assert r.status_code == 413 and len(throttle.flags) == 1
+    # stored, then the reply from Redis was lost: still "stored"
+    throttle.fail_after_storing = True
+    r = await c.post("/api/calls/c1/harassment", json={"request_id": "req-0004-abcd"},
+                     headers=a1002)  # fmt: skip
+    assert r.status_code == 201 and r.json()["flags"] is None and len(throttle.flags) == 2
+
+
+async def test_a_flag_is_503_only_when_nothing_was_stored(config, store, tmp_path) -> None:
+    access = fast_store(tmp_path / "a.sqlite3")
+    access.add_user("sup", PASSWORD, "supervisor")
+    app, _ = console_app(config, store, access, DownThrottle())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://c") as c:
+        r = await c.post("/api/login", json={"name": "sup", "password": PASSWORD})
+        body = {"caller": "13900001111", "note": "x", "request_id": "req-0005-abcd"}
+        r = await c.post("/api/supervisor/callers/harassment", json=body)
+    assert r.status_code == 503 and "not stored" in r.json()["detail"]
 
 
 async def test_caller_rules_through_the_console(api, store) -> None:
-    client, throttle, config = api
-    await store.save_draft("c1", stored_draft(message("c1"), caller="13900001111"))
-    agent, sup = auth(config.console.token), auth(config.console.supervisor_token)
-    r = await client.post("/api/calls/c1/harassment", json={"by": "1002", "note": "辱骂"},
-                          headers=agent)  # fmt: skip
-    assert r.json() == {"call_id": "c1", "caller": "139****1111", "flags": 1}
-    assert throttle.flags == [("13900001111", "1002", "辱骂", "c1")]
-    r = await client.post("/api/supervisor/callers/harassment",
-                          json={"caller": "abc", "by": "s", "note": "x"}, headers=sup)  # fmt: skip
-    assert r.status_code == 422 and len(throttle.flags) == 1
-    lift = {"caller": "13900001111", "by": "s", "why": " "}
-    r = await client.post("/api/supervisor/callers/lift", json=lift, headers=sup)
-    assert r.status_code == 422
-    r = await client.get("/api/supervisor/audit", headers=sup)
+    c, throttle = api.client, api.throttle
+    sup = await api.as_("sup")
+    bad = {"caller": "abc", "note": "x", "request_id": "req-0006-abcd"}
+    r = await c.post("/api/supervisor/callers/harassment", json=bad, headers=sup)
+    assert r.status_code == 422 and throttle.flags == []
+    ok = {"caller": "13900001111", "note": "x", "request_id": "req-0007-abcd"}
+    r = await c.post("/api/supervisor/callers/harassment", json=ok, headers=sup)
+    assert r.status_code == 201 and throttle.flags == [("13900001111", "sup", "x", "")]
+    lift = {"caller": "13900001111", "why": " "}
+    assert (await c.post("/api/supervisor/callers/lift", json=lift, headers=sup)).status_code == 422
+    r = await c.get("/api/supervisor/audit", headers=sup)
     assert r.status_code == 503  # Redis down: said so, not a crash
 
 
 async def test_demand_statistics_read_the_stored_drafts(api, store) -> None:
-    client, _, config = api
     await store.save_draft("c1", stored_draft(message("c1", district="西湖区")))
     await store.save_draft("c2", stored_draft(message("c2", seat="renshe")))
-    sup = auth(config.console.supervisor_token)
-    out = (await client.get("/api/stats/demand", headers=sup)).json()
+    dept, agent = await api.as_("dept"), await api.as_("a1002")
+    out = (await api.client.get("/api/stats/demand", headers=dept)).json()
     assert out["drafts"] == 2 and out["by_seat"] == {"gjj": 1, "renshe": 1}
     assert out["by_district"] == {"未识别": 1, "西湖区": 1} and out["by_hour"] == {"09": 2}
-    r = await client.get("/api/stats/demand", params={"since": "soon"}, headers=sup)
+    r = await api.client.get("/api/stats/demand", params={"since": "soon"}, headers=dept)
     assert r.status_code == 422
+    assert (await api.client.get("/api/stats/demand", headers=agent)).status_code == 403
 
 
-async def test_an_unknown_agent_has_no_feed(api) -> None:
-    client, _, config = api
-    r = await client.get("/api/agents/4242/feed", headers=auth(config.console.token))
-    assert r.status_code == 404
+async def test_an_agent_user_of_an_agent_not_in_the_config_has_no_feed(api) -> None:
+    api.access.add_user("ghost", PASSWORD, "agent", "4242")
+    h = await api.as_("ghost")
+    assert (await api.client.get("/api/agents/4242/current", headers=h)).status_code == 404
 
 
-def test_the_websocket_feed_carries_the_same_events_and_needs_the_token(config) -> None:
+# ---- bodies: the session first, then at most max_body_kb, never the whole upload ------------
+async def asgi_post(app, path: str, headers: dict[str, str], chunks: int, size: int) -> tuple:
+    """POST ``chunks`` × ``size`` bytes (chunked, no Content-Length) straight into the ASGI
+    app; returns (status, bytes the app pulled from the client)."""
+    pulled = 0
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal pulled
+        if pulled >= chunks * size:
+            return {"type": "http.disconnect"}
+        pulled += size
+        return {"type": "http.request", "body": b"x" * size, "more_body": pulled < chunks * size}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "", "headers": raw,
+             "client": ("192.0.2.9", 1234), "server": ("console", 80)}  # fmt: skip
+    await app(scope, receive, send)
+    return sent[0]["status"], pulled
+
+
+async def test_a_100_mb_body_without_a_session_is_refused_unread(api) -> None:
+    app = api.client._transport.app
+    path = "/api/calls/c1/harassment"
+    status, pulled = await asgi_post(app, path, {}, chunks=100, size=1 << 20)
+    assert (status, pulled) == (401, 0)
+    declared = {"content-length": str(100 << 20)}
+    h = await api.as_("a1002")
+    status, pulled = await asgi_post(app, path, {**declared, **h}, chunks=100, size=1 << 20)
+    assert (status, pulled) == (413, 0)  # too large by its own declaration: not read
+    status, pulled = await asgi_post(app, path, h, chunks=100, size=1 << 20)
+    assert status == 413 and pulled == 1 << 20  # chunked: stopped after the first MB
+    refused = [x for x in api.access.audit(10) if x["action"].endswith("/harassment")]
+    assert [x["outcome"] for x in refused] == [413, 413, 401]
+
+
+def test_the_websocket_feed_needs_the_agents_own_session(config, store, tmp_path) -> None:
     from fastapi.testclient import TestClient
     from starlette.websockets import WebSocketDisconnect
 
+    access = fast_store(tmp_path / "a.sqlite3")
+    access.add_user("a1002", PASSWORD, "agent", "1002")
+    access.add_user("a1009", PASSWORD, "agent", "1009")
     hub = FeedHub()
-    app = make_app(config, Services(hub=hub))
+    app = make_app(config, Services(hub=hub), access=access)
     with TestClient(app) as client:
-        bad = "/api/agents/1002/ws?token=wrong-token-123456"
-        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect(bad) as ws:
-            ws.receive_json()
-        assert refused.value.code == 1008
-        url = f"/api/agents/1002/ws?token={config.console.token}"
-        with client.websocket_connect(url) as ws:
+        for who in (None, "a1009"):
+            if who:
+                client.post("/api/login", json={"name": who, "password": PASSWORD})
+            with (
+                pytest.raises(WebSocketDisconnect) as refused,
+                client.websocket_connect("/api/agents/1002/ws") as ws,
+            ):
+                ws.receive_json()
+            assert refused.value.code == 1008
+        client.post("/api/login", json={"name": "a1002", "password": PASSWORD})
+        with client.websocket_connect("/api/agents/1002/ws") as ws:
             assert ws.receive_json() == {"event": "hello", "agent": "1002"}
             hub.publish("1002", {"event": "call", "call_id": "c9", "draft": None})
             hub.publish("1009", {"event": "call", "call_id": "other"})
             hub.publish("1002", {"event": "hangup", "call_id": "c9"})
             assert ws.receive_json()["call_id"] == "c9"
             assert ws.receive_json() == {"event": "hangup", "call_id": "c9"}
+    outcomes = [x["outcome"] for x in access.audit(20) if x["action"].startswith("WS ")]
+    assert outcomes == [101, 403, 403]
 
 
 # ---- drafts kept by the IVR (speech.drafts.keep_call_draft) ---------------------------------
@@ -403,3 +670,10 @@ async def test_without_a_speech_service_nothing_is_waited_for(store) -> None:
     assert await keep_call_draft(FakeRedis({}), store, "c8", wait_s=30.0) is None
     assert asyncio.get_running_loop().time() - started < 1.0
     assert await store.get_draft("c8") is None
+
+
+async def test_the_agent_page_logs_in_and_sends_no_token_in_a_url(api) -> None:
+    page = (await api.client.get("/")).text
+    assert 'type="password"' in page and "/api/login" in page
+    assert "token=" not in page and "Authorization" not in page  # the HttpOnly cookie only
+    assert "innerHTML" not in page and "insertAdjacentHTML" not in page  # callers' words as text

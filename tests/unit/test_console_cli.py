@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _config(tmp_path: Path, replace: tuple[str, str] | None = None) -> str:
     text = (REPO / "hotline.yaml").read_text(encoding="utf-8")
+    text = text.replace("run/console-access.sqlite3", str(tmp_path / "access.sqlite3"))
     if replace:
         assert replace[0] in text
         text = text.replace(*replace)
@@ -21,17 +22,11 @@ def _config(tmp_path: Path, replace: tuple[str, str] | None = None) -> str:
     return str(path)
 
 
-def test_a_console_without_tokens_does_not_start(tmp_path: Path, capsys) -> None:
-    path = _config(tmp_path, ("  token: change-me-agent-console-12345\n", ""))
-    assert main(["serve", "--config", path]) == 2
-    assert "console.token" in capsys.readouterr().err
-
-
-def test_a_short_token_is_refused_with_its_line(tmp_path: Path, capsys) -> None:
-    path = _config(tmp_path, ("change-me-agent-console-12345", "short"))
+def test_a_config_with_the_old_shared_tokens_says_how_to_migrate(tmp_path: Path, capsys) -> None:
+    path = _config(tmp_path, ("  users_db:", "  token: change-me-agent-console-12345\n  users_db:"))
     assert main(["serve", "--config", path]) == 2
     err = capsys.readouterr().err
-    assert "console.token" in err and "at least 16" in err
+    assert "console.token" in err and "hotline users add" in err
 
 
 def test_a_public_address_needs_to_be_asked_for(tmp_path: Path, capsys) -> None:
