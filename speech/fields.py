@@ -61,6 +61,7 @@ from typing import Any
 
 from hotline.config import HotlineConfig
 from speech import fields_lexicon as lex
+from speech.fields_emergency import assess
 from speech.fields_pinyin import Match, PinyinMatcher, sound_classes, sound_text, text_readings
 
 LOW_CONFIDENCE = 0.6
@@ -427,9 +428,8 @@ def _summary(kind: str | None, department: str | None, district: str | None, tex
     return f"【{head}】{core}" if head else core
 
 
-def _emergency(
-    text: str, matches: list[Match], tables: _Tables
-) -> tuple[str | None, dict[str, list[str]], float]:
+def _emergency_words(text: str, matches: list[Match], tables: _Tables) -> dict[str, list[str]]:
+    """The config's emergency words heard per line (by characters, pinyin, with fillers)."""
     heard: dict[str, dict[str, float]] = {}
     for m in matches:
         if m.payload[0] == "emergency" and m.how != "close":  # type: ignore[index]
@@ -446,18 +446,11 @@ def _emergency(
                 score = 0.8 if on_sound else 0.9
                 heard[line][word] = max(heard[line].get(word, 0.0), score)
                 break
-    lines = {
+    return {
         line: sorted(heard[line], key=lambda w: -heard[line][w])
         for line in EMERGENCY_ORDER
         if line in heard
     }
-    if not lines:
-        return None, {}, 0.0
-    line = next(iter(lines))
-    conf = max(heard[line].values())
-    if re.search("怎么办|如何|吗|怎样|如果|万一", text):
-        conf = min(conf, 0.5)  # perhaps a question about an emergency, not one happening
-    return line, lines, round(conf, 3)
 
 
 def _district(text: str, matches: list[Match], tables: _Tables) -> tuple[str | None, float]:
@@ -556,6 +549,8 @@ def _empty_draft(transcript: str) -> dict[str, Any]:
         "emergency": None,
         "emergency_words": [],
         "emergency_heard": {},
+        "emergency_context": None,
+        "emergency_mentioned": {},
         "out_of_scope": None,
         "out_of_scope_name": None,
         "summary": "",
@@ -592,10 +587,21 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
     matches = _drop_shadowed(tables.matcher.find(text, syl), tables.lexicon_words)
     conf: dict[str, float] = {}
 
-    line, heard, conf["emergency"] = _emergency(text, matches, tables)
+    said = _emergency_words(text, matches, tables)
+    blocked = frozenset(
+        i
+        for m in matches
+        if m.payload[0] == "common" and m.how == "char"  # type: ignore[index]
+        for i in range(m.start, m.end)
+    )
+    heard = assess(text, config.caller_rules.emergency_words, EMERGENCY_ORDER, syl, said, blocked)
+    line = heard.line
     draft["emergency"] = line
-    draft["emergency_words"] = heard.get(line, []) if line else []
-    draft["emergency_heard"] = heard
+    draft["emergency_words"] = heard.lines.get(line, []) if line else []
+    draft["emergency_heard"] = heard.lines if line else {}
+    draft["emergency_context"] = heard.context
+    draft["emergency_mentioned"] = heard.lines
+    conf["emergency"] = heard.confidence if line else 0.0
 
     scope = [m for m in matches if m.payload[0] == "scope"]  # type: ignore[index]
     if scope:
