@@ -62,6 +62,7 @@ from typing import Any
 from hotline.config import HotlineConfig
 from speech import fields_lexicon as lex
 from speech.fields_emergency import assess
+from speech.fields_scope import scope_cue
 from speech.fields_pinyin import Match, PinyinMatcher, sound_classes, sound_text, text_readings
 
 LOW_CONFIDENCE = 0.6
@@ -356,6 +357,12 @@ class _Segment:
 _SENTENCE_END = re.compile("[。！？!?；;\n]+")
 _SOFT_CUT = re.compile("[，,、]+|还有|以及|然后|再就是|同时")
 _CUT_RANK = {"start": 0, "soft": 1, "sentence": 2, "word": 3}
+_ENUMERATION = re.compile(
+    "(?<![统唯万专])[一二三四]是|第[一二三四](?:个|件|条|点)?(?![次天年月名批期季届层楼号])"
+    "|首先|其次|再一个|再有就是|另一个|另一件|还有(?=[，,、])"
+)
+"""An enumeration of matters (一是…二是…, 第一…第二…, 还有，…): each item is a demand of its
+own when it names a matter (第八条)."""
 
 
 def _segments(text: str) -> list[_Segment]:
@@ -364,6 +371,8 @@ def _segments(text: str) -> list[_Segment]:
         cuts.append((m.end(), "sentence"))
     for m in _SOFT_CUT.finditer(text):
         cuts.append((m.end() if m.group()[0] in "，,、" else m.start(), "soft"))
+    for m in _ENUMERATION.finditer(text):
+        cuts.append((m.start(), "word"))
     for word in lex.DEMAND_SEPARATORS:
         start = text.find(word)
         while start >= 0:
@@ -384,21 +393,37 @@ def _segments(text: str) -> list[_Segment]:
     return segs
 
 
-def _separate(seg: _Segment, top: tuple[int, float], prev: tuple[int, float], t: _Tables) -> bool:
+def _separate(
+    seg: _Segment,
+    top: tuple[int, float],
+    prev: tuple[int, float],
+    asks: tuple[bool, bool],
+    t: _Tables,
+) -> bool:
     """Whether a segment naming topic ``top`` is a demand of its own after one naming
-    ``prev`` (第八条): always after 另外…; after a sentence end for another seat; after a
-    comma or 还有 only for another seat named by a sure word on both sides."""
+    ``prev`` (第八条): always after 另外/一是…二是…; after a sentence end for another seat;
+    after a comma or 还有 only for another seat named by a sure word on both sides, each side
+    saying what it wants (``asks``: a type cue before, in this segment) — 我买了套二手房，想问
+    公积金贷款 is one question with its background."""
     if seg.cut == "word":
         return True
     other_seat = t.topic_seat.get(top[0]) != t.topic_seat.get(prev[0])
     if seg.cut == "sentence":
         return other_seat
-    return seg.cut == "soft" and other_seat and min(top[1], prev[1]) >= 3.0
+    return seg.cut == "soft" and other_seat and min(top[1], prev[1]) >= 3.0 and all(asks)
 
 
-def _scores(matches: list[Match], start: int, end: int) -> tuple[dict, dict]:
+_PLACE_AFTER = re.compile("门口|旁边|附近|对面|边上|那边|周边|楼下|隔壁|里的|那家|这家")
+PLACE_FACTOR = 0.3
+"""A topic word used as a landmark (学校门口的路灯, 公交站旁边的超市) counts this much."""
+
+
+def _scores(
+    matches: list[Match], start: int, end: int, text: str = ""
+) -> tuple[dict, dict]:
     """Weighted type and topic scores of the matches starting in ``[start, end)``; a guess
-    from similar pinyin counts only when nothing of its kind was heard more surely."""
+    from similar pinyin counts only when nothing of its kind was heard more surely; a topic
+    word followed by 门口/旁边… names a place, not the matter (:data:`PLACE_FACTOR`)."""
     types: dict[str, float] = {}
     topics: dict[int, float] = {}
     inside = _best_per_word([m for m in matches if start <= m.start < end]).values()
@@ -412,6 +437,8 @@ def _scores(matches: list[Match], start: int, end: int) -> tuple[dict, dict]:
             types[typ] = types.get(typ, 0.0) + weight * m.score
         elif kind == "topic":
             _, idx, weight = m.payload  # type: ignore[misc]
+            if text and _PLACE_AFTER.match(text, m.end):
+                weight *= PLACE_FACTOR
             topics[idx] = topics.get(idx, 0.0) + weight * m.score
     return types, topics
 
@@ -610,6 +637,10 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
         draft["out_of_scope"] = key
         draft["out_of_scope_name"] = config.caller_rules.out_of_scope[key].name
         conf["out_of_scope"] = round(top.score, 3)
+    elif line is None and (cue := scope_cue(text, config.caller_rules.out_of_scope)):
+        draft["out_of_scope"] = cue
+        draft["out_of_scope_name"] = config.caller_rules.out_of_scope[cue].name
+        conf["out_of_scope"] = 0.7
     else:
         conf["out_of_scope"] = 0.0
 
@@ -619,7 +650,7 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
     draft["callback"], conf["callback"] = _callback(text)
     draft["name"], conf["name"] = _name(text)
 
-    utter_types, _ = _scores(matches, 0, len(text))
+    utter_types, _ = _scores(matches, 0, len(text), text)
     utter_type, utter_type_conf, _ = _ranked(utter_types)
     demands = _demands(
         text, matches, tables, utter_type, utter_type_conf, draft["district"], line is not None
@@ -654,13 +685,14 @@ def _demands(
     they do not name a different matter."""
     parts: list[tuple[_Segment, dict, dict]] = []
     for seg in _segments(text):
-        types, topics = _scores(matches, seg.start, seg.end)
+        types, topics = _scores(matches, seg.start, seg.end, text)
         if parts:
             prev_seg, prev_types, prev_topics = parts[-1]
             differs = bool(topics and prev_topics) and _separate(
                 seg,
                 max(topics.items(), key=lambda kv: kv[1]),
                 max(prev_topics.items(), key=lambda kv: kv[1]),
+                (bool(prev_types), bool(types)),
                 tables,
             )
             if not differs:
