@@ -390,7 +390,16 @@ def _segments(text: str) -> list[_Segment]:
         elif _CUT_RANK[kind] > _CUT_RANK[cut]:
             cut = kind
     segs.append(_Segment(pos, len(text), cut))
-    return segs
+    joined: list[_Segment] = []
+    for seg in segs:  # 第一，超市… : the marker alone starts the item after it
+        if joined and joined[-1].cut == "word" and joined[-1].end - joined[-1].start <= 6:
+            if _ENUMERATION.match(text, joined[-1].start) or any(
+                text.startswith(w, joined[-1].start) for w in lex.DEMAND_SEPARATORS
+            ):
+                joined[-1] = _Segment(joined[-1].start, seg.end, "word")
+                continue
+        joined.append(seg)
+    return joined
 
 
 def _separate(
@@ -405,8 +414,8 @@ def _separate(
     after a comma or 还有 only for another seat named by a sure word on both sides, each side
     saying what it wants (``asks``: a type cue before, in this segment) — 我买了套二手房，想问
     公积金贷款 is one question with its background."""
-    if seg.cut == "word":
-        return True
+    if seg.cut == "word":  # the same matter again only if asked or told about anew
+        return top[0] != prev[0] or asks[1]
     other_seat = t.topic_seat.get(top[0]) != t.topic_seat.get(prev[0])
     if seg.cut == "sentence":
         return other_seat
@@ -437,6 +446,8 @@ def _scores(
             types[typ] = types.get(typ, 0.0) + weight * m.score
         elif kind == "topic":
             _, idx, weight = m.payload  # type: ignore[misc]
+            if m.how not in ("char", "pinyin") and m.word not in lex.CORE_TOPIC_WORDS:
+                continue
             if text and _PLACE_AFTER.match(text, m.end):
                 weight *= PLACE_FACTOR
             topics[idx] = topics.get(idx, 0.0) + weight * m.score
@@ -692,7 +703,7 @@ def _demands(
                 seg,
                 max(topics.items(), key=lambda kv: kv[1]),
                 max(prev_topics.items(), key=lambda kv: kv[1]),
-                (bool(prev_types), bool(types)),
+                (bool(prev_types), max(types.values(), default=0.0) >= 2.0),
                 tables,
             )
             if not differs:

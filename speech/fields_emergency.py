@@ -57,7 +57,7 @@ SITUATIONS: dict[str, dict[str, float]] = {
         "受伤": 3, "烧伤": 3, "骨折": 2.5, "高烧": 1, "一动不动": 2,
     },
     "110": {
-        "打架": 3, "斗殴": 3, "打人": 2.5, "在打我": 3, "动手了": 2, "砸.{0,6}门": 2.5,
+        "打架": 3, "斗殴": 3, "打人": 2.5, "在打我": 3, "被人打": 2.5, "被打": 2, "动手了": 2, "砸.{0,6}门": 2.5,
         "砸了": 1.5, "弄死": 2.5, "杀人": 3, "杀了": 2, "砍人": 3, "被砍": 3, "抢劫": 3,
         "抢了": 2.5, "抢走": 2.5, "小偷": 3, "偷": 1.5, "撬": 2, "闯进": 2.5, "跟着我": 2,
         "跟踪": 2, "害怕": 0.5, "拿着刀": 3, "持刀": 3, "拿刀": 2.5, "棍子": 1,
@@ -127,6 +127,8 @@ class _Cue:
 
 
 def _heard_as(syllable: str, table: Mapping[str, frozenset[tuple[str, str]]]) -> frozenset[str]:
+    """``syllable`` and what it may be heard as: its final, or its initial, swapped for one
+    the recogniser was seen to write instead."""
     ini, fin = split_syllable(syllable)
     out = {syllable}
     out |= {ini + h for s, h in table.get("final", ()) if s == fin}
@@ -141,9 +143,16 @@ class _Cues:
     """Syllable → plain-word cues whose first syllable may be heard as it."""
 
 
+Confusions = Mapping[str, frozenset[tuple[str, str]]]
+"""``{"initial": {(said, heard)…}, "final": {…}}`` (:func:`speech.confusions.load`)."""
+
+
 @lru_cache(maxsize=16)
-def _cues(config_words: tuple[tuple[str, tuple[str, ...]], ...]) -> _Cues:
-    table = load_confusions()
+def _cues(
+    config_words: tuple[tuple[str, tuple[str, ...]], ...],
+    confusions: tuple[tuple[str, frozenset[tuple[str, str]]], ...],
+) -> _Cues:
+    table = dict(confusions)
     merged: dict[tuple[str, str], float] = {}
     for line, cues in SITUATIONS.items():
         for name, w in cues.items():
@@ -169,7 +178,9 @@ def _cues(config_words: tuple[tuple[str, tuple[str, ...]], ...]) -> _Cues:
     return _Cues(tuple(out), {k: tuple(v) for k, v in by_first.items()})
 
 
-def _sound_hits(cues: _Cues, syl: list[tuple[str, ...]]) -> dict[_Cue, tuple[int, float]]:
+def _sound_hits(
+    cues: _Cues, text: str, syl: list[tuple[str, ...]]
+) -> dict[_Cue, tuple[int, float]]:
     """Plain-word cues heard by sound: cue → (start, factor); factor
     :data:`HOMOPHONE_FACTOR` for the same pinyin, :data:`NEAR_MISS_FACTOR` for one syllable
     heard as a learned confusion of it."""
@@ -177,8 +188,8 @@ def _sound_hits(cues: _Cues, syl: list[tuple[str, ...]]) -> dict[_Cue, tuple[int
     n = len(syl)
     for i in range(n):
         cands: set[_Cue] = set()
-        if syl[i]:
-            cands.update(cues.by_first.get(syl[i][0], ()))
+        for r in syl[i]:
+            cands.update(cues.by_first.get(r, ()))
         for cue in cands:
             k = len(cue.exact)
             if i + k > n or (cue in out and out[cue][1] == HOMOPHONE_FACTOR):
@@ -186,7 +197,7 @@ def _sound_hits(cues: _Cues, syl: list[tuple[str, ...]]) -> dict[_Cue, tuple[int
             off = 0
             for j in range(k):
                 rs = syl[i + j]
-                if rs and rs[0] == cue.exact[j]:
+                if text[i + j] == cue.name[j] or (rs and rs[0] == cue.exact[j]):
                     continue
                 # a learned confusion: one off (another reading of a polyphone is not: 你说
                 # is not 溺水 though 说 may be read shui)
@@ -207,17 +218,20 @@ def assess(
     syl: list[tuple[str, ...]] | None = None,
     heard: Mapping[str, Iterable[str]] | None = None,
     blocked: frozenset[int] = frozenset(),
+    confusions: Confusions | None = None,
 ) -> Heard:
     """Which emergency line (if any) ``text`` describes as happening now.  ``heard``: config
     words another matcher already found per line (said with fillers inside …): each counts
     :data:`CONFIG_WORD_WEIGHT`.  ``blocked``: positions inside everyday words said by their
     characters (手上 is not 受伤): no cue is heard by sound there.  Only lines the config
-    has emergency words for are heard."""
+    has emergency words for are heard.  ``confusions``: the learned table (default: the
+    committed one)."""
     key = tuple((line, tuple(words)) for line, words in config_words.items())
     syl = syl if syl is not None else [readings(c) for c in text]
     scores: dict[str, float] = {}
     found: dict[str, dict[str, float]] = {}
-    cues = _cues(key)
+    table = load_confusions() if confusions is None else confusions
+    cues = _cues(key, tuple(sorted(table.items())))
     for line, words in (heard or {}).items():
         for word in words:
             if word not in found.get(line, {}):
@@ -226,13 +240,21 @@ def assess(
     by_sound: dict[_Cue, tuple[int, float]] | None = None
     for cue in cues.cues:
         best, word = 0.0, ""
-        for m in cue.pattern.finditer(text):
-            if not _negated(text, m.start()):
-                best, word = cue.weight, m.group()
-                break
+        if cue.exact:  # a plain word: str.find is much cheaper than a regex
+            at = text.find(cue.name)
+            while at >= 0:
+                if not _negated(text, at):
+                    best, word = cue.weight, cue.name
+                    break
+                at = text.find(cue.name, at + 1)
+        else:
+            for m in cue.pattern.finditer(text):
+                if not _negated(text, m.start()):
+                    best, word = cue.weight, m.group()
+                    break
         if not best and len(cue.exact) >= 2:
             if by_sound is None:
-                by_sound = _sound_hits(cues, syl)
+                by_sound = _sound_hits(cues, text, syl)
             hit = by_sound.get(cue)
             if hit and hit[0] not in blocked and not _negated(text, hit[0]):
                 best, word = cue.weight * hit[1], cue.name

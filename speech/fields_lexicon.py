@@ -156,6 +156,8 @@ def _with_duties(topics: tuple[Topic, ...]) -> tuple[Topic, ...]:
     return tuple(out)
 
 
+CORE_TOPIC_WORDS = frozenset(w for t in TOPICS for w in t.words)
+"""Topic words matched also by similar pinyin; the (many) duty words need the same pinyin."""
 TOPICS = _with_duties(TOPICS)
 
 DEMAND_SEPARATORS = (
