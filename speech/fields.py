@@ -221,6 +221,8 @@ class _Tables:
     general: str
     address: re.Pattern[str]
     lexicon_words: frozenset[str]
+    by_char: dict[str, tuple[tuple[str, object], ...]]
+    """First character → (word, payload) of the words found by characters only."""
 
 
 _CACHE: dict[int, tuple[HotlineConfig, _Tables]] = {}
@@ -241,9 +243,13 @@ def _build(config: HotlineConfig) -> _Tables:
         for word, weight in cues.items():
             entries.append((word, ("type", typ, weight)))
             lexicon_words.add(word)
+    by_char: dict[str, list[tuple[str, object]]] = {}
     for idx, topic in enumerate(lex.TOPICS):
         for word, weight in topic.words.items():
-            entries.append((word, ("topic", idx, weight)))
+            if word in lex.CORE_TOPIC_WORDS:
+                entries.append((word, ("topic", idx, weight)))
+            else:  # the many duty words: by characters only (cheap, and no look-alikes)
+                by_char.setdefault(word[0], []).append((word, ("topic", idx, weight)))
             lexicon_words.add(word)
     gapped = []
     filler_codes = "".join(sorted({sound_text(c) for c in _FILLERS}))
@@ -295,6 +301,7 @@ def _build(config: HotlineConfig) -> _Tables:
         general=general,
         address=re.compile(rf"(?:{token})+"),
         lexicon_words=frozenset(lexicon_words),
+        by_char={c: tuple(v) for c, v in by_char.items()},
     )
 
 
@@ -322,6 +329,16 @@ def _drop_shadowed(matches: list[Match], lexicon_words: frozenset[str]) -> list[
         ):
             continue
         out.append(m)
+    return out
+
+
+def _char_matches(text: str, by_char: dict[str, tuple[tuple[str, object], ...]]) -> list[Match]:
+    """Occurrences of the character-only words (:attr:`_Tables.by_char`)."""
+    out = []
+    for i, c in enumerate(text):
+        for word, payload in by_char.get(c, ()):
+            if text.startswith(word, i):
+                out.append(Match(word, payload, i, i + len(word), 1.0, "char"))
     return out
 
 
@@ -622,7 +639,8 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
     text = clean[:MAX_ANALYSED].translate(_to_simplified())
     draft["truncated"] = len(clean) > MAX_ANALYSED
     syl = text_readings(text)
-    matches = _drop_shadowed(tables.matcher.find(text, syl), tables.lexicon_words)
+    matches = tables.matcher.find(text, syl) + _char_matches(text, tables.by_char)
+    matches = _drop_shadowed(matches, tables.lexicon_words)
     conf: dict[str, float] = {}
 
     said = _emergency_words(text, matches, tables)
