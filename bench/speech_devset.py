@@ -82,8 +82,11 @@ def score(rows: list[dict[str, str]], texts: dict[str, str], config: object) -> 
         d = extract(said, config)  # type: ignore[arg-type]
         tag = f"{r['id']}: {said} → "
         if r["emergency"]:
-            s.add("emergency recall (right line)", d["emergency"] == r["emergency"],
-                  tag + f"{d['emergency']} {d['emergency_context']} {d['emergency_mentioned']}")
+            s.add(
+                "emergency recall (right line)",
+                d["emergency"] == r["emergency"],
+                tag + f"{d['emergency']} {d['emergency_context']} {d['emergency_mentioned']}",
+            )
             s.add("emergency recall (any line)", d["emergency"] is not None, tag)
             continue
         s.add("false emergencies (lower is better)", d["emergency"] is not None,

@@ -62,8 +62,8 @@ from typing import Any
 from hotline.config import HotlineConfig
 from speech import fields_lexicon as lex
 from speech.fields_emergency import assess
-from speech.fields_scope import scope_cue
 from speech.fields_pinyin import Match, PinyinMatcher, sound_classes, sound_text, text_readings
+from speech.fields_scope import scope_cue
 
 LOW_CONFIDENCE = 0.6
 """Fields with a lower confidence are listed in ``low_confidence``."""
@@ -409,12 +409,18 @@ def _segments(text: str) -> list[_Segment]:
     segs.append(_Segment(pos, len(text), cut))
     joined: list[_Segment] = []
     for seg in segs:  # 第一，超市… : the marker alone starts the item after it
-        if joined and joined[-1].cut == "word" and joined[-1].end - joined[-1].start <= 6:
-            if _ENUMERATION.match(text, joined[-1].start) or any(
-                text.startswith(w, joined[-1].start) for w in lex.DEMAND_SEPARATORS
-            ):
-                joined[-1] = _Segment(joined[-1].start, seg.end, "word")
-                continue
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and last.cut == "word"
+            and last.end - last.start <= 6
+            and (
+                _ENUMERATION.match(text, last.start)
+                or any(text.startswith(w, last.start) for w in lex.DEMAND_SEPARATORS)
+            )
+        ):
+            joined[-1] = _Segment(last.start, seg.end, "word")
+            continue
         joined.append(seg)
     return joined
 
@@ -444,9 +450,7 @@ PLACE_FACTOR = 0.3
 """A topic word used as a landmark (学校门口的路灯, 公交站旁边的超市) counts this much."""
 
 
-def _scores(
-    matches: list[Match], start: int, end: int, text: str = ""
-) -> tuple[dict, dict]:
+def _scores(matches: list[Match], start: int, end: int, text: str = "") -> tuple[dict, dict]:
     """Weighted type and topic scores of the matches starting in ``[start, end)``; a guess
     from similar pinyin counts only when nothing of its kind was heard more surely; a topic
     word followed by 门口/旁边… names a place, not the matter (:data:`PLACE_FACTOR`)."""

@@ -55,7 +55,8 @@ _CLOSE_INITIALS = {frozenset(p) for p in (("b", "p"), ("d", "t"), ("g", "k"), ("
 
 
 def split_syllable(syllable: str) -> tuple[str, str]:
-    """A toneless syllable's initial and final (``zhao`` → ``zh``, ``ao``; ``an`` → ``""``, ``an``)."""
+    """A toneless syllable's initial and final (``zhao`` → ``zh``, ``ao``; ``an`` → ``""``,
+    ``an``)."""
     for ini in _INITIALS:
         if syllable.startswith(ini) and len(syllable) > len(ini):
             return ini, syllable[len(ini) :]

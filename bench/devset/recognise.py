@@ -2,6 +2,9 @@
 
     nice -n 10 .venv/bin/python bench/devset/recognise.py [LIMIT]
 
+Rows go held-back first, then dev emergencies (what :mod:`speech.confusions` learns from),
+then the rest, so a bounded run (``LIMIT`` rows) still scores the held-back part.
+
 Reads ``.cache/audio/<id>.wav`` (``synth.py`` writes them), streams each through a
 :class:`speech.recognizers.WhisperRecognizer` session as a call would, and appends
 ``id, text, confidence, audio_s, decode_s`` to ``.cache/recognised.tsv`` (resumes: ids already
@@ -35,7 +38,9 @@ def done_ids() -> set[str]:
 def main() -> None:
     limit = int(sys.argv[1]) if len(sys.argv) > 1 else None
     with (HERE / "devset.tsv").open(encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))[:limit]
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    rows.sort(key=lambda r: (r["split"] != "held", not r["emergency"]))
+    rows = rows[:limit]
     done = done_ids()
     rec = WhisperRecognizer(load_config(REPO / "hotline.yaml"), cpu_threads=1)
     with OUT.open("a", encoding="utf-8") as out:
