@@ -174,7 +174,7 @@ COMMON_WORDS = (
     "可以", "现在", "已经", "因为", "所以", "这个", "那个",
     # same pinyin as an emergency word: 大家≈打架, 手上≈受伤, 留学≈流血, 运到≈晕倒 …
     "大家", "打假", "手上", "收上", "留学", "运到", "迟到", "装车", "期货", "找货", "小头",
-    "是火", "事故处理",
+    "是火", "事故处理", "我家", "你家", "他家", "家里",
 )  # fmt: skip
 """Everyday words found by characters only to stop look-alike matches inside them (手机号 is
 not 几号, 自行车 is not 咨询, 大家好 is not a fight)."""

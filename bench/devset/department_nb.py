@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from speech.fields import extract  # noqa: E402
 
 def grams(text: str) -> list[str]:
     chars = [c for c in text if "\u3400" <= c <= "\u9fff"]
-    return chars + [a + b for a, b in zip(chars, chars[1:], strict=False)]
+    return chars + [a + b for a, b in pairwise(chars)]
 
 
 class NaiveBayes:
