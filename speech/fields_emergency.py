@@ -116,7 +116,7 @@ def _negated(text: str, start: int) -> bool:
 _PLAIN = re.compile(r"^[\u3400-\u9fff]{2,}$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class _Cue:
     line: str
     name: str
