@@ -651,7 +651,8 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
     blocked = frozenset(
         i
         for m in matches
-        if m.payload[0] == "common" and m.how == "char"  # type: ignore[index]
+        if m.payload[0] in ("common", "type", "topic", "scope")  # type: ignore[index]
+        and m.how == "char"
         for i in range(m.start, m.end)
     )
     heard = assess(text, config.caller_rules.emergency_words, EMERGENCY_ORDER, syl, said, blocked)

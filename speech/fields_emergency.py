@@ -10,7 +10,8 @@ Said one syllable off.  Plain-word cues (and config words) are also found by sou
 syllable the same toneless pinyin, or at most one syllable that the recogniser is known to
 mishear — a final (or an initial) swapped for one it was *seen* to write instead in the
 project's own synthesised emergencies (:mod:`speech.confusions`, learned; no hand-made pairs).
-Such a cue counts :data:`NEAR_MISS_FACTOR` of its weight.
+Such a cue counts :data:`NEAR_MISS_FACTOR` of its weight, and a line heard through one needs
+corroboration: another cue of the line, or an urgent caller (点个外卖 is one final off 割腕).
 
 Now, over, or asked about.  The same words in an event that is over (上个月着过火), a
 hypothetical or a question (如果着火了怎么办, 请问救护车怎么收费), or a matter to register
@@ -91,7 +92,6 @@ _URGENT = re.compile(
     "|越来越大|不行了|刚刚|刚才|就在|现在在|还在(?:打|砸|撬|烧|冒|流|跟|门口)"
 )
 _NEGATED = re.compile("(?:没有|没|不是|并非|不会|未|无)(?:人|谁)?$")
-_CLAUSE = re.compile("[，,。！？!?；;]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +233,8 @@ def assess(
     found: dict[str, dict[str, float]] = {}
     table = load_confusions() if confusions is None else confusions
     cues = _cues(key, tuple(sorted(table.items())))
+    near: set[str] = set()
+    """Lines with a cue heard one syllable off."""
     for line, words in (heard or {}).items():
         for word in words:
             if word not in found.get(line, {}):
@@ -257,19 +259,24 @@ def assess(
             if by_sound is None:
                 by_sound = _sound_hits(cues, text, syl)
             hit = by_sound.get(cue)
-            if hit and hit[0] not in blocked and not _negated(text, hit[0]):
+            span = range(hit[0], hit[0] + len(cue.exact)) if hit else range(0)
+            if hit and blocked.isdisjoint(span) and not _negated(text, hit[0]):
                 best, word = cue.weight * hit[1], cue.name
+                if hit[1] == NEAR_MISS_FACTOR:
+                    near.add(cue.line)
         if best and word not in found.get(cue.line, {}):
             found.setdefault(cue.line, {})[word] = best
             scores[cue.line] = scores.get(cue.line, 0.0) + best
+    urgent = _URGENT.search(text) is not None
     lines = {
         line: sorted(found[line], key=lambda w: -found[line][w])
         for line in order
-        if scores.get(line, 0.0) >= LINE_THRESHOLD and line in config_words
+        if scores.get(line, 0.0) >= LINE_THRESHOLD
+        and line in config_words
+        and (line not in near or urgent or len(found[line]) > 1)
     }
     if not lines:
         return Heard(None, {}, scores)
-    urgent = _URGENT.search(text) is not None
     past = _PAST.search(text) is not None
     question = _QUESTION.search(text) is not None
     context = "present" if urgent or not (past or question) else "past" if past else "question"

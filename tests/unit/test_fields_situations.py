@@ -95,6 +95,14 @@ def test_fire_heard_with_a_learned_final_swap_is_still_fire(config) -> None:
     assert heard.line == "119"
 
 
+def test_a_near_miss_alone_without_urgency_is_no_emergency(config) -> None:
+    learned = {"final": frozenset({("an", "ai")}), "initial": frozenset()}
+    heard = assess(
+        "帮我点个外卖吧", config.caller_rules.emergency_words, ORDER, confusions=learned
+    )  # 个外 is one final off 割腕
+    assert heard.line is None
+
+
 def test_a_swap_the_recogniser_was_never_seen_to_make_does_not_count(config) -> None:
     nothing = {"final": frozenset(), "initial": frozenset()}
     heard = assess("我家旁边起好了，快来人", config.caller_rules.emergency_words, ORDER,
