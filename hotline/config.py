@@ -211,6 +211,9 @@ def _default_out_of_scope() -> dict[str, OutOfScope]:
         "arbitration": OutOfScope(name="仲裁", words=("仲裁",), prompt="notice-legal"),
         "reconsideration": OutOfScope(name="行政复议", words=("行政复议",), prompt="notice-legal"),
         "petition": OutOfScope(name="信访", words=("信访", "上访"), prompt="notice-legal"),
+        "supervision": OutOfScope(
+            name="纪检监察", words=("纪委", "纪检", "监察委"), prompt="notice-legal"
+        ),
         "disclosure": OutOfScope(
             name="政府信息公开", words=("信息公开", "依申请公开"), prompt="notice-legal"
         ),

@@ -61,7 +61,9 @@ from typing import Any
 
 from hotline.config import HotlineConfig
 from speech import fields_lexicon as lex
+from speech.fields_emergency import assess
 from speech.fields_pinyin import Match, PinyinMatcher, sound_classes, sound_text, text_readings
+from speech.fields_scope import scope_cue
 
 LOW_CONFIDENCE = 0.6
 """Fields with a lower confidence are listed in ``low_confidence``."""
@@ -219,6 +221,8 @@ class _Tables:
     general: str
     address: re.Pattern[str]
     lexicon_words: frozenset[str]
+    by_char: dict[str, tuple[tuple[str, object], ...]]
+    """First character → (word, payload) of the words found by characters only."""
 
 
 _CACHE: dict[int, tuple[HotlineConfig, _Tables]] = {}
@@ -239,9 +243,13 @@ def _build(config: HotlineConfig) -> _Tables:
         for word, weight in cues.items():
             entries.append((word, ("type", typ, weight)))
             lexicon_words.add(word)
+    by_char: dict[str, list[tuple[str, object]]] = {}
     for idx, topic in enumerate(lex.TOPICS):
         for word, weight in topic.words.items():
-            entries.append((word, ("topic", idx, weight)))
+            if word in lex.CORE_TOPIC_WORDS:
+                entries.append((word, ("topic", idx, weight)))
+            else:  # the many duty words: by characters only (cheap, and no look-alikes)
+                by_char.setdefault(word[0], []).append((word, ("topic", idx, weight)))
             lexicon_words.add(word)
     gapped = []
     filler_codes = "".join(sorted({sound_text(c) for c in _FILLERS}))
@@ -293,6 +301,7 @@ def _build(config: HotlineConfig) -> _Tables:
         general=general,
         address=re.compile(rf"(?:{token})+"),
         lexicon_words=frozenset(lexicon_words),
+        by_char={c: tuple(v) for c, v in by_char.items()},
     )
 
 
@@ -320,6 +329,16 @@ def _drop_shadowed(matches: list[Match], lexicon_words: frozenset[str]) -> list[
         ):
             continue
         out.append(m)
+    return out
+
+
+def _char_matches(text: str, by_char: dict[str, tuple[tuple[str, object], ...]]) -> list[Match]:
+    """Occurrences of the character-only words (:attr:`_Tables.by_char`)."""
+    out = []
+    for i, c in enumerate(text):
+        for word, payload in by_char.get(c, ()):
+            if text.startswith(word, i):
+                out.append(Match(word, payload, i, i + len(word), 1.0, "char"))
     return out
 
 
@@ -355,6 +374,12 @@ class _Segment:
 _SENTENCE_END = re.compile("[。！？!?；;\n]+")
 _SOFT_CUT = re.compile("[，,、]+|还有|以及|然后|再就是|同时")
 _CUT_RANK = {"start": 0, "soft": 1, "sentence": 2, "word": 3}
+_ENUMERATION = re.compile(
+    "(?<![统唯万专])[一二三四]是|第[一二三四](?:个|件|条|点)?(?![次天年月名批期季届层楼号])"
+    "|首先|其次|再一个|再有就是|另一个|另一件|还有(?=[，,、])"
+)
+"""An enumeration of matters (一是…二是…, 第一…第二…, 还有，…): each item is a demand of its
+own when it names a matter (第八条)."""
 
 
 def _segments(text: str) -> list[_Segment]:
@@ -363,6 +388,8 @@ def _segments(text: str) -> list[_Segment]:
         cuts.append((m.end(), "sentence"))
     for m in _SOFT_CUT.finditer(text):
         cuts.append((m.end() if m.group()[0] in "，,、" else m.start(), "soft"))
+    for m in _ENUMERATION.finditer(text):
+        cuts.append((m.start(), "word"))
     for word in lex.DEMAND_SEPARATORS:
         start = text.find(word)
         while start >= 0:
@@ -380,24 +407,53 @@ def _segments(text: str) -> list[_Segment]:
         elif _CUT_RANK[kind] > _CUT_RANK[cut]:
             cut = kind
     segs.append(_Segment(pos, len(text), cut))
-    return segs
+    joined: list[_Segment] = []
+    for seg in segs:  # 第一，超市… : the marker alone starts the item after it
+        last = joined[-1] if joined else None
+        if (
+            last is not None
+            and last.cut == "word"
+            and last.end - last.start <= 6
+            and (
+                _ENUMERATION.match(text, last.start)
+                or any(text.startswith(w, last.start) for w in lex.DEMAND_SEPARATORS)
+            )
+        ):
+            joined[-1] = _Segment(last.start, seg.end, "word")
+            continue
+        joined.append(seg)
+    return joined
 
 
-def _separate(seg: _Segment, top: tuple[int, float], prev: tuple[int, float], t: _Tables) -> bool:
+def _separate(
+    seg: _Segment,
+    top: tuple[int, float],
+    prev: tuple[int, float],
+    asks: tuple[bool, bool],
+    t: _Tables,
+) -> bool:
     """Whether a segment naming topic ``top`` is a demand of its own after one naming
-    ``prev`` (第八条): always after 另外…; after a sentence end for another seat; after a
-    comma or 还有 only for another seat named by a sure word on both sides."""
-    if seg.cut == "word":
-        return True
+    ``prev`` (第八条): always after 另外/一是…二是…; after a sentence end for another seat;
+    after a comma or 还有 only for another seat named by a sure word on both sides, each side
+    saying what it wants (``asks``: a type cue before, in this segment) — 我买了套二手房，想问
+    公积金贷款 is one question with its background."""
+    if seg.cut == "word":  # the same matter again only if asked or told about anew
+        return top[0] != prev[0] or asks[1]
     other_seat = t.topic_seat.get(top[0]) != t.topic_seat.get(prev[0])
     if seg.cut == "sentence":
         return other_seat
-    return seg.cut == "soft" and other_seat and min(top[1], prev[1]) >= 3.0
+    return seg.cut == "soft" and other_seat and min(top[1], prev[1]) >= 3.0 and all(asks)
 
 
-def _scores(matches: list[Match], start: int, end: int) -> tuple[dict, dict]:
+_PLACE_AFTER = re.compile("门口|旁边|附近|对面|边上|那边|周边|楼下|隔壁|里的|那家|这家")
+PLACE_FACTOR = 0.3
+"""A topic word used as a landmark (学校门口的路灯, 公交站旁边的超市) counts this much."""
+
+
+def _scores(matches: list[Match], start: int, end: int, text: str = "") -> tuple[dict, dict]:
     """Weighted type and topic scores of the matches starting in ``[start, end)``; a guess
-    from similar pinyin counts only when nothing of its kind was heard more surely."""
+    from similar pinyin counts only when nothing of its kind was heard more surely; a topic
+    word followed by 门口/旁边… names a place, not the matter (:data:`PLACE_FACTOR`)."""
     types: dict[str, float] = {}
     topics: dict[int, float] = {}
     inside = _best_per_word([m for m in matches if start <= m.start < end]).values()
@@ -411,6 +467,10 @@ def _scores(matches: list[Match], start: int, end: int) -> tuple[dict, dict]:
             types[typ] = types.get(typ, 0.0) + weight * m.score
         elif kind == "topic":
             _, idx, weight = m.payload  # type: ignore[misc]
+            if m.how not in ("char", "pinyin") and m.word not in lex.CORE_TOPIC_WORDS:
+                continue
+            if text and _PLACE_AFTER.match(text, m.end):
+                weight *= PLACE_FACTOR
             topics[idx] = topics.get(idx, 0.0) + weight * m.score
     return types, topics
 
@@ -427,9 +487,8 @@ def _summary(kind: str | None, department: str | None, district: str | None, tex
     return f"【{head}】{core}" if head else core
 
 
-def _emergency(
-    text: str, matches: list[Match], tables: _Tables
-) -> tuple[str | None, dict[str, list[str]], float]:
+def _emergency_words(text: str, matches: list[Match], tables: _Tables) -> dict[str, list[str]]:
+    """The config's emergency words heard per line (by characters, pinyin, with fillers)."""
     heard: dict[str, dict[str, float]] = {}
     for m in matches:
         if m.payload[0] == "emergency" and m.how != "close":  # type: ignore[index]
@@ -446,18 +505,11 @@ def _emergency(
                 score = 0.8 if on_sound else 0.9
                 heard[line][word] = max(heard[line].get(word, 0.0), score)
                 break
-    lines = {
+    return {
         line: sorted(heard[line], key=lambda w: -heard[line][w])
         for line in EMERGENCY_ORDER
         if line in heard
     }
-    if not lines:
-        return None, {}, 0.0
-    line = next(iter(lines))
-    conf = max(heard[line].values())
-    if re.search("怎么办|如何|吗|怎样|如果|万一", text):
-        conf = min(conf, 0.5)  # perhaps a question about an emergency, not one happening
-    return line, lines, round(conf, 3)
 
 
 def _district(text: str, matches: list[Match], tables: _Tables) -> tuple[str | None, float]:
@@ -556,6 +608,8 @@ def _empty_draft(transcript: str) -> dict[str, Any]:
         "emergency": None,
         "emergency_words": [],
         "emergency_heard": {},
+        "emergency_context": None,
+        "emergency_mentioned": {},
         "out_of_scope": None,
         "out_of_scope_name": None,
         "summary": "",
@@ -589,13 +643,26 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
     text = clean[:MAX_ANALYSED].translate(_to_simplified())
     draft["truncated"] = len(clean) > MAX_ANALYSED
     syl = text_readings(text)
-    matches = _drop_shadowed(tables.matcher.find(text, syl), tables.lexicon_words)
+    matches = tables.matcher.find(text, syl) + _char_matches(text, tables.by_char)
+    matches = _drop_shadowed(matches, tables.lexicon_words)
     conf: dict[str, float] = {}
 
-    line, heard, conf["emergency"] = _emergency(text, matches, tables)
+    said = _emergency_words(text, matches, tables)
+    blocked = frozenset(
+        i
+        for m in matches
+        if m.payload[0] in ("common", "type", "topic", "scope")  # type: ignore[index]
+        and m.how == "char"
+        for i in range(m.start, m.end)
+    )
+    heard = assess(text, config.caller_rules.emergency_words, EMERGENCY_ORDER, syl, said, blocked)
+    line = heard.line
     draft["emergency"] = line
-    draft["emergency_words"] = heard.get(line, []) if line else []
-    draft["emergency_heard"] = heard
+    draft["emergency_words"] = heard.lines.get(line, []) if line else []
+    draft["emergency_heard"] = heard.lines if line else {}
+    draft["emergency_context"] = heard.context
+    draft["emergency_mentioned"] = heard.lines
+    conf["emergency"] = heard.confidence if line else 0.0
 
     scope = [m for m in matches if m.payload[0] == "scope"]  # type: ignore[index]
     if scope:
@@ -604,6 +671,10 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
         draft["out_of_scope"] = key
         draft["out_of_scope_name"] = config.caller_rules.out_of_scope[key].name
         conf["out_of_scope"] = round(top.score, 3)
+    elif line is None and (cue := scope_cue(text, config.caller_rules.out_of_scope)):
+        draft["out_of_scope"] = cue
+        draft["out_of_scope_name"] = config.caller_rules.out_of_scope[cue].name
+        conf["out_of_scope"] = 0.7
     else:
         conf["out_of_scope"] = 0.0
 
@@ -613,7 +684,7 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
     draft["callback"], conf["callback"] = _callback(text)
     draft["name"], conf["name"] = _name(text)
 
-    utter_types, _ = _scores(matches, 0, len(text))
+    utter_types, _ = _scores(matches, 0, len(text), text)
     utter_type, utter_type_conf, _ = _ranked(utter_types)
     demands = _demands(
         text, matches, tables, utter_type, utter_type_conf, draft["district"], line is not None
@@ -648,13 +719,14 @@ def _demands(
     they do not name a different matter."""
     parts: list[tuple[_Segment, dict, dict]] = []
     for seg in _segments(text):
-        types, topics = _scores(matches, seg.start, seg.end)
+        types, topics = _scores(matches, seg.start, seg.end, text)
         if parts:
             prev_seg, prev_types, prev_topics = parts[-1]
             differs = bool(topics and prev_topics) and _separate(
                 seg,
                 max(topics.items(), key=lambda kv: kv[1]),
                 max(prev_topics.items(), key=lambda kv: kv[1]),
+                (bool(prev_types), max(types.values(), default=0.0) >= 2.0),
                 tables,
             )
             if not differs:

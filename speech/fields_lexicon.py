@@ -24,11 +24,19 @@ TYPE_CUES: dict[str, dict[str, float]] = {
         "投诉": 3, "反映": 1.5, "扰民": 1.5, "太吵": 1.5, "影响休息": 1.5, "影响居民": 1.5,
         "没人管": 1.5, "不作为": 1.5, "不处理": 1.5, "乱收费": 1.5, "拖欠": 1.5, "欠薪": 1.5,
         "不给退": 1.5, "态度差": 1.5, "态度恶劣": 1.5, "太大": 0.5, "太差": 1.5,
-        "还没回复": 1.5, "没人处理": 1.5,
+        "还没回复": 1.5, "没人处理": 1.5, "坏了": 1.5, "好几天": 1, "很久了": 1,
+        "不给": 1.5, "不签": 1.5, "退不回来": 2, "不退": 1.5, "关门了": 1.5, "跑路": 2,
+        "吵": 1.5, "没法睡觉": 2, "睡不着": 2, "特别大": 1, "没有通知": 1.5, "没人修": 2,
+        "不管": 1.5, "多收": 2, "绕路": 2, "强制": 1.5, "联系不上": 1.5, "到现在还没": 1.5,
+        "乱涨价": 2, "不合理": 1.5, "被占": 1.5, "占了": 1.5, "不公平": 1.5, "一直没": 1,
+        "拒绝": 1.5, "推脱": 2, "推诿": 2, "督促": 1.5, "太难": 1.5, "严重": 1,
+        "年久失修": 2, "不按时": 1.5, "苦不堪言": 2, "有关部门": 1, "请求解决": 1.5,
+        "维权": 1.5, "敷衍": 2, "扯皮": 2,
     },
     "举报": {
         "举报": 3, "检举": 3, "揭发": 2, "偷排": 1.5, "非法": 1.5, "违法": 1.5, "黑车": 1.5,
-        "无证经营": 1.5, "偷偷": 1,
+        "无证经营": 1.5, "偷偷": 1, "卖过期": 2, "搭违章": 2, "私自": 1.5, "乱倒": 1.5,
+        "乱排": 1.5, "造假": 2, "假冒": 2, "受贿": 2,
     },
     "建议": {
         "建议": 3, "提议": 2, "希望能": 1.5, "增设": 1.5, "能否增加": 1.5, "提个意见": 2,
@@ -135,6 +143,26 @@ TOPICS: tuple[Topic, ...] = (
 )  # fmt: skip
 """承办 topics; weights as in :data:`TYPE_CUES`."""
 
+
+def _with_duties(topics: tuple[Topic, ...]) -> tuple[Topic, ...]:
+    """:data:`TOPICS` with :data:`speech.fields_duties.DUTIES` merged in (new departments
+    appended; a word's weight already in a topic is kept)."""
+    from speech.fields_duties import DUTIES, SEATS
+
+    by_dept = {t.department: t for t in topics}
+    out = []
+    for t in topics:
+        out.append(Topic(t.department, t.seat, {**DUTIES.get(t.department, {}), **t.words}))
+    for dept, words in DUTIES.items():
+        if dept not in by_dept:
+            out.append(Topic(dept, SEATS.get(dept, "综合"), dict(words)))
+    return tuple(out)
+
+
+CORE_TOPIC_WORDS = frozenset(w for t in TOPICS for w in t.words)
+"""Topic words matched also by similar pinyin; the (many) duty words need the same pinyin."""
+TOPICS = _with_duties(TOPICS)
+
 DEMAND_SEPARATORS = (
     "另外", "此外", "还有一个", "还有个", "还有就是", "还想问", "还想咨询", "还想反映",
     "再问一下", "再咨询一下", "顺便问", "顺便问一下", "第二个问题", "其次",
@@ -146,7 +174,7 @@ COMMON_WORDS = (
     "可以", "现在", "已经", "因为", "所以", "这个", "那个",
     # same pinyin as an emergency word: 大家≈打架, 手上≈受伤, 留学≈流血, 运到≈晕倒 …
     "大家", "打假", "手上", "收上", "留学", "运到", "迟到", "装车", "期货", "找货", "小头",
-    "是火", "事故处理",
+    "是火", "事故处理", "我家", "你家", "他家", "家里",
 )  # fmt: skip
 """Everyday words found by characters only to stop look-alike matches inside them (手机号 is
 not 几号, 自行车 is not 咨询, 大家好 is not a fight)."""

@@ -54,7 +54,9 @@ _CLOSE_FINALS = {
 _CLOSE_INITIALS = {frozenset(p) for p in (("b", "p"), ("d", "t"), ("g", "k"), ("j", "q"))}
 
 
-def _split(syllable: str) -> tuple[str, str]:
+def split_syllable(syllable: str) -> tuple[str, str]:
+    """A toneless syllable's initial and final (``zhao`` → ``zh``, ``ao``; ``an`` → ``""``,
+    ``an``)."""
     for ini in _INITIALS:
         if syllable.startswith(ini) and len(syllable) > len(ini):
             return ini, syllable[len(ini) :]
@@ -73,8 +75,8 @@ def similarity(heard: str, want: str, primary: bool = True) -> float:
     """How alike two toneless syllables sound (1.0 same, 0.9 fuzzy pair, 0.6 close, else 0)."""
     if heard == want:
         return 1.0 if primary else SIM_FUZZY
-    hi, hf = _split(heard)
-    wi, wf = _split(want)
+    hi, hf = split_syllable(heard)
+    wi, wf = split_syllable(want)
     hi_n, wi_n = _FUZZY_INITIAL.get(hi, hi), _FUZZY_INITIAL.get(wi, wi)
     hf_n, wf_n = _FUZZY_FINAL.get(hf, hf), _FUZZY_FINAL.get(wf, wf)
     if not primary:

@@ -388,11 +388,13 @@ def test_bleeding_after_a_crash_goes_to_120(config) -> None:
     assert "122" in draft["emergency_heard"]
 
 
-def test_a_question_about_fire_is_a_doubtful_emergency(config) -> None:
+def test_a_question_about_fire_is_mentioned_not_offered_119(config) -> None:
+    # issue 14: a question about an emergency is not one happening (no false 119 offer)
     draft = extract("如果家里着火了怎么办", config)
-    assert draft["emergency"] == "119"
-    assert draft["confidence"]["emergency"] < LOW_CONFIDENCE
-    assert "emergency" in draft["low_confidence"]
+    assert draft["emergency"] is None
+    assert draft["emergency_context"] == "question"
+    assert "119" in draft["emergency_mentioned"]
+    assert "emergency" not in draft["low_confidence"]
 
 
 def test_emergency_words_are_the_configs() -> None:
@@ -401,7 +403,8 @@ def test_emergency_words_are_the_configs() -> None:
     }
     city = config_with(caller_rules=rules)
     assert extract("楼道里煤气泄漏了", city)["emergency"] == "119"
-    assert extract("楼道里着火了", city)["emergency"] is None
+    only_fire = config_with(caller_rules={"emergency_words": {"119": ["煤气泄漏"]}})
+    assert extract("外面有人打架，还拿着刀", only_fire)["emergency"] is None
 
 
 # ---- out of scope (第九条) ----------------------------------------------------------------

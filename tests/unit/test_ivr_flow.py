@@ -659,6 +659,29 @@ def test_a_silent_caller_after_a_spoken_emergency_is_transferred_all_the_same(
     assert call.end == EmergencyTransfer("120", reason="speech:晕倒")
 
 
+def test_caller_describing_smoke_is_asked_to_confirm_119_before_transfer(
+    speak_after_choice: HotlineConfig,
+) -> None:
+    from speech.fields import extract
+
+    draft = extract("楼道里全是黑烟，呛得人喘不过气", speak_after_choice)
+    call = place_call(speak_after_choice, ["0", "1"], said=draft)
+    assert "confirm-emergency-119" in call.played()
+    words = "、".join(draft["emergency_words"])
+    assert call.end == EmergencyTransfer("119", reason=f"speech:{words}")
+
+
+def test_caller_asking_about_last_months_fire_gets_no_119_offer(
+    speak_after_choice: HotlineConfig,
+) -> None:
+    from speech.fields import extract
+
+    draft = extract("上个月我家着过火，想问问保险怎么理赔", speak_after_choice)
+    call = place_call(speak_after_choice, ["0"], said=draft)
+    assert not any(p.startswith("confirm-emergency") for p in call.played())
+    assert call.route.request.skill == "zonghe"
+
+
 def test_speaking_before_the_menu_routes_a_clear_demand_without_the_menu() -> None:
     cfg = config_with(speech={"mode": "before_menu"})
     call = place_call(cfg, [], said={"seat": "jiaoyu", "confidence": {"seat": 0.9}})
