@@ -39,7 +39,17 @@ class RedisEngine:
             after = ",".join(repr(float(s.after_s)) for s in pol.steps)
             keys = ",".join(ready_key(self.settings, skill, t) for t in range(len(pol.steps)))
             fields[skill] = f"{float(pol.service_level_s)!r}|{after}|{keys}"
-        self._r.hset(self.prefix + "skills", mapping=fields)
+        targets = {
+            repr(float(p.service_level_s))
+            for p in self.settings.skills.values()
+            if p.general_tier is not None
+        }
+        with self._r.pipeline() as pipe:
+            pipe.hset(self.prefix + "skills", mapping=fields)
+            pipe.delete(self.prefix + "gts")
+            if targets:
+                pipe.sadd(self.prefix + "gts", *targets)
+            pipe.execute()
 
     def _call(self, op: str, now: float, *args: str) -> list[Offer]:
         try:
@@ -66,8 +76,11 @@ class RedisEngine:
             raise Refused(f"unknown skills {unknown}")
         tiers = profile.tiers(self.settings)
         keys = dict.fromkeys(ready_key(self.settings, s, t) for s, t in tiers)
-        tier_text = ",".join(f"{s}:{t}" for s, t in tiers)
-        return self._call("login", now, agent_id, tier_text, ",".join(keys), "1" if ready else "0")
+        target = {s: float(p.service_level_s) for s, p in self.settings.skills.items()}
+        explicit = [(s, t) for s, t in tiers if ready_key(self.settings, s, t) != "G"]
+        tier_text = ",".join(f"{s}:{t}:{target[s]!r}" for s, t in explicit)
+        flags = ("1" if ready else "0", "1" if profile.general else "0")
+        return self._call("login", now, agent_id, tier_text, ",".join(keys), *flags)
 
     def ready(self, agent_id: str, now: float) -> list[Offer]:
         return self._call("ready", now, agent_id)

@@ -3,10 +3,14 @@
 It mirrors :mod:`acd.policy` step for step; key layout under the prefix ``P``:
 
 - ``P skills`` hash skill → ``target|after0,after1,…|readykey0,readykey1,…``
-- ``P a:<agent>`` hash: st, rs (reason), call, idle, tiers (``skill:tier,…``), keys
+- ``P a:<agent>`` hash: st, rs (reason), call, idle, keys, gen (综合席), tiers
+  (``skill:tier:target,…``, the general steps left to ``gh``)
 - ``P c:<call>`` hash: sk, pr, arr, varr, st, ag, tin (tiers holding it), rk (re-entry key)
 - ``P q:<skill>:<tier>`` zset of waiting calls by virtual arrival
-- ``P r:<readykey>`` zset of ready agents by idle-since; ``P staff`` hash readykey → logged in
+- ``P r:<readykey>`` zset of ready agents by idle-since; ``P staff`` hash readykey → logged in;
+  ``P low`` hash skill → its lowest specialist tier with someone logged in
+- ``P gh:<target>`` zset skill → head of its general-step queue, per service-level target
+  (``P gts`` lists the targets): a 综合席 agent reads a few heads, not every skill's queue
 - ``P due`` zset of timers: ``p|call|tier`` escalation, ``w|agent`` wrap-up, ``r|agent`` ring
 - ``P re:<key>`` re-entry places; ``P log`` stream of every change; ``P n:agent:<id>``,
   ``P n:skill:<skill>`` counters.
@@ -37,8 +41,9 @@ local function skill(s)
   if c then return c end
   local raw = redis.call('HGET', P .. 'skills', s)
   local parts = split(raw, '|')
-  c = {T = tonumber(parts[1]), after = {}, keys = split(parts[3], ',')}
+  c = {T = tonumber(parts[1]), Tt = parts[1], after = {}, keys = split(parts[3], ','), gen = -1}
   for i, a in ipairs(split(parts[2], ',')) do c.after[i] = tonumber(a) end
+  if c.keys[#c.keys] == 'G' then c.gen = #c.keys - 1 end
   cache[s] = c
   return c
 end
@@ -52,22 +57,57 @@ local function set_state(aid, st, reason, cid)
   log('state', 'agent', aid, 'state', st, 'reason', reason)
 end
 
+local lows = {}
 local function eff(s, tier)
+  local low = lows[s]
+  if low == nil then
+    low = tonumber(redis.call('HGET', P .. 'low', s) or '99')
+    lows[s] = low
+  end
+  if low < tier then return tier end
+  return 0
+end
+
+-- The 综合席 index: per service-level target, each skill's head call at its general step.
+local function gindex(s)
   local sk = skill(s)
-  for lower = 0, tier - 1 do
-    if tonumber(redis.call('HGET', P .. 'staff', sk.keys[lower + 1]) or '0') > 0 then
-      return tier
+  if sk.gen < 0 then return end
+  local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, sk.gen), 0, 0, 'WITHSCORES')
+  if head[1] then
+    redis.call('ZADD', P .. 'gh:' .. sk.Tt, head[2], s)
+  else
+    redis.call('ZREM', P .. 'gh:' .. sk.Tt, s)
+  end
+end
+
+local function update_low(keys)
+  for _, key in ipairs(keys) do
+    if key ~= 'G' then
+      local s = string.match(key, '^(.*):%d+$')
+      local sk = skill(s)
+      local low = 99
+      for t = #sk.keys, 1, -1 do
+        local k = sk.keys[t]
+        if k ~= 'G' and tonumber(redis.call('HGET', P .. 'staff', k) or '0') > 0 then low = t - 1 end
+      end
+      redis.call('HSET', P .. 'low', s, low)
+      lows[s] = nil
+      gindex(s)
     end
   end
-  return 0
 end
 
 local function unqueue(cid, s)
   local n = #skill(s).after
+  local tin = tonumber(redis.call('HGET', P .. 'c:' .. cid, 'tin'))
   for t = 0, n - 1 do
-    redis.call('ZREM', P .. 'q:' .. s .. ':' .. t, cid)
-    redis.call('ZREM', P .. 'due', 'p|' .. cid .. '|' .. t)
+    if t < tin then
+      redis.call('ZREM', P .. 'q:' .. s .. ':' .. t, cid)
+    else
+      redis.call('ZREM', P .. 'due', 'p|' .. cid .. '|' .. t)
+    end
   end
+  gindex(s)
 end
 
 local function leave_ready(aid)
@@ -107,14 +147,33 @@ local function match_call(cid)
 end
 
 local function match_agent(aid)
+  local a = redis.call('HMGET', P .. 'a:' .. aid, 'tiers', 'gen')
+  local items = split(a[1], ',')
+  local skills, tiers, targets = {}, {}, {}
+  for i, item in ipairs(items) do
+    local s, t, T = string.match(item, '^(.-):(%d+):(.*)$')
+    skills[i], tiers[i], targets[i] = s, tonumber(t), tonumber(T)
+  end
   local best, best_u = nil, 0
-  for _, item in ipairs(split(redis.call('HGET', P .. 'a:' .. aid, 'tiers'), ',')) do
-    local s, t = string.match(item, '^(.*):(%d+)$')
-    local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, tonumber(t)), 0, 0,
+  for i, s in ipairs(skills) do
+    local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, tiers[i]), 0, 0,
       'WITHSCORES')
     if head[1] then
-      local u = (now - tonumber(head[2])) / skill(s).T
+      local u = (now - tonumber(head[2])) / targets[i]
       if best == nil or u > best_u then best, best_u = head[1], u end
+    end
+  end
+  if a[2] == '1' then  -- a 综合席 agent: the most urgent head of every skill's general step
+    for _, Tt in ipairs(redis.call('SMEMBERS', P .. 'gts')) do
+      local head = redis.call('ZRANGE', P .. 'gh:' .. Tt, 0, 0, 'WITHSCORES')
+      if head[1] then
+        local u = (now - tonumber(head[2])) / tonumber(Tt)
+        if best == nil or u > best_u then
+          local s = head[1]
+          best = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, skill(s).gen), 0, 0)[1]
+          best_u = u
+        end
+      end
     end
   end
   return best
@@ -147,6 +206,7 @@ local function wait(cid)
     end
   end
   redis.call('HSET', P .. 'c:' .. cid, 'st', 'waiting', 'ag', '', 'tin', tin)
+  gindex(s)
   match_call(cid)
 end
 
@@ -188,11 +248,12 @@ local function sweep(emptied)
 end
 
 if op == 'login' then
-  local aid, tiers, keys, ready = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+  local aid, tiers, keys, ready, gen = ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
   local st = agent_state(aid)
   if st and st ~= 'logged_out' then return refuse('agent ' .. aid .. ' is already logged in') end
-  redis.call('HSET', P .. 'a:' .. aid, 'tiers', tiers, 'keys', keys, 'idle', f(0))
+  redis.call('HSET', P .. 'a:' .. aid, 'tiers', tiers, 'keys', keys, 'idle', f(0), 'gen', gen)
   for _, key in ipairs(split(keys, ',')) do redis.call('HINCRBY', P .. 'staff', key, 1) end
+  update_low(split(keys, ','))
   log('login', 'agent', aid)
   if ready == '1' then make_ready(aid, now) else set_state(aid, 'not_ready', 'break', '') end
 
@@ -200,7 +261,9 @@ elseif op == 'ready' or op == 'wrapup_end' then
   local aid = ARGV[6]
   local st = agent_state(aid)
   if not st then return refuse('unknown agent ' .. aid) end
-  if op == 'wrapup_end' and st ~= 'wrapup' then return refuse('agent ' .. aid .. ' is not in wrap-up') end
+  if op == 'wrapup_end' and st ~= 'wrapup' then
+    return refuse('agent ' .. aid .. ' is not in wrap-up')
+  end
   if st ~= 'ready' then
     if st ~= 'not_ready' and st ~= 'wrapup' then
       return refuse('agent ' .. aid .. ' is ' .. st .. ', cannot become ready')
@@ -231,9 +294,11 @@ elseif op == 'logout' then
   redis.call('ZREM', P .. 'due', 'w|' .. aid)
   set_state(aid, 'logged_out', '', '')
   local emptied = {}
-  for _, key in ipairs(split(redis.call('HGET', P .. 'a:' .. aid, 'keys'), ',')) do
+  local keys = split(redis.call('HGET', P .. 'a:' .. aid, 'keys'), ',')
+  for _, key in ipairs(keys) do
     if redis.call('HINCRBY', P .. 'staff', key, -1) == 0 then emptied[#emptied + 1] = key end
   end
+  update_low(emptied)
   sweep(emptied)
 
 elseif op == 'enqueue' then
@@ -274,11 +339,11 @@ elseif op == 'hangup' then
   local cid = ARGV[6]
   local c = redis.call('HMGET', P .. 'c:' .. cid, 'st', 'ag', 'sk', 'arr', 'varr', 'rk')
   if not c[1] then return offers end
-  redis.call('DEL', P .. 'c:' .. cid)
   local st, aid, s = c[1], c[2], c[3]
   local waited = f(now - tonumber(c[4]))
+  if st == 'waiting' then unqueue(cid, s) end
+  redis.call('DEL', P .. 'c:' .. cid)
   if st == 'waiting' then
-    unqueue(cid, s)
     log('abandon', 'call', cid, 'skill', s, 'wait', waited)
     redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', 1)
     if c[6] ~= '' and reentry_s > 0 then
@@ -312,6 +377,7 @@ elseif op == 'tick' then
       local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'varr')
       redis.call('ZADD', P .. 'q:' .. c[1] .. ':' .. t, c[2], cid)
       redis.call('HSET', P .. 'c:' .. cid, 'tin', tonumber(t) + 1)
+      gindex(c[1])
       match_call(cid)
     elseif kind == 'w' then
       make_ready(rest, now)

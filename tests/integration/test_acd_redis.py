@@ -193,7 +193,7 @@ def test_two_workers_hammering_one_redis_never_double_offer(client: Redis, redis
                 with lock:
                     offers.extend(got)
                     del offers[:-200]
-        except BaseException as exc:  # noqa: BLE001 - reported by the test thread
+        except BaseException as exc:  # reported by the test thread
             errors.append(exc)
         finally:
             r.close()

@@ -273,7 +273,7 @@ def test_hostile_settings_are_refused_with_a_clear_error(settings: dict, message
 
 
 def test_hostile_agent_profiles_are_refused() -> None:
-    with pytest.raises(ValidationError, match="levels must be 1..9"):
+    with pytest.raises(ValidationError, match=r"levels must be 1\.\.9"):
         AgentProfile(skills={"gjj": 0})
     with pytest.raises(ValidationError, match="at least one skill"):
         AgentProfile()
