@@ -88,7 +88,8 @@ local function update_low(keys)
       local low = 99
       for t = #sk.keys, 1, -1 do
         local k = sk.keys[t]
-        if k ~= 'G' and tonumber(redis.call('HGET', P .. 'staff', k) or '0') > 0 then low = t - 1 end
+        local n = tonumber(redis.call('HGET', P .. 'staff', k) or '0')
+        if k ~= 'G' and n > 0 then low = t - 1 end
       end
       redis.call('HSET', P .. 'low', s, low)
       lows[s] = nil

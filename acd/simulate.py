@@ -73,6 +73,7 @@ class SkillReport:
     abandoned: int = 0
     wait_answered_s: float = 0.0
     est_error_s: list[float] = field(default_factory=list)
+    staffing_error_s: list[float] = field(default_factory=list)
     peer_error_s: list[float] = field(default_factory=list)
 
     @property
@@ -89,12 +90,19 @@ class SkillReport:
 
     @property
     def est_mae_s(self) -> float:
-        return sum(self.est_error_s) / len(self.est_error_s) if self.est_error_s else math.nan
+        return _mean(self.est_error_s)
+
+    @property
+    def staffing_mae_s(self) -> float:
+        return _mean(self.staffing_error_s)
 
     @property
     def peer_mae_s(self) -> float:
-        e = self.peer_error_s
-        return sum(e) / len(e) if e else math.nan
+        return _mean(self.peer_error_s)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 @dataclass
@@ -112,6 +120,7 @@ class Report:
             out.abandoned += r.abandoned
             out.wait_answered_s += r.wait_answered_s
             out.est_error_s += r.est_error_s
+            out.staffing_error_s += r.staffing_error_s
             out.peer_error_s += r.peer_error_s
         return out
 
@@ -134,7 +143,8 @@ class _Call:
     handle: float
     counted: bool
     estimate: float | None = None
-    peer: float | None = None
+    staffing: float = 0.0
+    peer: float = 0.0
 
 
 def simulate(scenario: Scenario, router: Router | None = None) -> Report:
@@ -169,6 +179,7 @@ def simulate(scenario: Scenario, router: Router | None = None) -> Report:
             wait = now - call.arrival
             done = call.handle + scenario.settings.wrapup_s
             estimator.observe(offer.agent_id, call.skill, done)
+            estimator.observe_answer(call.skill, now, wait)
             if wait > 0:
                 peer.observe(call.skill, wait)
             if call.counted:
@@ -178,6 +189,7 @@ def simulate(scenario: Scenario, router: Router | None = None) -> Report:
                 rep.wait_answered_s += wait
                 if call.estimate is not None:
                     rep.est_error_s.append(abs(call.estimate - wait))
+                    rep.staffing_error_s.append(abs(call.staffing - wait))
                     rep.peer_error_s.append(abs(call.peer - wait))
                 group = scenario.groups[offer.agent_id]
                 busy[group] = busy.get(group, 0.0) + done
@@ -218,7 +230,9 @@ def simulate(scenario: Scenario, router: Router | None = None) -> Report:
             offers = router.enqueue(call_id, ref, priority, now)
             if not offers:
                 cap = estimator.capacity(ref, serving[ref])
-                call.estimate = estimator.estimate(ref, router.position(call_id), cap)
+                position = router.position(call_id)
+                call.estimate = estimator.estimate(ref, position, cap)
+                call.staffing = estimator.staffing_estimate(ref, position, cap)
                 call.peer = peer.estimate(ref)
             handle_offers(offers, now)
         elif kind == "abandon":
@@ -275,7 +289,7 @@ def single_skill(
     )
 
 
-WW_DESIGNS = ("dedicated", "chain", "pooled")
+WW_DESIGNS = ("dedicated", "chain", "spread", "pooled")
 
 
 def wallace_whitt(
@@ -289,7 +303,8 @@ def wallace_whitt(
     seed: int = 1,
 ) -> Scenario:
     """Wallace & Whitt (2005): ``skills`` call types, the same head count, agents with one
-    skill (dedicated), two skills in a chain (i, i+1; i+1 as level 2) or all skills."""
+    skill (dedicated), two skills in a chain (i, i+1 as level 2), two skills with the second
+    spread evenly over the other types (spread), or all skills (pooled)."""
     names = [f"s{i + 1}" for i in range(skills)]
     steps = (Step(level=1, after_s=0), Step(level=2, after_s=0))
     settings = AcdSettings(
@@ -300,16 +315,19 @@ def wallace_whitt(
     )
     agents: dict[str, AgentProfile] = {}
     groups: dict[str, str] = {}
+    if design not in WW_DESIGNS:
+        raise ValueError(f"design must be one of {WW_DESIGNS}")
     for i, name in enumerate(names):
-        if design == "dedicated":
-            profile = AgentProfile(skills={name: 1})
-        elif design == "chain":
-            profile = AgentProfile(skills={name: 1, names[(i + 1) % skills]: 2})
-        elif design == "pooled":
-            profile = AgentProfile(skills=dict.fromkeys(names, 1))
-        else:
-            raise ValueError(f"design must be one of {WW_DESIGNS}")
         for j in range(agents_per_skill):
+            if design == "dedicated":
+                profile = AgentProfile(skills={name: 1})
+            elif design == "chain":
+                profile = AgentProfile(skills={name: 1, names[(i + 1) % skills]: 2})
+            elif design == "spread":
+                second = names[(i + 1 + j % (skills - 1)) % skills]
+                profile = AgentProfile(skills={name: 1, second: 2})
+            else:
+                profile = AgentProfile(skills=dict.fromkeys(names, 1))
             agent_id = f"{1000 + i * 100 + j}"
             agents[agent_id] = profile
             groups[agent_id] = name

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from acd.erlang import erlang_a, erlang_c_service_level
+from acd.estimate import QueueAverage, WaitEstimator
 from acd.simulate import main, simulate, single_skill
 
 
@@ -28,3 +31,20 @@ def test_cli_prints_the_table_and_the_theory(capsys) -> None:
     assert main(["erlang-c", "--duration", "20000"]) == 0
     out = capsys.readouterr().out
     assert "| gjj |" in out and "Erlang C: SL 86.66 %" in out
+
+
+def test_wait_estimate_grows_with_the_callers_place_in_the_queue() -> None:
+    est = WaitEstimator(default_handle_s=300)
+    # 14 busy agents, 300 s each: a place in the queue moves every 300/14 s.
+    assert est.estimate("gjj", 3, capacity=14) == pytest.approx(3 * 300 / 14)
+    est.observe_answer("gjj", now=100, wait_s=0)
+    est.observe_answer("gjj", now=110, wait_s=30)  # 10 s since the last answer
+    assert est.estimate("gjj", 4, capacity=14) == pytest.approx(40)
+    assert est.staffing_estimate("gjj", 4, capacity=14) == pytest.approx(4 * 300 / 14)
+
+
+def test_app_queue_style_peer_is_a_moving_average_of_waits() -> None:
+    peer = QueueAverage()
+    peer.observe("gjj", 40)
+    peer.observe("gjj", 80)
+    assert peer.estimate("gjj") == pytest.approx((3 * 10 + 80) / 4)
