@@ -98,17 +98,35 @@ local function update_low(keys)
   end
 end
 
+-- Is the call in the queue 综合席 agents read for its skill (so the gh index may change)?
+local function in_general(s, tin)
+  local g = skill(s).gen
+  return g >= 0 and eff(s, g) < tin
+end
+
 local function unqueue(cid, s)
-  local n = #skill(s).after
   local tin = tonumber(redis.call('HGET', P .. 'c:' .. cid, 'tin'))
-  for t = 0, n - 1 do
-    if t < tin then
-      redis.call('ZREM', P .. 'q:' .. s .. ':' .. t, cid)
-    else
-      redis.call('ZREM', P .. 'due', 'p|' .. cid .. '|' .. t)
+  for t = 0, tin - 1 do redis.call('ZREM', P .. 'q:' .. s .. ':' .. t, cid) end
+  redis.call('ZREM', P .. 'due', 'p|' .. cid .. '|' .. tin)
+  if in_general(s, tin) then gindex(s) end
+end
+
+-- Put the call in each further tier whose step time has come; one timer for the next.
+local function advance(cid, s, tin)
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'arr', 'varr')
+  local arr, varr = tonumber(c[1]), c[2]
+  local sk = skill(s)
+  for t = tin, #sk.after - 1 do
+    local at = arr + sk.after[t + 1]
+    if now < at then
+      redis.call('ZADD', P .. 'due', f(at), 'p|' .. cid .. '|' .. t)
+      break
     end
+    redis.call('ZADD', P .. 'q:' .. s .. ':' .. t, varr, cid)
+    tin = t + 1
   end
-  gindex(s)
+  redis.call('HSET', P .. 'c:' .. cid, 'tin', tin)
+  if in_general(s, tin) then gindex(s) end
 end
 
 local function leave_ready(aid)
@@ -194,20 +212,8 @@ local function make_ready(aid, idle)
 end
 
 local function wait(cid)
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'arr', 'varr')
-  local s, arr, varr = c[1], tonumber(c[2]), c[3]
-  local sk = skill(s)
-  local tin = 0
-  for t = 0, #sk.after - 1 do
-    if now >= arr + sk.after[t + 1] then
-      redis.call('ZADD', P .. 'q:' .. s .. ':' .. t, varr, cid)
-      tin = t + 1
-    else
-      redis.call('ZADD', P .. 'due', f(arr + sk.after[t + 1]), 'p|' .. cid .. '|' .. t)
-    end
-  end
-  redis.call('HSET', P .. 'c:' .. cid, 'st', 'waiting', 'ag', '', 'tin', tin)
-  gindex(s)
+  redis.call('HSET', P .. 'c:' .. cid, 'st', 'waiting', 'ag', '')
+  advance(cid, redis.call('HGET', P .. 'c:' .. cid, 'sk'), 0)
   match_call(cid)
 end
 
@@ -375,10 +381,7 @@ elseif op == 'tick' then
     local kind, rest = string.sub(member, 1, 1), string.sub(member, 3)
     if kind == 'p' then
       local cid, t = string.match(rest, '^(.*)|(%d+)$')
-      local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'varr')
-      redis.call('ZADD', P .. 'q:' .. c[1] .. ':' .. t, c[2], cid)
-      redis.call('HSET', P .. 'c:' .. cid, 'tin', tonumber(t) + 1)
-      gindex(c[1])
+      advance(cid, redis.call('HGET', P .. 'c:' .. cid, 'sk'), tonumber(t))
       match_call(cid)
     elseif kind == 'w' then
       make_ready(rest, now)

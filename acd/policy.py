@@ -283,10 +283,8 @@ class Policy:
             self._due.remove(member)
             kind, _, rest = member.partition("|")
             if kind == "p":
-                call_id, _, tier = rest.rpartition("|")
-                call = self._calls[call_id]
-                self._queues[call.skill, int(tier)].add(call_id, call.varr)
-                call.tiers_in = int(tier) + 1
+                call_id = rest.rpartition("|")[0]
+                self._advance(call_id, self._calls[call_id], now)
                 offers += self._match_call(call_id, now)
             elif kind == "w":
                 offers += self._make_ready(rest, now, now)
@@ -318,16 +316,20 @@ class Policy:
     def _wait(self, call_id: str, now: float) -> list[Offer]:
         """Put a call in the tiers it is eligible for, schedule the rest, try to serve it."""
         call = self._calls[call_id]
-        call.state, call.agent = "waiting", ""
-        steps = self.settings.skills[call.skill].steps
-        call.tiers_in = 0
-        for tier, step in enumerate(steps):
-            if now >= call.arrival + step.after_s:
-                self._queues[call.skill, tier].add(call_id, call.varr)
-                call.tiers_in = tier + 1
-            else:
-                self._due.add(f"p|{call_id}|{tier}", call.arrival + step.after_s)
+        call.state, call.agent, call.tiers_in = "waiting", "", 0
+        self._advance(call_id, call, now)
         return self._match_call(call_id, now)
+
+    def _advance(self, call_id: str, call: _Call, now: float) -> None:
+        """Put the call in each further tier whose step time has come; one timer for the next."""
+        steps = self.settings.skills[call.skill].steps
+        for tier in range(call.tiers_in, len(steps)):
+            at = call.arrival + steps[tier].after_s
+            if now < at:
+                self._due.add(f"p|{call_id}|{tier}", at)
+                return
+            self._queues[call.skill, tier].add(call_id, call.varr)
+            call.tiers_in = tier + 1
 
     def _effective_tier(self, skill: str, tier: int) -> int:
         """A tier waits for its step unless nobody is logged in at any lower tier: then its
@@ -396,9 +398,9 @@ class Policy:
         return Offer(call_id, agent_id, now)
 
     def _unqueue(self, call_id: str, call: _Call) -> None:
-        for tier in range(len(self.settings.skills[call.skill].steps)):
+        for tier in range(call.tiers_in):
             self._queues[call.skill, tier].remove(call_id)
-            self._due.remove(f"p|{call_id}|{tier}")
+        self._due.remove(f"p|{call_id}|{call.tiers_in}")
 
     def _leave_ready(self, agent_id: str) -> None:
         for key in self._agents[agent_id].keys:
