@@ -230,7 +230,7 @@ class Policy:
             raise Refused(f"agent {agent_id} holds no offer of call {call_id}")
         self._due.remove(f"r|{agent_id}")
         call.state = "on_call"
-        self._set(agent_id, AgentState.ON_CALL, now)
+        self._set(agent_id, AgentState.ON_CALL, now, call=call_id)
         self._log(now, "answer", agent=agent_id, call=call_id, wait=now - call.arrival)
 
     def no_answer(self, agent_id: str, call_id: str, now: float) -> list[Offer]:

@@ -249,3 +249,67 @@ def test_two_workers_hammering_one_redis_never_double_offer(client: Redis, redis
         skill = key.decode().rsplit(":", 1)[1]
         for field, value in client.hgetall(key).items():
             assert per_skill[skill, field.decode()] == int(value), (skill, field)
+
+
+def test_random_events_with_logouts_and_breaks_get_the_same_answers_in_redis(
+    client: Redis,
+) -> None:
+    """Logins, logouts (last specialist leaving), breaks, ring-no-answer, re-entry, ticks:
+    every event gets the same offers, or the same refusal, from both implementations."""
+    settings = AcdSettings(wrapup_s=5, ring_timeout_s=8, reentry_s=30)
+    pure, in_redis = Policy(settings, keep_log=False), engine(client, settings)
+    rng = random.Random(2024)
+    skills = ["gjj", "renshe", "zonghe", "jiaotong"]
+    profiles = {
+        "1001": AgentProfile(skills={"gjj": 1}),
+        "1002": AgentProfile(skills={"gjj": 2, "renshe": 1}),
+        "1003": AgentProfile(skills={"renshe": 2}),
+        "1004": AgentProfile(general=True),
+        "1005": AgentProfile(skills={"jiaotong": 1}, general=True),
+    }
+    for agent, profile in profiles.items():
+        assert pure.login(agent, profile, 0.0) == in_redis.login(agent, profile, 0.0)
+    now, n_calls, compared = 0.0, 0, 0
+    for _ in range(3000):
+        now += rng.expovariate(1 / 2.0)
+        roll = rng.random()
+        agent = rng.choice(list(profiles))
+        call = f"c{rng.randint(1, max(n_calls, 1))}"
+        try:
+            held = pure.agent_state(agent)[2] or call
+        except Refused:
+            held = call
+        if roll < 0.25:
+            n_calls += 1
+            key = f"k{rng.randint(0, 5)}"
+            args = ("enqueue", f"c{n_calls}", rng.choice(skills), rng.randint(0, 2), now)
+            kwargs = {"reentry_key": key}
+        elif roll < 0.28:
+            args, kwargs = ("login", agent, profiles[agent], now), {"ready": rng.random() < 0.7}
+        elif roll < 0.31:
+            args, kwargs = ("logout", agent, now), {}
+        elif roll < 0.51:
+            args, kwargs = ("ready", agent, now), {}
+        elif roll < 0.54:
+            args, kwargs = ("not_ready", agent, Reason.MEETING, now), {}
+        elif roll < 0.74:
+            args, kwargs = ("accept", agent, held, now), {}
+        elif roll < 0.78:
+            args, kwargs = ("no_answer", agent, held, now), {}
+        elif roll < 0.9:
+            args, kwargs = ("hangup", rng.choice([call, held]), now), {}
+        else:
+            args, kwargs = ("tick", now), {}
+        results = []
+        for router in (pure, in_redis):
+            try:
+                results.append(getattr(router, args[0])(*args[1:], **kwargs))
+            except Refused:
+                results.append("refused")
+        assert results[0] == results[1], (args, results)
+        compared += results[0] not in ([], None, "refused")
+    assert compared > 150
+    for agent in profiles:
+        assert pure.agent_state(agent) == in_redis.agent_state(agent)
+    for n in range(1, n_calls + 1):
+        assert pure.call_state(f"c{n}") == in_redis.call_state(f"c{n}")
