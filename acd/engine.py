@@ -13,7 +13,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from acd.lua import SCRIPT
-from acd.policy import AgentState, Offer, Reason, Refused, ready_key
+from acd.policy import AgentState, Offer, Reason, Refused, check_id, ready_key
 from acd.settings import AcdSettings, AgentProfile
 
 TICK_BATCH = 200
@@ -52,6 +52,8 @@ class RedisEngine:
             pipe.execute()
 
     def _call(self, op: str, now: float, *args: str) -> list[Offer]:
+        if not isinstance(now, int | float) or now != now:
+            raise Refused(f"bad time {now!r}")
         try:
             raw = self._script(
                 keys=[self.prefix], args=[op, repr(float(now)), *self._timers, *args]
@@ -71,6 +73,7 @@ class RedisEngine:
     def login(
         self, agent_id: str, profile: AgentProfile, now: float, *, ready: bool = True
     ) -> list[Offer]:
+        check_id("agent", agent_id)
         unknown = profile.unknown_skills(self.settings)
         if unknown:
             raise Refused(f"unknown skills {unknown}")
@@ -99,6 +102,9 @@ class RedisEngine:
     def enqueue(
         self, call_id: str, skill: str, priority: int, now: float, *, reentry_key: str = ""
     ) -> list[Offer]:
+        check_id("call", call_id)
+        if reentry_key:
+            check_id("re-entry", reentry_key)
         if skill not in self.settings.skills:
             skill = self.settings.fallback_skill
         priority = max(0, min(int(priority), self.settings.max_priority))

@@ -19,6 +19,7 @@ Rules (docs/acd.md):
 from __future__ import annotations
 
 import heapq
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -45,8 +46,19 @@ class Reason(StrEnum):
 
 
 class Refused(ValueError):
-    """An event that does not fit the current state (unknown agent, call already offered …);
-    nothing was changed."""
+    """An event that does not fit the current state (unknown agent, call already offered …)
+    or carries a malformed id; nothing was changed."""
+
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_id(kind: str, value: object) -> str:
+    """Agent, call and re-entry ids end up in Redis keys and in ``|``/``,``-separated
+    members: letters, digits, ``.``, ``_``, ``-`` only (a channel uniqueid fits)."""
+    if not isinstance(value, str) or not _ID.fullmatch(value):
+        raise Refused(f"malformed {kind} id {str(value)[:40]!r}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +161,7 @@ class Policy:
     def login(
         self, agent_id: str, profile: AgentProfile, now: float, *, ready: bool = True
     ) -> list[Offer]:
-        agent = self._agents.get(agent_id)
+        agent = self._agents.get(check_id("agent", agent_id))
         if agent is not None and agent.state != AgentState.LOGGED_OUT:
             raise Refused(f"agent {agent_id} is already logged in")
         unknown = profile.unknown_skills(self.settings)
@@ -209,6 +221,9 @@ class Policy:
     ) -> list[Offer]:
         """A caller starts waiting for ``skill`` (unknown skills go to the fallback skill).
         A call id already known is ignored (an event delivered twice)."""
+        check_id("call", call_id)
+        if reentry_key:
+            check_id("re-entry", reentry_key)
         if call_id in self._calls:
             return []
         if skill not in self.settings.skills:

@@ -131,6 +131,8 @@ def test_ring_no_answer_reentry_and_last_specialist_leaving_in_redis(client: Red
     acd.login("1008", zonghe, now=41)
     with pytest.raises(Refused):
         acd.logout("1002", now=42)  # on a call
+    with pytest.raises(Refused, match="malformed"):
+        acd.enqueue("p|x|0", "gjj", 0, now=43)  # would forge an escalation timer
     assert acd.agent_state("1002")[0] == "on_call"
 
 

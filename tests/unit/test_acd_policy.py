@@ -277,3 +277,16 @@ def test_hostile_agent_profiles_are_refused() -> None:
         AgentProfile(skills={"gjj": 0})
     with pytest.raises(ValidationError, match="at least one skill"):
         AgentProfile()
+
+
+@pytest.mark.parametrize("bad", ["", "a|b", "x,y", "a:b", "名字", "a" * 65, None, 7])
+def test_malformed_call_and_agent_ids_are_refused(bad: object) -> None:
+    acd = make_policy()
+    with pytest.raises(Refused, match="malformed"):
+        acd.enqueue(bad, "gjj", 0, now=0)  # type: ignore[arg-type]
+    with pytest.raises(Refused, match="malformed"):
+        acd.login(bad, GJJ1, now=0)  # type: ignore[arg-type]
+    if bad:  # an empty re-entry key means "none"
+        with pytest.raises(Refused, match="malformed"):
+            acd.enqueue("1700000000.42", "gjj", 0, now=0, reentry_key=bad)  # type: ignore[arg-type]
+    assert acd.log == []
