@@ -52,9 +52,10 @@ local function log(ev, ...)
   redis.call('XADD', P .. 'log', '*', 't', f(now), 'ev', ev, ...)
 end
 
-local function set_state(aid, st, reason, cid)
+-- quiet: the caller logs an event that names the new state (offer → reserved, answer → on_call)
+local function set_state(aid, st, reason, cid, quiet)
   redis.call('HSET', P .. 'a:' .. aid, 'st', st, 'rs', reason, 'call', cid)
-  log('state', 'agent', aid, 'state', st, 'reason', reason)
+  if not quiet then log('state', 'agent', aid, 'state', st, 'reason', reason) end
 end
 
 local lows = {}
@@ -104,8 +105,8 @@ local function in_general(s, tin)
   return g >= 0 and eff(s, g) < tin
 end
 
-local function unqueue(cid, s)
-  local tin = tonumber(redis.call('HGET', P .. 'c:' .. cid, 'tin'))
+local function unqueue(cid, s, tin)
+  tin = tin or tonumber(redis.call('HGET', P .. 'c:' .. cid, 'tin'))
   for t = 0, tin - 1 do redis.call('ZREM', P .. 'q:' .. s .. ':' .. t, cid) end
   redis.call('ZREM', P .. 'due', 'p|' .. cid .. '|' .. tin)
   if in_general(s, tin) then gindex(s) end
@@ -135,14 +136,16 @@ local function leave_ready(aid)
   end
 end
 
-local function offer(cid, aid)
-  local s = redis.call('HGET', P .. 'c:' .. cid, 'sk')
-  unqueue(cid, s)
-  leave_ready(aid)
+-- fresh: the agent has just become ready and is in no ready set yet
+local function offer(cid, aid, fresh)
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin')
+  local s = c[1]
+  unqueue(cid, s, tonumber(c[2]))
+  if not fresh then leave_ready(aid) end
   redis.call('HSET', P .. 'c:' .. cid, 'st', 'reserved', 'ag', aid)
-  set_state(aid, 'reserved', '', cid)
+  set_state(aid, 'reserved', '', cid, true)
   redis.call('ZADD', P .. 'due', f(now + ring_s), 'r|' .. aid)
-  log('offer', 'agent', aid, 'call', cid, 'skill', s)
+  log('offer', 'agent', aid, 'call', cid, 'skill', s, 'state', 'reserved')
   redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'offered', 1)
   redis.call('HINCRBY', P .. 'n:skill:' .. s, 'offered', 1)
   offers[#offers + 1] = cid
@@ -203,7 +206,7 @@ local function make_ready(aid, idle)
   redis.call('HSET', P .. 'a:' .. aid, 'idle', f(idle))
   local cid = match_agent(aid)
   if cid then
-    offer(cid, aid)
+    offer(cid, aid, true)
     return
   end
   for _, key in ipairs(split(redis.call('HGET', P .. 'a:' .. aid, 'keys'), ',')) do
@@ -331,9 +334,9 @@ elseif op == 'accept' then
   if not held(aid, cid) then return refuse('agent ' .. aid .. ' holds no offer of call ' .. cid) end
   redis.call('ZREM', P .. 'due', 'r|' .. aid)
   redis.call('HSET', P .. 'c:' .. cid, 'st', 'on_call')
-  set_state(aid, 'on_call', '', cid)
+  set_state(aid, 'on_call', '', cid, true)
   local c = redis.call('HMGET', P .. 'c:' .. cid, 'arr', 'sk')
-  log('answer', 'agent', aid, 'call', cid, 'wait', f(now - tonumber(c[1])))
+  log('answer', 'agent', aid, 'call', cid, 'wait', f(now - tonumber(c[1])), 'state', 'on_call')
   redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'answered', 1)
   redis.call('HINCRBY', P .. 'n:skill:' .. c[2], 'answered', 1)
 
