@@ -113,9 +113,7 @@ local function unqueue(cid, s, tin)
 end
 
 -- Put the call in each further tier whose step time has come; one timer for the next.
-local function advance(cid, s, tin)
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'arr', 'varr')
-  local arr, varr = tonumber(c[1]), c[2]
+local function advance(cid, s, tin, arr, varr, extra)
   local sk = skill(s)
   for t = tin, #sk.after - 1 do
     local at = arr + sk.after[t + 1]
@@ -126,8 +124,13 @@ local function advance(cid, s, tin)
     redis.call('ZADD', P .. 'q:' .. s .. ':' .. t, varr, cid)
     tin = t + 1
   end
-  redis.call('HSET', P .. 'c:' .. cid, 'tin', tin)
+  if extra then
+    redis.call('HSET', P .. 'c:' .. cid, 'tin', tin, unpack(extra))
+  else
+    redis.call('HSET', P .. 'c:' .. cid, 'tin', tin)
+  end
   if in_general(s, tin) then gindex(s) end
+  return tin
 end
 
 local function leave_ready(aid)
@@ -152,9 +155,7 @@ local function offer(cid, aid, fresh)
   offers[#offers + 1] = aid
 end
 
-local function match_call(cid)
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin')
-  local s, tin = c[1], tonumber(c[2])
+local function match_call(cid, s, tin)
   local sk = skill(s)
   for t = 0, #sk.after - 1 do
     if eff(s, t) < tin then
@@ -214,10 +215,17 @@ local function make_ready(aid, idle)
   end
 end
 
-local function wait(cid)
-  redis.call('HSET', P .. 'c:' .. cid, 'st', 'waiting', 'ag', '')
-  advance(cid, redis.call('HGET', P .. 'c:' .. cid, 'sk'), 0)
-  match_call(cid)
+-- The call (skill s, arrival arr, virtual arrival varr as stored) waits: tiers, timer, match.
+local function wait(cid, s, arr, varr, fields)
+  fields = fields or {}
+  for _, x in ipairs({'st', 'waiting', 'ag', ''}) do fields[#fields + 1] = x end
+  local tin = advance(cid, s, 0, arr, varr, fields)
+  match_call(cid, s, tin)
+end
+
+local function wait_again(cid)
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'arr', 'varr')
+  wait(cid, c[1], tonumber(c[2]), c[3])
 end
 
 local function agent_state(aid)
@@ -236,7 +244,7 @@ local function no_answer(aid, cid)
   set_state(aid, 'not_ready', 'no_answer', '')
   log('no_answer', 'agent', aid, 'call', cid)
   redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'no_answer', 1)
-  wait(cid)
+  wait_again(cid)
 end
 
 local function sweep(emptied)
@@ -323,11 +331,9 @@ elseif op == 'enqueue' then
       varr = math.min(varr, tonumber(old[3]))
     end
   end
-  redis.call('HSET', P .. 'c:' .. cid, 'sk', s, 'pr', prio, 'arr', f(arr), 'varr', f(varr),
-    'rk', rkey)
   log('enqueue', 'call', cid, 'skill', s, 'priority', prio)
   redis.call('HINCRBY', P .. 'n:skill:' .. s, 'entered', 1)
-  wait(cid)
+  wait(cid, s, arr, f(varr), {'sk', s, 'pr', prio, 'arr', f(arr), 'varr', f(varr), 'rk', rkey})
 
 elseif op == 'accept' then
   local aid, cid = ARGV[6], ARGV[7]
@@ -384,8 +390,8 @@ elseif op == 'tick' then
     local kind, rest = string.sub(member, 1, 1), string.sub(member, 3)
     if kind == 'p' then
       local cid, t = string.match(rest, '^(.*)|(%d+)$')
-      advance(cid, redis.call('HGET', P .. 'c:' .. cid, 'sk'), tonumber(t))
-      match_call(cid)
+      local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'arr', 'varr')
+      match_call(cid, c[1], advance(cid, c[1], tonumber(t), tonumber(c[2]), c[3]))
     elseif kind == 'w' then
       make_ready(rest, now)
     else
