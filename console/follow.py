@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,13 +23,18 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from console.feed import FeedHub
-from console.views import draft_view
 from hotline import dialplan_vars as V
 from hotline.ami import DISCONNECTED, AmiClient, AmiError
+from hotline.call import (
+    DRAFT_CHANNEL,
+    DRAFT_KEY,
+    TicketDraft,
+    agent_id_of,
+    caller_number,
+    draft_view,
+)
 from hotline.config import HotlineConfig
 from hotline.privacy import mask
-from speech.drafts import stored_draft
-from speech.service import DRAFT_CHANNEL, DRAFT_KEY
 
 log = logging.getLogger("console.follow")
 
@@ -55,15 +59,6 @@ class CallRecord:
     agent: str | None = None
     answered_at: float | None = None
     seen_at: float = 0.0
-
-
-def agent_id_of(event: dict[str, str]) -> str:
-    """``agent1002`` (MemberName, Interface ``PJSIP/agent1002`` or the agent's channel) → 1002."""
-    for key in ("MemberName", "Interface", "DestChannel"):
-        value = event.get(key, "").removeprefix("PJSIP/").split("-")[0]
-        if value.startswith("agent") and value[5:].isdigit():
-            return value[5:]
-    return ""
 
 
 class CallFollower:
@@ -101,9 +96,9 @@ class CallFollower:
                 return draft
         if self.redis is not None:
             with contextlib.suppress(Exception):
-                raw = await self.redis.get(DRAFT_KEY.format(call_id=call_id))
-                if raw:
-                    return stored_draft(json.loads(raw))
+                draft = TicketDraft.parse(await self.redis.get(DRAFT_KEY.format(call_id=call_id)))
+                if draft is not None:
+                    return draft.stored()
         return None
 
     def screen(self, rec: CallRecord, draft: dict[str, Any] | None) -> dict[str, Any]:
@@ -176,9 +171,7 @@ class CallFollower:
         rec.agent = agent
         rec.answered_at = self.clock()
         rec.caller_channel = event.get("Channel", rec.caller_channel)
-        rec.caller = event.get("CallerIDNum", "") or rec.caller
-        if rec.caller.lower() in ("unknown", "anonymous", "<unknown>"):
-            rec.caller = ""
+        rec.caller = caller_number(event.get("CallerIDNum", "") or rec.caller)
         rec.queue = event.get("Queue") or rec.queue
         if getvar is not None and rec.caller_channel:
             try:
@@ -213,16 +206,13 @@ class CallFollower:
     # ---- Redis drafts -------------------------------------------------------------------
     async def on_draft_message(self, raw: bytes | str) -> None:
         """A published draft: to the screen of the agent on that call, if any."""
-        try:
-            message = json.loads(raw)
-        except ValueError:
+        message = TicketDraft.parse(raw)
+        if message is None:
             return
-        if not isinstance(message, dict):
-            return
-        rec = self.call(str(message.get("call_id") or ""))
+        rec = self.call(message.call_id)
         if rec is None or not rec.agent:
             return
-        draft = await self.draft_for(rec.call_id) or stored_draft(message)
+        draft = await self.draft_for(rec.call_id) or message.stored()
         self.hub.publish(
             rec.agent, {"event": "draft", "call_id": rec.call_id, "draft": draft_view(draft)}
         )
