@@ -43,7 +43,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from hotline.call import ALIVE_KEY, DRAFT_CHANNEL, DRAFT_KEY, LISTEN_DRAFT_KEY
+from calls.stream import CallStream
+from hotline.call import (
+    ALIVE_KEY,
+    DRAFT_CHANNEL,
+    DRAFT_KEY,
+    LISTEN_DRAFT_KEY,
+    CallEvent,
+    TicketDraft,
+    valid_id,
+)
 from speech import audio as au
 from speech.endpoint import EndpointConfig, EndpointDetector, EndReason
 
@@ -232,6 +241,12 @@ class SpeechService:
         self._heartbeat: asyncio.Task[None] | None = None
         self._extract = _fields_extractor()
         self.drafts_published = 0
+        self.events: CallStream | None = None
+        if redis is not None:
+            c = config.calls
+            self.events = CallStream(
+                redis, maxlen=c.stream_maxlen, retention_s=c.retention_days * 86400
+            )
 
     async def start(self) -> None:
         s = self.settings
@@ -451,6 +466,12 @@ class SpeechService:
             self.drafts_published += 1
         except Exception as exc:
             log.error("cannot store draft for %s: %s", draft["call_id"], exc)
+        parsed = TicketDraft.parse(draft)
+        if self.events is not None and parsed is not None and valid_id(parsed.call_id):
+            data = {"draft": parsed.stored()}
+            await self.events.publish(
+                CallEvent("draft", parsed.call_id, time.time(), "speech", data=data)
+            )
 
 
 async def _read_message(reader: asyncio.StreamReader) -> tuple[int, bytes]:

@@ -712,4 +712,6 @@ def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = N
     if run_dir is not None and isinstance(data.get("tickets"), dict):
         data["tickets"]["path"] = str(run_dir / "tickets.sqlite3")
         data["tickets"]["key_file"] = str(run_dir / "secrets" / "pii.key")
+    if run_dir is not None and isinstance(data.get("calls"), dict):
+        data["calls"]["path"] = str(run_dir / "calls.sqlite3")
     return data

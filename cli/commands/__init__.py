@@ -8,7 +8,7 @@ import importlib
 import os
 from pathlib import Path
 
-BUILTIN = ("cli.commands.stack", "cli.commands.config_cmd")
+BUILTIN = ("cli.commands.stack", "cli.commands.config_cmd", "cli.commands.calls")
 OPTIONAL = ("cli.commands.call", "cli.commands.speech")
 
 
