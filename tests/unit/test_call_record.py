@@ -57,8 +57,12 @@ def test_a_seat_outcome_gives_the_dialplan_its_variables_with_route_last() -> No
         (V.IVR_PATH, "main>5>0"),
         (V.ROUTE, "queue"),
     ]
-    emergency = IvrOutcome("emergency", "main>9>emergency>2", emergency_line="119",
-                           emergency_reason="key:main>9>emergency>2")  # fmt: skip
+    emergency = IvrOutcome(
+        "emergency",
+        "main>9>emergency>2",
+        emergency_line="119",
+        emergency_reason="key:main>9>emergency>2",
+    )
     assert emergency.channel_variables()[-1] == (V.ROUTE, "emergency")
     assert IvrOutcome.from_json(emergency.to_json()) == emergency
 
@@ -72,8 +76,13 @@ def test_an_outcome_from_outside_is_checked() -> None:
 
 # ---- the draft -------------------------------------------------------------------------------
 def test_the_speech_message_is_parsed_in_one_place() -> None:
-    message = {"call_id": "c1", "listen_id": "L1", "engine": "vosk", "audio_path": "/a.wav",
-               "fields": {"seat": "gjj", "transcript": "身份证****1234", "emergency_heard": []}}  # fmt: skip
+    message = {
+        "call_id": "c1",
+        "listen_id": "L1",
+        "engine": "vosk",
+        "audio_path": "/a.wav",
+        "fields": {"seat": "gjj", "transcript": "身份证****1234", "emergency_heard": []},
+    }
     for raw in (message, json.dumps(message), json.dumps(message).encode()):
         draft = TicketDraft.parse(raw)
         assert draft is not None and draft.listen_id == "L1" and draft.usable == message["fields"]
@@ -116,8 +125,12 @@ def test_record_of_a_caller_who_reached_the_gjj_agent() -> None:
         event("agent", at=18.0, agent="1002", queue="seat_gjj"),
         event("ended", at=60.0, cause="Normal Clearing"),
     )
-    assert (rec.outcome, rec.seat, rec.queue, rec.agents[0]["agent"]) == ("agent", "gjj",
-                                                                          "seat_gjj", "1002")  # fmt: skip
+    assert (rec.outcome, rec.seat, rec.queue, rec.agents[0]["agent"]) == (
+        "agent",
+        "gjj",
+        "seat_gjj",
+        "1002",
+    )
     assert rec.ivr is not None and rec.ivr.ivr_path == "main>2"
     assert (rec.started_at, rec.ended_at, rec.caller.masked) == (10.0, 60.0, "138****1111")
     assert CallRecord.from_json(json.loads(json.dumps(rec.to_json()))) == rec
@@ -138,7 +151,10 @@ def test_record_of_emergency_notice_fallback_and_hang_up_in_the_menu() -> None:
     assert (notice.outcome, notice.notice) == ("notice", "privacy")
     fallback = scenario(event("fallback", reason="agi-FAILURE", seat="zonghe"), event("ended"))
     assert (fallback.outcome, fallback.seat, fallback.fallback_reasons) == (
-        "fallback", "zonghe", ["agi-FAILURE"])  # fmt: skip
+        "fallback",
+        "zonghe",
+        ["agi-FAILURE"],
+    )
     menu = scenario(event("started"), event("ended", cause="Normal Clearing"))
     assert menu.outcome == "abandoned" and menu.ended
 
@@ -147,16 +163,36 @@ def test_record_of_emergency_notice_fallback_and_hang_up_in_the_menu() -> None:
 def test_the_bridge_identifies_calls_by_the_channel_ids_never_by_the_caller() -> None:
     bridge = AmiBridge(KEY, clock=lambda: 5.0)
     first = {"Uniqueid": "170.1", "Linkedid": "170.1"}
-    started = bridge.translate({"Event": "Newchannel", "Context": "from-carrier",
-                                "CallerIDNum": "13800001111", **first})  # fmt: skip
+    started = bridge.translate(
+        {"Event": "Newchannel", "Context": "from-carrier", "CallerIDNum": "13800001111", **first}
+    )
     assert started is not None and started.call_id == "170.1"
-    assert started.data == {"caller_masked": "138****1111",
-                            "caller_hash": KEY.hash("13800001111"), "withheld": False}  # fmt: skip
-    route = bridge.translate({"Event": "UserEvent", "UserEvent": "HotlineRoute", "CallId": "evil",
-                              "Seat": "gjj", "Queue": "seat_gjj", "Path": "main>2", **first})  # fmt: skip
+    assert started.data == {
+        "caller_masked": "138****1111",
+        "caller_hash": KEY.hash("13800001111"),
+        "withheld": False,
+    }
+    route = bridge.translate(
+        {
+            "Event": "UserEvent",
+            "UserEvent": "HotlineRoute",
+            "CallId": "evil",
+            "Seat": "gjj",
+            "Queue": "seat_gjj",
+            "Path": "main>2",
+            **first,
+        }
+    )
     assert route is not None and route.call_id == "170.1" and route.data["seat"] == "gjj"
-    agent = bridge.translate({"Event": "AgentConnect", "MemberName": "agent1002",
-                              "Uniqueid": "170.1", "Linkedid": "170.1", "Queue": "seat_gjj"})  # fmt: skip
+    agent = bridge.translate(
+        {
+            "Event": "AgentConnect",
+            "MemberName": "agent1002",
+            "Uniqueid": "170.1",
+            "Linkedid": "170.1",
+            "Queue": "seat_gjj",
+        }
+    )
     assert agent is not None and agent.data["agent"] == "1002"
     leg = {"Event": "Hangup", "Uniqueid": "170.2", "Linkedid": "170.1"}
     assert bridge.translate(leg) is None  # the agent's leg ending does not end the call
@@ -258,13 +294,15 @@ async def test_the_second_listens_draft_is_stored_not_the_first_one() -> None:
     second = msg("22222222-2222-4222-8222-222222222222", "renshe")
     redis = TwoListenRedis({DRAFT_KEY.format(call_id="c9"): first}, later=second)
     store = Drafts()
-    kept = await keep_call_draft(redis, store, "c9", wait_s=2.0,
-                                 listen_id="22222222-2222-4222-8222-222222222222")  # fmt: skip
+    kept = await keep_call_draft(
+        redis, store, "c9", wait_s=2.0, listen_id="22222222-2222-4222-8222-222222222222"
+    )
     assert kept is not None and kept["seat"] == "renshe"
     # and the first listen's keeper finds its own draft even after the second one landed
     one = LISTEN_DRAFT_KEY.format(call_id="c9", listen_id="11111111-1111-4111-8111-111111111111")
     late = TwoListenRedis({DRAFT_KEY.format(call_id="c9"): second, one: first}, later=second)
-    kept = await keep_call_draft(late, store, "c9", wait_s=2.0,
-                                 listen_id="11111111-1111-4111-8111-111111111111")  # fmt: skip
+    kept = await keep_call_draft(
+        late, store, "c9", wait_s=2.0, listen_id="11111111-1111-4111-8111-111111111111"
+    )
     assert kept is not None and kept["seat"] == "gjj"
     assert [d["seat"] for d in store.saved] == ["renshe", "gjj"]
