@@ -321,9 +321,11 @@ async def follow_events(
     secret: str,
     handle: Callable[[Message, AmiClient], Awaitable[None]],
     what: str = "events",
+    connected: Callable[[AmiClient | None], None] | None = None,
 ) -> None:
     """Log in and hand every event to ``handle(event, client)`` for ever, re-connecting with
-    back-off when the connection drops; an event ``handle`` fails on is logged and skipped."""
+    back-off when the connection drops; an event ``handle`` fails on is logged and skipped.
+    ``connected(client)`` is told of each connection (``None`` when it is lost)."""
     attempt = 0
     while True:
         try:
@@ -337,6 +339,8 @@ async def follow_events(
         attempt = 0
         events = client.subscribe()
         log.info("AMI connected: following %s", what)
+        if connected is not None:
+            connected(client)
         try:
             while True:
                 event = await events.get()
@@ -347,6 +351,8 @@ async def follow_events(
                 except Exception:
                     log.exception("AMI event %s not handled", event.get("Event"))
         finally:
+            if connected is not None:
+                connected(None)
             with contextlib.suppress(Exception):
                 await client.close()
         log.warning("AMI connection lost; reconnecting")
