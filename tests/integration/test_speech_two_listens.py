@@ -12,77 +12,38 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
+from test_speech_calls import AUDIO, SpeechHotline, start_speech_hotline
 
 from cli.commands.call import place_call, prompt_seconds
-from hotline.config import HotlineConfig, load_config
-from testphones.sipp import (
-    CallerSpec,
-    PhoneSet,
-    key_steps,
-    missing_dtmf_samples,
-    offset_config,
-    prepare_media,
-    start_phones,
-)
+from hotline.config import HotlineConfig
+from testphones.sipp import CallerSpec, key_steps, prepare_media
 
 pytestmark = [pytest.mark.integration, pytest.mark.speech]
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("HOTLINE_SHARED", REPO.parent / "shared"))
-AUDIO = SHARED / "audio" / "hotline"
 OFFSET = int(os.environ.get("HOTLINE_ITEST_PORT_OFFSET", "10000")) + 700
 INSTANCE = os.environ.get("HOTLINE_ITEST_INSTANCE", "itest") + "-2listen"
 
 
+def speak_or_press_hash(data: dict) -> None:
+    data["menus"]["main"]["options"]["#"] = "speech:demand"
+
+
 @pytest.fixture(scope="module")
-def two_listen_hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple]:
-    if os.geteuid() != 0:
-        pytest.skip("integration tests need root (Asterisk runs in a chroot)")
-    if shutil.which("sipp") is None or missing_dtmf_samples():
-        pytest.skip("sipp (sip-tester) with its RTP event samples is needed")
+def two_listen_hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SpeechHotline]:
     if not (AUDIO / "dev01.wav").is_file():
         pytest.skip(f"no hotline utterances in {AUDIO} (set HOTLINE_SHARED)")
-    from speech.models import ModelError, whisper_model_dir
-
-    try:
-        whisper_model_dir()
-    except ModelError as exc:
-        pytest.skip(f"the Whisper model is not installed: {exc}")
-    from runtime.procs import StackError
-    from runtime.stack import Stack
-
     tmp = tmp_path_factory.mktemp("two-listens")
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
-    data = offset_config(base, OFFSET, tmp)
-    data.setdefault("speech", {}).update(mode="before_menu", engine="whisper")
-    data["menus"]["main"]["options"]["#"] = "speech:demand"
-    data["console"]["enabled"] = False
-    path = tmp / f"{INSTANCE}.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-    config = load_config(path)
-    stack = Stack(path, instance=INSTANCE, run_dir=tmp / "run")
-    phones: PhoneSet | None = None
+    h, stack = start_speech_hotline(tmp, "before_menu", INSTANCE, OFFSET, speak_or_press_hash)
     try:
-        try:
-            stack.up(require_fastagi=True)
-            if not stack.start_speech(required=True):
-                raise StackError("the speech service did not start")
-        except StackError as exc:
-            pytest.fail(f"the two-listen stack did not come up: {exc}", pytrace=False)
-        phones = start_phones(config, tmp / "phones")
-        yield config, tmp
+        yield h
     finally:
-        if phones is not None:
-            phones.stop()
-        stack.down()
+        h.phones.stop()
+        stack.down()  # type: ignore[attr-defined]
 
 
 async def drafts_until(config: HotlineConfig, call_id: str, done, wait_s: float) -> list[dict]:  # type: ignore[no-untyped-def]
@@ -109,7 +70,7 @@ def test_the_second_listen_of_a_call_keeps_its_own_draft(two_listen_hotline, tmp
     from speech.audio import write_wav
     from speech.pcap import RATE, read_pcm8k
 
-    config, _ = two_listen_hotline
+    config = two_listen_hotline.config
     cut = tmp_path / "dev01-cut.wav"  # 3.5 s of "我要投诉我们小区楼下的饭店油烟太大…"
     write_wav(cut, read_pcm8k(AUDIO / "dev01.wav")[: int(3.5 * RATE)].astype(np.int16), RATE)
     # greeting, first "请简要说出…" and 6 s of silence (no_speech), then the main menu: "#"
