@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from hotline import dialplan_vars as V
-from hotline.privacy import is_withheld, mask
+from hotline.privacy import is_withheld, mask, normalize
 
 # ---- Redis names shared by the speech service, the AGI side and the console ----------------
 DRAFT_KEY = "hotline:draft:{call_id}"
@@ -93,8 +93,6 @@ class CallerId:
     @classmethod
     def of(cls, number: str | None, hasher: Any = None) -> CallerId:
         """From the raw number; ``hasher`` (``hotline.privacy.CallerKey``) gives the hash."""
-        from hotline.privacy import normalize
-
         n = normalize(caller_number(number))
         if n is None:
             return cls()
