@@ -28,6 +28,8 @@ class RouteDecision:
     priority: int = 0
     timeout_s: int = 0
     """0: wait until answered."""
+    seat: str = ""
+    """The seat the queue serves (``""``: the request's skill)."""
 
 
 class Router(Protocol):

@@ -19,4 +19,4 @@ class StaticQueueRouter:
 
     async def route(self, request: RouteRequest) -> RouteDecision:
         seat = request.skill if request.skill in self._seats else self._general
-        return RouteDecision(queue=queue_name(seat), priority=request.priority)
+        return RouteDecision(queue=queue_name(seat), priority=request.priority, seat=seat)

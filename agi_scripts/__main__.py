@@ -37,14 +37,12 @@ async def serve(
     speech: bool = True,
     caller_rules: bool = True,
 ) -> None:
-    listener = None
+    listener = policy = events = None
     if speech and app.config is not None:
         from agi_scripts.speech_listen import SpeechListener
 
-        listener = SpeechListener.from_config(app.config)
-        app.extras["listener"] = listener
+        listener = app.listener = SpeechListener.from_config(app.config)
         log.info("speech: AudioSocket 127.0.0.1:%d, drafts from Redis", listener.port)
-    policy = None
     if caller_rules and app.config is not None:
         try:
             from callers.policy import CallerPolicy
@@ -53,8 +51,16 @@ async def serve(
         except Exception as exc:  # fail open: every caller is "normal"
             log.error("caller rules unavailable, every caller counts as normal: %s", exc)
         else:
-            app.extras["policy"] = policy
+            app.policy, app.throttle = policy, policy.throttle
             log.info("caller rules: throttle and open demands checked at call start")
+    if listener is not None and policy is not None and policy.tickets is not None:
+        from speech.drafts import DraftKeeper
+
+        app.drafts = DraftKeeper(listener.redis, policy.tickets)
+    if app.config is not None:
+        from calls.stream import CallStream
+
+        events = app.events = CallStream.from_config(app.config)
     server = AgiServer(app)
     bound = await server.start(host, port)
     print(f"FastAGI listening on {bound[0]}:{bound[1]}", flush=True)
@@ -72,6 +78,8 @@ async def serve(
         await listener.close()
     if policy is not None:
         await policy.close()
+    if events is not None:
+        await events.close()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,12 +16,20 @@ import pkgutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from acd.interface import Router
 from acd.queues import StaticQueueRouter
 from agi_scripts.errors import AgiError, AgiHangup, AgiProtocolError, AgiTimeout
 from agi_scripts.protocol import HANGUP, ReplyParser, parse_env
+from agi_scripts.services import (
+    CallerRules,
+    DraftKeeper,
+    EventSink,
+    FlowFactory,
+    HarassmentFlags,
+    Listener,
+)
 from agi_scripts.session import DEFAULT_TIMEOUT_S, AgiSession
 from hotline.config import HotlineConfig
 
@@ -68,9 +76,19 @@ class AgiApp:
     config: HotlineConfig | None
     router: Router | None = None
     handlers: dict[str, Handler] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
-    """Seams filled by other components (``listener`` for speech, ``flow`` for tests)."""
     command_timeout_s: float = DEFAULT_TIMEOUT_S
+    listener: Listener | None = None
+    """Speech (``agi_scripts.speech_listen.SpeechListener``); ``None``: nobody listens."""
+    policy: CallerRules | None = None
+    """Caller rules (``callers.policy.CallerPolicy``); ``None``: every caller is normal."""
+    throttle: HarassmentFlags | None = None
+    """Where agents' harassment flags go (the policy's throttle)."""
+    drafts: DraftKeeper | None = None
+    """Stores each listen's draft in the ticket store."""
+    events: EventSink | None = None
+    """The call event stream (``calls.stream.CallStream``)."""
+    flow: FlowFactory | None = None
+    """The call flow (default ``ivr.flow.call_flow``; tests put a stand-in here)."""
 
     def __post_init__(self) -> None:
         if self.router is None and self.config is not None:

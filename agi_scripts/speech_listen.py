@@ -15,9 +15,10 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
+from agi_scripts.driver import prompt_path
 from agi_scripts.errors import AgiHangup
-from agi_scripts.handlers.ivr import prompt_path
 from agi_scripts.session import AgiSession
+from hotline.call import TicketDraft
 from ivr.actions import CallInfo, Heard, Listen
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ FAILED_SOCKET_WAIT_S = 2.0
 
 
 class SpeechListener:
-    """Implements :class:`agi_scripts.handlers.ivr.Listener` with the speech service."""
+    """Implements :class:`agi_scripts.services.Listener` with the speech service."""
 
     def __init__(
         self,
@@ -67,21 +68,23 @@ class SpeechListener:
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def listen(self, session: AgiSession, call: CallInfo, action: Listen) -> Heard:
+    async def listen(
+        self, session: AgiSession, call: CallInfo, action: Listen, listen_id: str
+    ) -> Heard:
         from speech.service import register_listen, speech_service_alive, wait_for_draft
 
         try:
             async with asyncio.timeout(REDIS_STEP_S):
                 alive = await speech_service_alive(self.redis)
-                listen_id = (
-                    await register_listen(self.redis, call.call_id, action.max_s, action.silence_ms)
-                    if alive
-                    else None
-                )
+                if alive:
+                    await register_listen(
+                        self.redis, call.call_id, action.max_s, action.silence_ms,
+                        listen_id=listen_id,
+                    )  # fmt: skip
         except Exception as exc:  # Redis down, slow or refusing: keypad
             log.warning("call %s: speech unavailable (%s); keypad", call.call_id, exc)
             return Heard()
-        if listen_id is None:
+        if not alive:
             log.info("call %s: speech service not running; keypad", call.call_id)
             return Heard()
         await session.stream_file(prompt_path(action.prompt), "")
@@ -107,10 +110,11 @@ class SpeechListener:
 
 def heard_from(message: dict[str, Any] | None) -> Heard:
     """The service's published message → :class:`Heard` (``draft`` = the extracted fields)."""
-    if not message:
+    draft = TicketDraft.parse(message) if message else None
+    if draft is None:
         return Heard()
-    fields = message.get("fields")
     return Heard(
-        transcript=str(message.get("transcript") or ""),
-        draft=fields if isinstance(fields, dict) else None,
+        transcript=str(message.get("transcript") or "") if message else "",
+        draft=draft.usable,
+        listen_id=draft.listen_id,
     )

@@ -5,8 +5,8 @@
   caller's channel and number; ``Getvar`` reads ``HOTLINE_CALL_ID`` and
   ``HOTLINE_CALLER_FLAG`` from that channel.  The agent's feed gets a ``call`` event with the
   draft (the ticket store's, else the speech service's message in Redis, else ``None``).
-* ``hotline:drafts`` (Redis): a draft finished after the agent answered goes to that agent's
-  feed as a ``draft`` event.
+* ``draft`` events of the call event stream (``calls.stream``, consumer group
+  ``console-feed``): a draft finished after the agent answered goes to that agent's feed.
 * ``Hangup`` of the caller's channel: a ``hangup`` event; the call is forgotten.
 
 Both connections are re-made with back-off when they drop; the console never affects calls.
@@ -16,25 +16,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from calls.stream import CallStream, StreamConsumer
 from console.feed import FeedHub
-from console.views import draft_view
 from hotline import dialplan_vars as V
-from hotline.ami import DISCONNECTED, AmiClient, AmiError
+from hotline.ami import AmiClient, AmiError, follow_events
+from hotline.call import (
+    DRAFT_KEY,
+    CallEvent,
+    TicketDraft,
+    agent_id_of,
+    caller_number,
+    draft_view,
+)
 from hotline.config import HotlineConfig
 from hotline.privacy import mask
-from speech.drafts import stored_draft
-from speech.service import DRAFT_CHANNEL, DRAFT_KEY
 
 log = logging.getLogger("console.follow")
 
-RECONNECT_S = (0.5, 1.0, 2.0, 5.0)
+FEED_GROUP = "console-feed"
+FEED_CONSUMER = "console-1"
 GETVAR_TIMEOUT_S = 2.0
 FORGET_AFTER_S = 4 * 3600
 """Calls never seen hanging up are forgotten after this long."""
@@ -55,15 +61,6 @@ class CallRecord:
     agent: str | None = None
     answered_at: float | None = None
     seen_at: float = 0.0
-
-
-def agent_id_of(event: dict[str, str]) -> str:
-    """``agent1002`` (MemberName, Interface ``PJSIP/agent1002`` or the agent's channel) → 1002."""
-    for key in ("MemberName", "Interface", "DestChannel"):
-        value = event.get(key, "").removeprefix("PJSIP/").split("-")[0]
-        if value.startswith("agent") and value[5:].isdigit():
-            return value[5:]
-    return ""
 
 
 class CallFollower:
@@ -87,7 +84,7 @@ class CallFollower:
         """call id → linkedid (they are equal unless HOTLINE_CALL_ID was set otherwise)."""
         self.ami: AmiClient | None = None
         self.ami_connected = False
-        self.redis_connected = False
+        self.drafts: StreamConsumer | None = None
 
     # ---- lookups ------------------------------------------------------------------------
     def call(self, call_id: str) -> CallRecord | None:
@@ -101,9 +98,9 @@ class CallFollower:
                 return draft
         if self.redis is not None:
             with contextlib.suppress(Exception):
-                raw = await self.redis.get(DRAFT_KEY.format(call_id=call_id))
-                if raw:
-                    return stored_draft(json.loads(raw))
+                draft = TicketDraft.parse(await self.redis.get(DRAFT_KEY.format(call_id=call_id)))
+                if draft is not None:
+                    return draft.stored()
         return None
 
     def screen(self, rec: CallRecord, draft: dict[str, Any] | None) -> dict[str, Any]:
@@ -176,9 +173,7 @@ class CallFollower:
         rec.agent = agent
         rec.answered_at = self.clock()
         rec.caller_channel = event.get("Channel", rec.caller_channel)
-        rec.caller = event.get("CallerIDNum", "") or rec.caller
-        if rec.caller.lower() in ("unknown", "anonymous", "<unknown>"):
-            rec.caller = ""
+        rec.caller = caller_number(event.get("CallerIDNum", "") or rec.caller)
         rec.queue = event.get("Queue") or rec.queue
         if getvar is not None and rec.caller_channel:
             try:
@@ -210,86 +205,56 @@ class CallFollower:
         for rec in [r for r in self.calls.values() if r.seen_at < old]:
             self._forget(rec)
 
-    # ---- Redis drafts -------------------------------------------------------------------
+    # ---- drafts from the call event stream ----------------------------------------------
     async def on_draft_message(self, raw: bytes | str) -> None:
-        """A published draft: to the screen of the agent on that call, if any."""
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            return
-        if not isinstance(message, dict):
-            return
-        rec = self.call(str(message.get("call_id") or ""))
+        """A speech message (JSON): to the screen of the agent on that call, if any."""
+        message = TicketDraft.parse(raw)
+        if message is not None:
+            await self._push_draft(message.call_id, message.stored())
+
+    async def on_call_event(self, event: CallEvent, _entry_id: str = "") -> None:
+        """A ``draft`` event of the call event stream: to the agent on that call, if any."""
+        draft = event.data.get("draft")
+        if event.kind == "draft" and isinstance(draft, dict):
+            await self._push_draft(event.call_id, draft)
+
+    async def _push_draft(self, call_id: str, fallback: dict[str, Any]) -> None:
+        rec = self.call(call_id)
         if rec is None or not rec.agent:
             return
-        draft = await self.draft_for(rec.call_id) or stored_draft(message)
+        draft = await self.draft_for(rec.call_id) or fallback
         self.hub.publish(
             rec.agent, {"event": "draft", "call_id": rec.call_id, "draft": draft_view(draft)}
         )
 
     # ---- loops --------------------------------------------------------------------------
     async def run(self) -> None:
-        await asyncio.gather(self._ami_loop(), self._redis_loop())
+        loops = [self._ami_loop()]
+        if self.redis is not None:
+            stream = CallStream(self.redis, maxlen=self.config.calls.stream_maxlen,
+                                retention_s=self.config.calls.retention_days * 86400)  # fmt: skip
+            self.drafts = StreamConsumer(stream, FEED_GROUP, FEED_CONSUMER, self.on_call_event)
+            loops.append(self.drafts.run())
+        await asyncio.gather(*loops)
+
+    def _connected(self, client: AmiClient | None) -> None:
+        self.ami, self.ami_connected = client, client is not None
+
+    async def _on_ami(self, event: dict[str, str], client: AmiClient) -> None:
+        async def getvar(channel: str, variable: str) -> str:
+            reply = await client.action("Getvar", Channel=channel, Variable=variable)
+            return reply.get("Value", "") if reply.get("Response") == "Success" else ""
+
+        await self.on_ami_event(event, getvar)
 
     async def _ami_loop(self) -> None:
-        cfg = self.config.ami
-        attempt = 0
-        while True:
-            try:
-                client = await AmiClient.connect(cfg.host, cfg.port, cfg.username, cfg.secret)
-            except (AmiError, OSError) as exc:
-                delay = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
-                log.info("AMI %s:%d not reachable (%s); retry in %.1f s", cfg.host, cfg.port,
-                         exc, delay)  # fmt: skip
-                attempt += 1
-                await asyncio.sleep(delay)
-                continue
-            attempt = 0
-            self.ami, self.ami_connected = client, True
-            events = client.subscribe()
-            log.info("AMI connected: following calls to agents")
+        a = self.config.ami
+        await follow_events(a.host, a.port, a.username, a.secret, self._on_ami,
+                            "calls to agents", self._connected)  # fmt: skip
 
-            async def getvar(channel: str, variable: str, c: AmiClient = client) -> str:
-                reply = await c.action("Getvar", Channel=channel, Variable=variable)
-                return reply.get("Value", "") if reply.get("Response") == "Success" else ""
-
-            try:
-                while True:
-                    event = await events.get()
-                    if event.get("Event") == DISCONNECTED:
-                        break
-                    try:
-                        await self.on_ami_event(event, getvar)
-                    except Exception:
-                        log.exception("AMI event %s not handled", event.get("Event"))
-            finally:
-                self.ami_connected = False
-                with contextlib.suppress(Exception):
-                    await client.close()
-            log.warning("AMI connection lost; reconnecting")
-
-    async def _redis_loop(self) -> None:
-        attempt = 0
-        while self.redis is not None:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(DRAFT_CHANNEL)
-                self.redis_connected, attempt = True, 0
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5.0)
-                    if msg is not None:
-                        await self.on_draft_message(msg["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.redis_connected = False
-                delay = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
-                attempt += 1
-                log.info("Redis drafts channel unavailable (%s); retry in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+    @property
+    def redis_connected(self) -> bool:
+        return self.drafts is not None and self.drafts.connected
 
     def status(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -309,3 +309,50 @@ class AmiClient:
         for queue in self._subscribers:
             queue.put_nowait({"Event": DISCONNECTED})
         self._subscribers.clear()
+
+
+RECONNECT_S = (0.5, 1.0, 2.0, 5.0)
+
+
+async def follow_events(
+    host: str,
+    port: int,
+    username: str,
+    secret: str,
+    handle: Callable[[Message, AmiClient], Awaitable[None]],
+    what: str = "events",
+    connected: Callable[[AmiClient | None], None] | None = None,
+) -> None:
+    """Log in and hand every event to ``handle(event, client)`` for ever, re-connecting with
+    back-off when the connection drops; an event ``handle`` fails on is logged and skipped.
+    ``connected(client)`` is told of each connection (``None`` when it is lost)."""
+    attempt = 0
+    while True:
+        try:
+            client = await AmiClient.connect(host, port, username, secret)
+        except (AmiError, OSError) as exc:
+            delay = RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)]
+            log.info("AMI %s:%d not reachable (%s); retry in %.1f s", host, port, exc, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+            continue
+        attempt = 0
+        events = client.subscribe()
+        log.info("AMI connected: following %s", what)
+        if connected is not None:
+            connected(client)
+        try:
+            while True:
+                event = await events.get()
+                if event.get("Event") == DISCONNECTED:
+                    break
+                try:
+                    await handle(event, client)
+                except Exception:
+                    log.exception("AMI event %s not handled", event.get("Event"))
+        finally:
+            if connected is not None:
+                connected(None)
+            with contextlib.suppress(Exception):
+                await client.close()
+        log.warning("AMI connection lost; reconnecting")

@@ -375,6 +375,17 @@ class Console(_Model):
         return data
 
 
+class Calls(_Model):
+    """The call event stream (Redis Streams on ``redis``) and the call record store."""
+
+    stream_maxlen: int = Field(default=200_000, ge=1_000, le=10_000_000)
+    """At most this many events are kept in the stream (older ones are trimmed)."""
+    retention_days: float = Field(default=7.0, gt=0, le=90)
+    """Events older than this are trimmed from the stream (records stay in the store)."""
+    path: str = "run/calls.sqlite3"
+    """The call record store (SQLite)."""
+
+
 class HotlineInfo(_Model):
     name: str = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -399,6 +410,7 @@ class HotlineConfig(_Model):
     throttle: Throttle = Throttle()
     tickets: Tickets = Tickets()
     console: Console = Console()
+    calls: Calls = Calls()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:

@@ -46,6 +46,11 @@ class Route:
     """Terminal: hand the call to the ACD (a seat's queue)."""
 
     request: RouteRequest
+    ivr_path: str = field(default="", compare=False)
+    """The caller's valid choices (``main>5>0``): tracked by the flow, nowhere else."""
+    notice: str = field(default="", compare=False)
+    """The out-of-scope notice (第九条 2–4) heard before the caller pressed 0, if any."""
+    via: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class EmergencyTransfer:
 
     line: str
     reason: str
+    ivr_path: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,9 @@ class Hangup:
     """Terminal: end the call (after a goodbye prompt the flow already played)."""
 
     reason: str
+    ivr_path: str = field(default="", compare=False)
+    notice: str = field(default="", compare=False)
+    """The out-of-scope notice (第九条 2–4) the caller heard, if the call ends for it."""
 
 
 Action = Play | Collect | Listen | Route | EmergencyTransfer | Hangup
@@ -86,6 +95,8 @@ class Heard:
 
     transcript: str = ""
     draft: dict[str, object] | None = None
+    listen_id: str = ""
+    """Which listen the draft belongs to (a call may have several)."""
 
 
 Result = Done | Digits | Heard

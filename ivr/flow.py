@@ -23,8 +23,9 @@ What a caller meets:
 
 Every call ends in a terminal action within :data:`MAX_COLLECTS` menu rounds, whatever the
 caller presses (a repeat key or menu loops cannot keep a caller in the IVR forever).
-The path of valid choices (``main>9>emergency>2``) goes into ``RouteRequest.fields["ivr_path"]``
-and into the emergency reason (``key:main>9>emergency>2``).
+The path of valid choices (``main>9>emergency>2``) travels on every terminal action
+(``ivr_path``; for the ACD also in ``RouteRequest.fields``) and into the emergency reason
+(``key:main>9>emergency>2``).
 """
 
 from __future__ import annotations
@@ -225,21 +226,23 @@ def _route(c: _Call, seat_id: str, extra: Mapping[str, object] | None = None) ->
         "via": c.via,
         **(extra or {}),
     }
+    notice = str((extra or {}).get("out_of_scope") or "")
     yield Play((TRANSFER,))
-    yield Route(RouteRequest(c.info.call_id, c.info.caller, seat_id, priority, fields))
+    request = RouteRequest(c.info.call_id, c.info.caller, seat_id, priority, fields)
+    yield Route(request, ivr_path=c.ivr_path, notice=notice, via=c.via)
     return None
 
 
 def _emergency_transfer(c: _Call, line: str, reason: str) -> Step:
     """Terminal: "正在为您转接119…" then the emergency trunk."""
     yield Play((f"emergency-{line}",))
-    yield EmergencyTransfer(line, reason=reason)
+    yield EmergencyTransfer(line, reason=reason, ivr_path=c.ivr_path)
     return None
 
 
-def _goodbye(c: _Call, reason: str) -> Step:
+def _goodbye(c: _Call, reason: str, notice: str = "") -> Step:
     yield Play((GOODBYE,))
-    yield Hangup(reason)
+    yield Hangup(reason, ivr_path=c.ivr_path, notice=notice)
     return None
 
 
@@ -271,7 +274,7 @@ def _notice(c: _Call, target: Target) -> Step:
     if key == "0":
         c.path.append("0")
         return (yield from _route(c, c.config.general_seat.id, {"out_of_scope": target.value}))
-    return (yield from _goodbye(c, f"notice:{target.value}"))
+    return (yield from _goodbye(c, f"notice:{target.value}", notice=target.value))
 
 
 def _listen(

@@ -122,6 +122,7 @@ class Stack:
         try:
             self.start_redis()
             self.start_fastagi(required=require_fastagi)
+            self.start_records()
             self.start_asterisk()
             if speech:
                 self.start_speech()
@@ -133,6 +134,7 @@ class Stack:
                 "fastagi": self.stop_fastagi,
                 "speech": self.stop_speech,
                 "console": self.stop_console,
+                "records": self.stop_records,
                 "redis": self.stop_redis,
             }
             for name, stop_component in stops.items():
@@ -148,6 +150,7 @@ class Stack:
             "fastagi": self.stop_fastagi(),
             "speech": self.stop_speech(),
             "console": self.stop_console(),
+            "records": self.stop_records(),
             "redis": self.stop_redis(),
             "demo_phones": self.stop_demo_phones() > 0,
         }
@@ -159,6 +162,7 @@ class Stack:
         agi_pid = read_pid(self._pidfile("fastagi"))
         speech_pid = read_pid(self._pidfile("speech"))
         console_pid = read_pid(self._pidfile("console"))
+        records_pid = read_pid(self._pidfile("records"))
         ast_running = alive(ast_pid, "asterisk")
         return {
             "instance": self.instance,
@@ -204,6 +208,12 @@ class Stack:
                 "url": f"http://{cfg.console.host}:{cfg.console_port}/",
                 "listening": port_open(cfg.console.host, cfg.console_port),
                 "log": str(self._logfile("console")),
+            },
+            "records": {
+                "running": alive(records_pid, "calls"),
+                "pid": records_pid if alive(records_pid, "calls") else None,
+                "store": str(cfg.calls.path),
+                "log": str(self._logfile("records")),
             },
             "timings": dict(self.timings),
         }
@@ -520,6 +530,27 @@ class Stack:
 
     def stop_console(self) -> bool:
         return stop(self._pidfile("console"), "console")
+
+    # ---- call records (AMI bridge + record keeper) -------------------------------------
+    def start_records(self, timeout: float = 10.0) -> bool:
+        """Start ``python -m calls serve`` (the AMI bridge and the record keeper); False
+        if it did not come up.  Calls never depend on it."""
+        pidfile = self._pidfile("records")
+        if alive(read_pid(pidfile), "calls"):
+            return True
+        argv = [sys.executable, "-m", "calls", "serve", "--config", str(self.config_path)]
+        spawn(argv, pidfile, self._logfile("records"), cwd=REPO, env=self._service_env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "call records:" in self._logfile("records").read_text(errors="replace"):
+                return True
+            if not alive(read_pid(pidfile)):
+                break
+            time.sleep(0.05)
+        return alive(read_pid(pidfile), "calls")
+
+    def stop_records(self) -> bool:
+        return stop(self._pidfile("records"), "calls")
 
     # ---- demo phones ------------------------------------------------------------------
     def _phones(self) -> list[tuple[str, str, int]]:

@@ -19,14 +19,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from hotline.call import DRAFT_KEY, TicketDraft
+
 log = logging.getLogger("speech.drafts")
 
 LATE_DRAFT_S = 60.0
 """How long the background keeper waits for a draft after the caller moved on."""
 STORE_TIMEOUT_S = 5.0
-RECOGNISER_KEYS = ("listen_id", "engine", "ended_by", "latency_s", "audio_seconds", "created_at")
-DROPPED_FIELDS = ("emergency_heard",)
-"""Extractor details the ticket has no use for."""
+_BACKGROUND: set[asyncio.Task[object]] = set()
+"""Draft keepers still waiting after their call left the IVR."""
 
 
 class DraftStore(Protocol):
@@ -35,20 +36,8 @@ class DraftStore(Protocol):
 
 def stored_draft(message: Mapping[str, Any], caller: str = "") -> dict[str, Any]:
     """The record to store for one published speech message (see the module docstring)."""
-    fields = message.get("fields")
-    fields = dict(fields) if isinstance(fields, Mapping) else {}
-    record: dict[str, Any] = {k: v for k, v in fields.items() if k not in DROPPED_FIELDS}
-    record["call_id"] = str(message.get("call_id") or "")
-    record["transcript"] = str(fields.get("transcript") or "")
-    record["audio"] = message.get("audio_path")
-    for key in RECOGNISER_KEYS:
-        if key in message:
-            record[key] = message[key]
-    if message.get("error"):
-        record["speech_error"] = str(message["error"])
-    if caller:
-        record["caller"] = caller
-    return record
+    draft = TicketDraft.parse(message) or TicketDraft(call_id="")
+    return draft.stored(caller)
 
 
 async def keep_call_draft(
@@ -57,17 +46,19 @@ async def keep_call_draft(
     call_id: str,
     caller: str = "",
     wait_s: float = LATE_DRAFT_S,
+    listen_id: str | None = None,
 ) -> dict[str, Any] | None:
-    """Wait (at most ``wait_s``) for the call's draft in Redis and store it; the stored record,
-    or ``None`` when none came or storing failed (logged).  Never raises."""
-    from speech.service import DRAFT_KEY, speech_service_alive, wait_for_draft
+    """Wait (at most ``wait_s``) for the call's draft in Redis — the one of ``listen_id`` when
+    given, so a call with several listens stores each listen's own draft — and store it; the
+    stored record, or ``None`` when none came or storing failed (logged).  Never raises."""
+    from speech.service import speech_service_alive, wait_for_draft
 
     try:
         if not await speech_service_alive(redis) and not await redis.exists(
             DRAFT_KEY.format(call_id=call_id)
         ):
             return None  # nobody listened: nothing will come
-        message = await wait_for_draft(redis, call_id, wait_s)
+        message = await wait_for_draft(redis, call_id, wait_s, listen_id)
         if message is None:
             log.info("call %s: no draft within %.0f s; nothing stored", call_id, wait_s)
             return None
@@ -79,3 +70,20 @@ async def keep_call_draft(
     except Exception as exc:  # the call never depends on this
         log.warning("call %s: draft not stored (%s: %s)", call_id, type(exc).__name__, exc)
         return None
+
+
+class DraftKeeper:
+    """Implements :class:`agi_scripts.services.DraftKeeper`: one background
+    :func:`keep_call_draft` per listen; the call never waits on it."""
+
+    def __init__(self, redis: Any, store: DraftStore, wait_s: float = LATE_DRAFT_S) -> None:
+        self.redis = redis
+        self.store = store
+        self.wait_s = wait_s
+
+    def keep(self, call_id: str, caller: str, listen_id: str) -> None:
+        task = asyncio.create_task(
+            keep_call_draft(self.redis, self.store, call_id, caller, self.wait_s, listen_id)
+        )
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)

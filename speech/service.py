@@ -43,6 +43,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from calls.stream import CallStream
+from hotline.call import (
+    ALIVE_KEY,
+    DRAFT_CHANNEL,
+    DRAFT_KEY,
+    LISTEN_DRAFT_KEY,
+    CallEvent,
+    TicketDraft,
+    valid_id,
+)
 from speech import audio as au
 from speech.endpoint import EndpointConfig, EndpointDetector, EndReason
 
@@ -61,10 +71,7 @@ KIND_AUDIO = 0x10
 KIND_ERROR = 0xFF
 HANGUP_MESSAGE = bytes((KIND_HANGUP, 0, 0))
 
-DRAFT_KEY = "hotline:draft:{call_id}"
-DRAFT_CHANNEL = "hotline:drafts"
 LISTEN_KEY = "hotline:speech:listen:{listen_id}"
-ALIVE_KEY = "hotline:speech:alive"
 DEFAULT_PORT = 4574
 
 
@@ -124,9 +131,11 @@ async def register_listen(
     max_s: float = 20.0,
     silence_ms: int = 1500,
     ttl_s: int = 600,
+    listen_id: str | None = None,
 ) -> str:
-    """Announce a listen for ``call_id``; return the UUID to pass to ``AudioSocket()``."""
-    listen_id = str(uuid.uuid4())
+    """Announce a listen for ``call_id`` (``listen_id``: a UUID chosen by the caller, else a new
+    one); return the UUID to pass to ``AudioSocket()``."""
+    listen_id = str(uuid.UUID(listen_id)) if listen_id else str(uuid.uuid4())
     value = json.dumps({"call_id": call_id, "max_s": max_s, "silence_ms": silence_ms})
     await redis.set(LISTEN_KEY.format(listen_id=listen_id), value, ex=ttl_s)
     return listen_id
@@ -171,6 +180,9 @@ async def wait_for_draft(
             pubsub = redis.pubsub()
             await pubsub.subscribe(DRAFT_CHANNEL)
             found = matches(await redis.get(key))
+            if found is None and listen_id is not None:  # the latest is another listen's
+                one = LISTEN_DRAFT_KEY.format(call_id=call_id, listen_id=listen_id)
+                found = matches(await redis.get(one))
             while found is None:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is not None:
@@ -229,6 +241,12 @@ class SpeechService:
         self._heartbeat: asyncio.Task[None] | None = None
         self._extract = _fields_extractor()
         self.drafts_published = 0
+        self.events: CallStream | None = None
+        if redis is not None:
+            c = config.calls
+            self.events = CallStream(
+                redis, maxlen=c.stream_maxlen, retention_s=c.retention_days * 86400
+            )
 
     async def start(self) -> None:
         s = self.settings
@@ -439,10 +457,21 @@ class SpeechService:
         try:
             async with asyncio.timeout(2.0):
                 await self.redis.set(key, text, ex=self.settings.draft_ttl_s)
+                if draft.get("listen_id"):
+                    one = LISTEN_DRAFT_KEY.format(
+                        call_id=draft["call_id"], listen_id=draft["listen_id"]
+                    )
+                    await self.redis.set(one, text, ex=self.settings.draft_ttl_s)
                 await self.redis.publish(DRAFT_CHANNEL, text)
             self.drafts_published += 1
         except Exception as exc:
             log.error("cannot store draft for %s: %s", draft["call_id"], exc)
+        parsed = TicketDraft.parse(draft)
+        if self.events is not None and parsed is not None and valid_id(parsed.call_id):
+            data = {"draft": parsed.stored()}
+            await self.events.publish(
+                CallEvent("draft", parsed.call_id, time.time(), "speech", data=data)
+            )
 
 
 async def _read_message(reader: asyncio.StreamReader) -> tuple[int, bytes]:

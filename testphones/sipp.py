@@ -714,4 +714,6 @@ def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = N
         data["tickets"]["key_file"] = str(run_dir / "secrets" / "pii.key")
     if run_dir is not None:
         data.setdefault("console", {})["users_db"] = str(run_dir / "console-access.sqlite3")
+    if run_dir is not None and isinstance(data.get("calls"), dict):
+        data["calls"]["path"] = str(run_dir / "calls.sqlite3")
     return data

@@ -25,43 +25,14 @@ from typing import Any, TextIO
 
 from asterisk.agi import AGI, AGIAppError, AGIHangup
 
+from agi_scripts.call_start import read_call_info
+from agi_scripts.driver import IvrDriver
 from agi_scripts.errors import AgiError, AgiHangup
-from agi_scripts.handlers.ivr import (
-    MAX_STEPS,
-    FlowFactory,
-    IvrPath,
-    call_info_from_env,
-    decide_route,
-    menu_for,
-    prompt_path,
-    terminal_variables,
-)
-from agi_scripts.protocol import (
-    ESCAPE_ALL,
-    HANGUP,
-    AgiEnv,
-    ReplyParser,
-    build_command,
-    clean_text,
-    reply_error,
-)
+from agi_scripts.protocol import HANGUP, AgiEnv, ReplyParser, build_command, clean_text, reply_error
 from agi_scripts.server import AgiApp
-from hotline import dialplan_vars as V
+from agi_scripts.services import FlowFactory
 from hotline.config import ConfigError, HotlineConfig, load_config
-from ivr.actions import (
-    TERMINAL,
-    Action,
-    CallInfo,
-    Collect,
-    Digits,
-    Done,
-    EmergencyTransfer,
-    Heard,
-    Listen,
-    Play,
-    Result,
-    Route,
-)
+from ivr.actions import Action
 
 log = logging.getLogger("agi_scripts.classic")
 
@@ -114,89 +85,52 @@ class SafeAGI(AGI):  # type: ignore[misc]
         return result
 
 
-class ClassicIvr:
-    """Runs the flow on a :class:`SafeAGI`; blocking, one call per process."""
+class ClassicSession:
+    """The coroutine API of :class:`agi_scripts.session.AgiSession` over a blocking
+    :class:`SafeAGI`, so the classic script runs the one :class:`IvrDriver`."""
 
-    def __init__(self, agi: SafeAGI, app: AgiApp, flow: FlowFactory) -> None:
+    def __init__(self, agi: SafeAGI) -> None:
         self.agi = agi
-        self.app = app
-        self.flow = flow
-        self.path = IvrPath()
+        self.env = AgiEnv(dict(agi.env))
+        self.call_id = self.env.get("agi_uniqueid") or "?"
+        self.hung_up = False
 
-    def call_info(self) -> CallInfo:
-        call_id = self._get(V.CALL_ID)
-        flag = self._get(V.CALLER_FLAG)
-        return call_info_from_env(AgiEnv(dict(self.agi.env)), call_id or None, flag)
-
-    def _get(self, name: str) -> str | None:
-        res = self.agi.execute("GET VARIABLE", name)
-        value, data = res["result"]
-        return data if value == "1" else None
-
-    def run(self) -> Action | None:
-        assert self.app.config is not None
-        call = self.call_info()
-        flow = self.flow(self.app.config, call)
-        action = next(flow)
-        for _ in range(MAX_STEPS):
-            if isinstance(action, TERMINAL):
-                flow.close()
-                self.finish(action)  # type: ignore[arg-type]
-                return action
-            result = self.perform(action)
-            try:
-                action = flow.send(result)
-            except StopIteration:
-                return None
-        flow.close()
-        return None
-
-    def play(self, prompt: str, escape: str) -> str:
+    async def stream_file(self, prompt: str, escape_digits: str = "") -> str:
         try:
-            return str(self.agi.stream_file(prompt_path(prompt), escape))
+            return str(self.agi.stream_file(prompt, escape_digits))
         except AGIAppError:
             self.agi.test_hangup()
             log.warning("prompt %s could not be played", prompt)
             return ""
 
-    def perform(self, action: Action) -> Result:
-        if isinstance(action, Play):
-            for prompt in action.prompts:
-                self.play(prompt, "")
-            return Done()
-        if isinstance(action, Collect):
-            digits = ""
-            for prompt in action.prompts:
-                digits = self.play(prompt, ESCAPE_ALL)
-                if digits:
-                    break
-            while len(digits) < action.max_digits:
-                if digits.endswith("#") and action.max_digits > 1:
-                    break
-                key = self.agi.wait_for_digit(action.timeout_ms)
-                if not key:
-                    break
-                digits += key
-            if action.max_digits > 1:
-                digits = digits.removesuffix("#")
-            self.path.collected(menu_for(self.app.config, action.prompts), digits)
-            return Digits(digits)
-        if isinstance(action, Listen):
-            return Heard()  # speech runs on the FastAGI side only
-        raise TypeError(f"not an IVR action: {action!r}")
+    async def wait_for_digit(self, timeout_ms: int) -> str | None:
+        return str(self.agi.wait_for_digit(timeout_ms)) or None
 
-    def finish(self, action: Route | EmergencyTransfer | Any) -> None:
-        cfg = self.app.config
-        assert cfg is not None
-        if isinstance(action, EmergencyTransfer) and action.line not in cfg.emergency.lines:
-            from acd.interface import RouteRequest
+    async def get_variable(self, name: str) -> str | None:
+        value, data = self.agi.execute("GET VARIABLE", name)["result"]
+        return data if value == "1" else None
 
-            action = Route(RouteRequest("classic", "", cfg.general_seat.id, 9))
-        decision = None
-        if isinstance(action, Route):
-            decision = asyncio.run(decide_route(self.app, action.request))
-        for name, value in terminal_variables(action, str(self.path), decision):
-            self.agi.set_variable(name, clean_text(value, 1024))
+    async def set_variable(self, name: str, value: object) -> None:
+        self.agi.set_variable(name, clean_text(str(value), 1024))
+
+
+class ClassicIvr:
+    """Runs the flow on a :class:`SafeAGI` with the FastAGI handler's driver; one call per
+    process.  Speech runs on the FastAGI side only (no listener: Listen hears nothing)."""
+
+    def __init__(self, agi: SafeAGI, app: AgiApp, flow: FlowFactory) -> None:
+        self.session = ClassicSession(agi)
+        self.app = app
+        self.flow = flow
+
+    def run(self) -> Action | None:
+        return asyncio.run(self._run())
+
+    async def _run(self) -> Action | None:
+        assert self.app.config is not None
+        session: Any = self.session
+        call = await read_call_info(session, self.app)
+        return await IvrDriver(session, self.app, call).run(self.flow(self.app.config, call))
 
 
 def load_flow(spec: str) -> FlowFactory:

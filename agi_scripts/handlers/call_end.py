@@ -71,7 +71,7 @@ async def handle(session: AgiSession, app: AgiApp) -> None:
         log.warning("%s; not counted", exc)
         return
     session.call_id = end.call_id
-    policy = app.extras.get("policy")
+    policy = app.policy
     if policy is None:
         log.info("call %s: ended, no caller rules to feed", end.call_id)
         return

@@ -38,8 +38,7 @@ async def handle(session: AgiSession, app: AgiApp) -> None:
     call_id = clean_text(call_id, 64).strip()
     session.call_id = call_id or session.call_id
     by = flagged_by(agent, session.env.get("agi_channel"))
-    policy = app.extras.get("policy")
-    throttle = getattr(policy, "throttle", None)
+    throttle = app.throttle
     if throttle is None:
         log.warning("call %s: harassment flag by %s not recorded: no caller rules", call_id, by)
         return

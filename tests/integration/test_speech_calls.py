@@ -20,7 +20,7 @@ import signal
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,8 +112,15 @@ class SpeechHotline:
         return f"http://{self.config.console.host}:{self.config.console_port}"
 
 
-def start_speech_hotline(tmp: Path) -> tuple[SpeechHotline, object]:
-    """Bring the speech test instance up; returns it and the Stack (to stop it)."""
+def start_speech_hotline(
+    tmp: Path,
+    mode: str = "after_choice",
+    instance: str = INSTANCE,
+    offset: int = OFFSET,
+    tweak: Callable[[dict], None] | None = None,
+) -> tuple[SpeechHotline, object]:
+    """Bring the speech test instance up (``tweak`` edits its config data first); returns it
+    and the Stack (to stop it)."""
     if os.geteuid() != 0:
         pytest.skip("integration tests need root (Asterisk runs in a chroot)")
     if shutil.which("sipp") is None or missing_dtmf_samples():
@@ -128,12 +135,14 @@ def start_speech_hotline(tmp: Path) -> tuple[SpeechHotline, object]:
     from runtime.stack import Stack
 
     base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
-    data = offset_config(base, OFFSET, tmp)
-    data.setdefault("speech", {}).update(mode="after_choice", engine="whisper")
-    path = tmp / f"{INSTANCE}.yaml"
+    data = offset_config(base, offset, tmp)
+    data.setdefault("speech", {}).update(mode=mode, engine="whisper")
+    if tweak is not None:
+        tweak(data)
+    path = tmp / f"{instance}.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     config = load_config(path)
-    stack = Stack(path, instance=INSTANCE, run_dir=tmp / "run")
+    stack = Stack(path, instance=instance, run_dir=tmp / "run")
     try:
         stack.up(require_fastagi=True)
         if not stack.start_speech(required=True):

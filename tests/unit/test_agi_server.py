@@ -116,14 +116,16 @@ def main_menu_flow(config: HotlineConfig, call: CallInfo) -> Generator[Action, R
     target = config.menus["main"].options.get(result.value)
     if target is not None and target.kind == "seat":
         request = RouteRequest(call.call_id, call.caller, target.value, 0, {})
-        yield Route(request)
+        yield Route(request, ivr_path=f"main>{result.value}")
     elif target is not None and target.kind == "menu":
         again = yield Collect(("emergency-menu",))
         assert isinstance(again, Digits)
         line = {"1": "110", "2": "119", "3": "120", "4": "122"}[again.value]
-        yield EmergencyTransfer(line, f"key:main>9>emergency>{again.value}")
+        path = f"main>9>emergency>{again.value}"
+        yield EmergencyTransfer(line, f"key:{path}", ivr_path=path)
     else:
-        yield Route(RouteRequest(call.call_id, call.caller, "zonghe"))
+        path = f"main>{result.value or 't'}"
+        yield Route(RouteRequest(call.call_id, call.caller, "zonghe"), ivr_path=path)
 
 
 async def start(app: AgiApp) -> tuple[AgiServer, int]:
@@ -134,7 +136,7 @@ async def start(app: AgiApp) -> tuple[AgiServer, int]:
 
 def make_app(flow=main_menu_flow, **kw) -> AgiApp:  # type: ignore[no-untyped-def]
     app = AgiApp(config=CONFIG, handlers={"ivr": ivr_handler.handle}, **kw)
-    app.extras["flow"] = flow
+    app.flow = flow
     return app
 
 
@@ -487,7 +489,7 @@ class FakePolicy:
 async def test_suspended_caller_from_the_caller_rules_hears_the_notice_and_is_flagged() -> None:
     app = real_app()
     policy = FakePolicy("suspended")
-    app.extras["policy"] = policy
+    app.policy = policy
     server, port = await start(app)
     ast = await FakeAsterisk(port, menu_answers({})).call()
     await server.stop()
@@ -500,7 +502,7 @@ async def test_suspended_caller_from_the_caller_rules_hears_the_notice_and_is_fl
 async def test_slow_caller_rules_do_not_hold_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ivr_handler, "SCREEN_BUDGET_S", 0.2)
     app = real_app()
-    app.extras["policy"] = FakePolicy("suspended", delay_s=5)
+    app.policy = FakePolicy("suspended", delay_s=5)
     server, port = await start(app)
     ast = await FakeAsterisk(port, menu_answers({"hotline/main-menu": "2"})).call()
     await server.stop()

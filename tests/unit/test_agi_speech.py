@@ -105,7 +105,7 @@ def caller_presses(key: str, on_exec: Answer | None = None) -> Answer:
 
 async def run_call(listener: SpeechListener, answer: Answer) -> list[list[str]]:
     app = AgiApp(config=CONFIG, handlers={"ivr": ivr_handler.handle})
-    app.extras["listener"] = listener
+    app.listener = listener
     server = AgiServer(app)
     _, port = await server.start("127.0.0.1", 0)
     try:

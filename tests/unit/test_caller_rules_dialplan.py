@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from acd.interface import RouteDecision
 from agi_scripts.handlers import call_end, harassment
-from agi_scripts.handlers._rules import count_notice, notice_heard
+from agi_scripts.outcome import count_notice, outcome_of
 from agi_scripts.protocol import parse_env
 from asterisk_conf.render import queue_emergency, render_text
 from callers.call_vars import HARASSMENT_FEATURE_CODE
@@ -145,7 +146,8 @@ class FakePolicy:
 
 class FakeApp:
     def __init__(self, policy: object | None) -> None:
-        self.extras = {"policy": policy} if policy is not None else {}
+        self.policy = policy
+        self.throttle = getattr(policy, "throttle", None)
 
 
 def test_call_end_handler_feeds_the_policy_and_ignores_bad_input() -> None:
@@ -169,10 +171,14 @@ def test_harassment_handler_flags_the_bridged_caller_by_the_agent() -> None:
 
 # ---- notices ---------------------------------------------------------------------------
 def test_the_notice_a_caller_heard_is_read_from_the_terminal_action() -> None:
-    assert notice_heard(Hangup("notice:privacy")) == "privacy"
+    def notice_heard(action: Hangup | Route | EmergencyTransfer) -> str:
+        decision = RouteDecision(queue="seat_zonghe") if isinstance(action, Route) else None
+        return outcome_of(action, decision).notice
+
+    assert notice_heard(Hangup("notice:privacy", notice="privacy")) == "privacy"
     assert notice_heard(Hangup("suspended")) == ""
     req = RouteRequest("c1", "138", "zonghe", 0, {"out_of_scope": "litigation"})
-    assert notice_heard(Route(req)) == "litigation"
+    assert notice_heard(Route(req, notice="litigation")) == "litigation"
     assert notice_heard(Route(RouteRequest("c1", "138", "gjj", 0, {}))) == ""
     assert notice_heard(EmergencyTransfer("119", reason="key:main>9>emergency>2")) == ""
 

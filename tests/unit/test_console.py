@@ -16,9 +16,10 @@ from argon2 import PasswordHasher
 from access import AccessStore
 from console.app import Services, make_app
 from console.feed import FeedHub, sse
-from console.follow import CallFollower, agent_id_of
+from console.follow import CallFollower
 from console.stats import StatsError, demand_stats, rows
 from console.views import draft_view, mask_text
+from hotline.call import agent_id_of
 from hotline.config import HotlineConfig, load_config
 from hotline.privacy import CallerKey
 from speech.drafts import stored_draft

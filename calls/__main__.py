@@ -1,0 +1,105 @@
+"""``python -m calls serve --config hotline.yaml``: the AMI bridge (dialplan and channel events
+→ the call event stream) and the record keeper (stream → call record store), in one process.
+
+The record keeper is consumer ``records-1`` of group ``records``: stopped and started again,
+it goes on where it was (nothing lost).  Calls never depend on this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Any
+
+from calls.bridge import AmiBridge
+from calls.store import SqliteCallStore
+from calls.stream import CallStream, StreamConsumer
+from hotline.ami import AmiClient, follow_events
+from hotline.call import CallEvent
+from hotline.config import ConfigError, HotlineConfig, load_config
+
+log = logging.getLogger("calls")
+
+RECORDS_GROUP = "records"
+
+
+def record_keeper(stream: CallStream, store: SqliteCallStore, name: str) -> StreamConsumer:
+    """The consumer that merges every event into its call's record."""
+
+    async def keep(event: CallEvent, entry_id: str) -> None:
+        rec = await store.apply(event, entry_id)
+        if event.kind == "ended":
+            log.info("call %s ended: %s seat=%s", rec.call_id, rec.outcome, rec.seat or "-")
+
+    return StreamConsumer(stream, RECORDS_GROUP, name, keep)
+
+
+def caller_hasher(config: HotlineConfig) -> Any:
+    """The PII key of the ticket store (so records and tickets share caller hashes), or
+    ``None`` (records keep the masked number only) when it cannot be read."""
+    from hotline.privacy import CallerKey
+
+    try:
+        return CallerKey.from_file(config.tickets.key_file)
+    except (OSError, ValueError) as exc:
+        log.error("no PII key (%s): call records hold no caller hash", exc)
+        return None
+
+
+async def serve(config: HotlineConfig, name: str, bridge: bool = True) -> None:
+    stream = CallStream.from_config(config, socket_timeout=5.0)
+    store = SqliteCallStore(config.calls.path)
+    keeper = record_keeper(stream, store, name)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(keeper.run(stop))]
+    if bridge:
+        ami = AmiBridge(caller_hasher(config))
+
+        async def forward(event: dict[str, str], _client: AmiClient) -> None:
+            out = ami.translate(event)
+            if out is not None:
+                await stream.publish(out)
+
+        a = config.ami
+        follow = follow_events(a.host, a.port, a.username, a.secret, forward, "call events")
+        tasks.append(asyncio.create_task(follow))
+    print(f"call records: {config.calls.path}", flush=True)
+    await stop.wait()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await store.close()
+    await stream.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m calls", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("serve", help="run the AMI bridge and the record keeper")
+    p.add_argument("--config", required=True, help="hotline YAML config")
+    p.add_argument("--name", default="records-1", help="consumer name in the group")
+    p.add_argument("--no-bridge", action="store_true", help="record keeper only")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"refusing to start: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(config, args.name, not args.no_bridge))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
