@@ -66,7 +66,7 @@ def split_syllable(syllable: str) -> tuple[str, str]:
 def fuzzy_key(syllable: str) -> str:
     """The syllable with the fuzzy-pinyin pairs merged (zhi → zi, ling → nin, hu → fu): two
     syllables with the same key sound alike to a caller with an accent."""
-    ini, fin = _split(syllable)
+    ini, fin = split_syllable(syllable)
     return _FUZZY_INITIAL.get(ini, ini) + _FUZZY_FINAL.get(fin, fin)
 
 

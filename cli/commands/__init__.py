@@ -8,7 +8,12 @@ import importlib
 import os
 from pathlib import Path
 
-BUILTIN = ("cli.commands.stack", "cli.commands.config_cmd", "cli.commands.users", "cli.commands.calls")
+BUILTIN = (
+    "cli.commands.stack",
+    "cli.commands.config_cmd",
+    "cli.commands.users",
+    "cli.commands.calls",
+)
 OPTIONAL = ("cli.commands.call", "cli.commands.speech")
 
 
