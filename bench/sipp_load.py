@@ -33,6 +33,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from hotline import safe_yaml  # noqa: E402
 from hotline.ami import AmiClient, AmiError  # noqa: E402
 from hotline.config import HotlineConfig, load_config  # noqa: E402
 from testphones.sipp import CallerSpec, offset_config, run_caller_async  # noqa: E402
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     own = args.config is None
     tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-"))
     if own:
-        base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+        base = safe_yaml.load_file(REPO / "hotline.yaml")
         path = tmp / f"{args.instance}.yaml"
         data = offset_config(base, args.offset, tmp)
         path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))

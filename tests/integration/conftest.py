@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from cli.commands.call import first_key_after, place_call
+from hotline import safe_yaml
 from hotline.config import HotlineConfig, load_config
 from testphones.sipp import (
     CallerSpec,
@@ -166,7 +167,7 @@ def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotline]:
     from runtime.stack import Stack
 
     tmp = tmp_path_factory.mktemp("hotline-itest")
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    base = safe_yaml.load_file(REPO / "hotline.yaml")
     data = offset_config(base, OFFSET, tmp)
     data["menus"]["main"]["timeout_s"] = MENU_TIMEOUT_S
     data["menus"]["main"]["retries"] = MENU_RETRIES

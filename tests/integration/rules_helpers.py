@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hotline import safe_yaml
 from hotline.ami import AmiClient
 from hotline.config import load_config
 from testphones.sipp import CallerSpec, PhoneSet, offset_config, start_phone
@@ -52,7 +53,7 @@ EVENTS = ("UserEvent", "DialBegin", "DialEnd", "Newchannel", "AgentConnect", "Ha
 
 
 def rules_config_data(tmp: Path) -> dict:
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    base = safe_yaml.load_file(REPO / "hotline.yaml")
     data = offset_config(base, RULES_OFFSET, tmp)
     data["menus"]["main"]["timeout_s"] = 3
     data["menus"]["main"]["retries"] = 2

@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from cli.commands.call import place_call, prompt_seconds
+from hotline import safe_yaml
 from hotline.config import HotlineConfig, load_config
 from speech.pcap import with_trailing_silence
 from testphones.sipp import (
@@ -127,7 +128,7 @@ def start_speech_hotline(tmp: Path) -> tuple[SpeechHotline, object]:
     from runtime.procs import StackError
     from runtime.stack import Stack
 
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    base = safe_yaml.load_file(REPO / "hotline.yaml")
     data = offset_config(base, OFFSET, tmp)
     data.setdefault("speech", {}).update(mode="after_choice", engine="whisper")
     path = tmp / f"{INSTANCE}.yaml"

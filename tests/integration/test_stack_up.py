@@ -24,6 +24,7 @@ from rules_helpers import AGENT_KEYS_UAS, rfc4733_pcap
 
 from acd.queues import queue_name
 from asterisk_conf.render import MODULES
+from hotline import safe_yaml
 from hotline.ami import AmiClient
 from hotline.config import ConfigError, HotlineConfig, load_config
 from runtime import Stack, StackError
@@ -52,7 +53,7 @@ PORTS = {
 
 def write_config(path: Path, ports: dict[str, int], extra_agent: bool = False) -> HotlineConfig:
     """The example config moved to ``ports`` (optionally with a second 公积金 agent)."""
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(EXAMPLE)
     for key in ("sip", "ami", "agi", "redis"):
         data[key]["port"] = ports[key]
     for trunk in ("carrier", "emergency"):
@@ -255,7 +256,7 @@ def test_broken_edit_is_refused_and_nothing_changes(stack: Stack) -> None:
     etc = stack.rootfs / f"etc/asterisk-{stack.instance}"
     before = (etc / "queues.conf").read_text()
     good = stack.config_path.read_text(encoding="utf-8")
-    data = yaml.safe_load(good)
+    data = safe_yaml.load(good)
     data["agents"][-1]["seats"] = ["nowhere"]
     stack.config_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     try:

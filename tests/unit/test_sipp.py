@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from cli.commands.call import analyse, endpoint_of
+from hotline import safe_yaml
 from testphones.sipp import (
     CALLER_XML,
     MEDIA_MARKER,
@@ -191,7 +191,7 @@ def test_sipp_statistics_are_read_from_the_last_row(tmp_path: Path) -> None:
 
 
 def test_a_test_instance_moves_every_port_and_leaves_the_original_alone(tmp_path: Path) -> None:
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    base = safe_yaml.load_file(REPO / "hotline.yaml")
     moved = offset_config(base, 10000, tmp_path)
     assert moved["sip"]["port"] == base["sip"]["port"] + 10000 == 15060
     for key in ("ami", "agi", "redis"):
