@@ -14,9 +14,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from hotline import safe_yaml
+from hotline import peers, safe_yaml
 
 ID = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 """Identifiers that end up in Asterisk config (queue, endpoint, context names): ASCII only."""
@@ -77,30 +85,64 @@ class Trunks(_Model):
     emergency: Trunk
 
 
-class Ami(_Model):
+class _Listener(_Model):
+    """A listener of the hotline's own (AMI, FastAGI + speech socket, Redis, console): on
+    loopback by default; any other ``host`` needs ``allow_from``, the peer networks that may
+    connect (``hotline/peers.py`` renders and enforces it)."""
+
     host: str = "127.0.0.1"
+    allow_from: tuple[str, ...] = Field(default=(), max_length=256, validate_default=True)
+    """Peer networks (``10.1.2.0/24``, ``10.1.2.7``) besides loopback and ``host`` itself."""
+
+    _check_host = field_validator("host")(_host)
+
+    @field_validator("allow_from")
+    @classmethod
+    def _allow_list_off_loopback(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple:
+        for entry in value:
+            peers.network(entry)
+        host = info.data.get("host")
+        if host is not None and not peers.is_loopback(host) and not value:
+            raise ValueError(
+                f"host {host} is not loopback: listening there needs allow_from, the list of "
+                "peer networks that may connect (e.g. allow_from: [10.1.2.0/24])"
+            )
+        return value
+
+    @property
+    def allowed_peers(self) -> peers.Peers:
+        """Who may connect: loopback, ``host`` itself and ``allow_from``."""
+        return peers.Peers.of(self.host, self.allow_from)
+
+
+class Ami(_Listener):
     port: int = Field(default=5038, ge=1, le=65535)
     username: ID = "hotline"
     secret: str = Field(min_length=12, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
 
-    _check_host = field_validator("host")(_host)
 
+class Agi(_Listener):
+    """The FastAGI server; the speech service's AudioSocket listens on the same host (port +
+    1) and accepts the same peers."""
 
-class Agi(_Model):
-    host: str = "127.0.0.1"
     port: int = Field(default=4573, ge=1, le=65535)
 
-    _check_host = field_validator("host")(_host)
 
-
-class Redis(_Model):
-    host: str = "127.0.0.1"
+class Redis(_Listener):
     port: int = Field(default=6390, ge=1, le=65535)
     db: int = Field(default=0, ge=0, le=15)
     timeout_ms: int = Field(default=50, ge=1, le=5000)
     """A Redis answer slower than this counts as a failure; callers are then treated as normal."""
 
-    _check_host = field_validator("host")(_host)
+    @field_validator("host")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        if value in ("0.0.0.0", "::"):
+            raise ValueError(
+                "Redis cannot check its peers: bind it to one address (loopback, or this "
+                "host's address on the network its clients use), not every address"
+            )
+        return value
 
 
 class Seat(_Model):
@@ -349,7 +391,7 @@ class Tickets(_Model):
     """Secret for hashing and encrypting caller numbers (created 0600 if missing)."""
 
 
-class Console(_Model):
+class Console(_Listener):
     """The agent console (``python -m console serve``): live feed per agent, draft API,
     supervisor endpoints.  Loopback only; every request carries ``token`` (agents) or
     ``supervisor_token`` (caller rules); without a token the console does not start."""
@@ -358,12 +400,8 @@ class Console(_Model):
     host: str = "127.0.0.1"
     port: int | None = Field(default=None, ge=1, le=65535)
     """``None``: the FastAGI port + 2 (4575), so an offset test instance moves with it."""
-    token: str | None = Field(
-        default=None, min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_.-]+$"
-    )
-    supervisor_token: str | None = Field(
-        default=None, min_length=16, max_length=256, pattern=r"^[A-Za-z0-9_.-]+$"
-    )
+    token: str | None = Field(default=None, min_length=16, pattern=r"^[A-Za-z0-9_.-]+$")
+    supervisor_token: str | None = Field(default=None, min_length=16, pattern=r"^[A-Za-z0-9_.-]+$")
 
     _check_host = field_validator("host")(_host)
 

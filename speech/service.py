@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hotline.peers import peer_host
 from speech import audio as au
 from speech.endpoint import EndpointConfig, EndpointDetector, EndReason
 
@@ -229,6 +230,9 @@ class SpeechService:
         self._heartbeat: asyncio.Task[None] | None = None
         self._extract = _fields_extractor()
         self.drafts_published = 0
+        self.peers = config.agi.allowed_peers
+        """Who may connect: Asterisk's AudioSocket, from ``agi.allow_from`` (and loopback)."""
+        self.refused_peers = 0
 
     async def start(self) -> None:
         s = self.settings
@@ -288,6 +292,12 @@ class SpeechService:
         )
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = peer_host(writer.get_extra_info("peername"))
+        if not self.peers.allows(peer):
+            self.refused_peers += 1
+            log.warning("AudioSocket connection from %s refused: not in agi.allow_from", peer)
+            await _close(writer)
+            return
         self._writers.add(writer)
         try:
             try:
