@@ -178,6 +178,16 @@ def free_udp_port(host: str, pair: bool = False) -> int:
     raise SippError(f"no free UDP port on {host}")
 
 
+def control_args(host: str) -> list[str]:
+    """sipp's remote-control socket on ``host`` (its own address, loopback) at a free port.
+
+    Without these sipp binds that socket to 0.0.0.0:8888 (the next free of 8888–8947), open
+    to the network and shared by every sipp on the machine, so parallel test instances fought
+    over it; ``-ci`` (sipp 3.6.1) binds it to one address, ``-cp`` picks the port (with
+    ``-cp`` sipp does not try the next one: the port must be free, as found here)."""
+    return ["-ci", host, "-cp", str(free_udp_port(host))]
+
+
 # ---- results ----------------------------------------------------------------------------
 @dataclass
 class SippResult:
@@ -388,6 +398,7 @@ def caller_argv(spec: CallerSpec, workdir: Path, timeout_s: float) -> list[str]:
         "-p", str(free_udp_port(spec.local_ip)),
         "-mi", spec.local_ip,
         "-mp", str(free_udp_port(spec.local_ip, pair=True)),
+        *control_args(spec.local_ip),
         "-m", str(spec.calls),
         "-r", f"{spec.rate:g}",
         "-set", "dialed", spec.dialed,
@@ -575,6 +586,7 @@ def start_phone(
         "-p", str(port),
         "-mi", host,
         "-mp", str(free_udp_port(host, pair=True)),
+        *control_args(host),
         "-set", "role", role,
         "-set", "ring_ms", str(round(ring_s * 1000)),
         "-aa",

@@ -1,6 +1,7 @@
 """Callers say their matter in Mandarin in real calls (issue 3).
 
-A test instance of its own (``speech.mode: after_choice``; ports moved by 30 000): Asterisk,
+A test instance of its own (``speech.mode: after_choice``; ports moved by the base offset +
+1000, ``instances.py``): Asterisk,
 the FastAGI IVR, Redis, the speech service with the Whisper engine, the agent console, and sipp
 phones.  Each caller is a sipp caller that presses a key during the greeting, then speaks one of
 the hotline utterances (../shared/audio/hotline, sent as G.711 RTP made from the wav) after
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from instances import stack_instance
 
 from cli.commands.call import place_call, prompt_seconds
 from hotline import safe_yaml
@@ -46,8 +48,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.speech]
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("HOTLINE_SHARED", REPO.parent / "shared"))
 AUDIO = SHARED / "audio" / "hotline"
-OFFSET = int(os.environ.get("HOTLINE_SPEECH_ITEST_PORT_OFFSET", "30000"))
-INSTANCE = "itest-speech"
+INSTANCE, OFFSET = stack_instance("speech")
 KEY_AT_S = 4.0
 """The key is pressed during the greeting (it counts, and saves the caller 15 s)."""
 HOLD_S = 36.0

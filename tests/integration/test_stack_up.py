@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from instances import stack_instance
 from redis import Redis
 from rules_helpers import AGENT_KEYS_UAS, rfc4733_pcap
 
@@ -29,6 +30,7 @@ from hotline.ami import AmiClient
 from hotline.config import ConfigError, HotlineConfig, load_config
 from runtime import Stack, StackError
 from runtime.procs import alive, port_open, udp_port_bound
+from testphones.sipp import control_args
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,17 +39,17 @@ pytestmark = [
 ]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hotline.yaml"
-INSTANCE = "stacktest"
-# Offsets from the demo ports (5060/5038/4573/6390/51xx) chosen not to collide with the
-# "itest" instance that the call tests use (15060/15038/14573/16390/151xx).
+INSTANCE, _OFFSET = stack_instance("stack")
+# The demo ports (5060/5038/4573/6390/51xx) moved by this file's offset (instances.py), so
+# the stack does not collide with the other test stacks of this or another worker.
 PORTS = {
-    "sip": 17060,
-    "ami": 17038,
-    "agi": 16573,
-    "redis": 18390,
-    "carrier": 17061,
-    "emergency": 17062,
-    "agent_base": 17100,
+    "sip": 5060 + _OFFSET,
+    "ami": 5038 + _OFFSET,
+    "agi": 4573 + _OFFSET,
+    "redis": 6390 + _OFFSET,
+    "carrier": 5061 + _OFFSET,
+    "emergency": 5062 + _OFFSET,
+    "agent_base": 5100 + _OFFSET,
 }
 
 
@@ -83,7 +85,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("stack")
     cfg_path = base / "hotline.yaml"
     config = write_config(cfg_path, PORTS)
-    assert config.sip.port == PORTS["sip"] and config.agents[0].port == 17101
+    assert config.sip.port == PORTS["sip"] and config.agents[0].port == PORTS["agent_base"] + 1
     s = Stack(cfg_path, instance=INSTANCE, run_dir=base / "run")
     s.down()
     try:
@@ -140,6 +142,7 @@ def test_call_fails_open_with_ivr_down_and_survives_reload(stack: Stack, tmp_pat
             *("sipp", "-sn", "uac", "-s", cfg.hotline.number, f"{cfg.sip.host}:{cfg.sip.port}"),
             *("-i", cfg.trunks.carrier.host, "-p", str(PORTS["carrier"]), "-m", "1"),
             *("-d", "20000", "-nostdin", "-timeout", "60"),
+            *control_args(cfg.trunks.carrier.host),
         ],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -204,14 +207,16 @@ def test_agent_feature_code_sends_the_caller_to_the_emergency_trunk(
                 sipp(
                     *("-sf", str(scenario), "-i", agent.host, "-p", str(agent.port), "-m", "1"),
                     *("-mi", agent.host, "-mp", str(PORTS["agent_base"] + 50 + 2 * n)),
+                    *control_args(agent.host),
                 )
             trunk = cfg.trunks.emergency
-            sipp("-sn", "uas", "-i", trunk.host, "-p", str(trunk.port), "-m", "1", "-trace_msg")
+            sipp("-sn", "uas", "-i", trunk.host, "-p", str(trunk.port), "-m", "1", "-trace_msg",
+                 *control_args(trunk.host))  # fmt: skip
             await asyncio.sleep(0.5)
             sipp(
                 *("-sn", "uac", "-s", cfg.hotline.number, f"{cfg.sip.host}:{cfg.sip.port}"),
                 *("-i", cfg.trunks.carrier.host, "-p", str(PORTS["carrier"]), "-m", "1"),
-                *("-d", "8000"),
+                *("-d", "8000", *control_args(cfg.trunks.carrier.host)),
             )
             seen: dict[str, dict[str, str]] = {}
             async with asyncio.timeout(30):

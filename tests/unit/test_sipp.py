@@ -289,3 +289,56 @@ def test_missing_key_samples_are_named(tmp_path: Path) -> None:
     missing = missing_dtmf_samples(tmp_path)
     assert len(missing) == 9 and "dtmf_2833_0.pcap" not in missing
     assert "dtmf_2833_9.pcap" in missing
+
+
+# ---- sipp's remote-control socket (issue 8, finding 12) ------------------------------------
+def _udp_sockets_of(pid: int) -> list[tuple[str, int]]:
+    """``(address, port)`` of every IPv4/IPv6 UDP socket process ``pid`` holds."""
+    import ipaddress
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = []
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            parts = row.split()
+            if parts[9] in inodes:
+                hexaddr, hexport = parts[1].split(":")
+                raw = bytes.fromhex(hexaddr)
+                addr = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                out.append((str(ipaddress.ip_address(addr)), int(hexport, 16)))
+    return out
+
+
+def test_every_sipp_command_line_binds_its_control_socket_to_its_own_address(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("sipp") is None:
+        pytest.skip("sipp not installed")
+    argv = caller_argv(CallerSpec("127.0.0.1", 15060), tmp_path, 30)
+    assert argv[argv.index("-ci") + 1] == argv[argv.index("-i") + 1] == "127.0.0.2"
+    assert 1024 < int(argv[argv.index("-cp") + 1]) <= 65535
+
+
+@needs_sipp
+def test_a_phone_listens_on_its_own_address_only_not_on_8888(tmp_path: Path) -> None:
+    from testphones.sipp import free_udp_port
+
+    port = free_udp_port("127.0.0.1")
+    phone = start_phone("agent4343", "127.0.0.1", port, tmp_path / "phone", ring_s=0.2)
+    try:
+        assert phone.proc is not None
+        sockets = _udp_sockets_of(phone.proc.pid)
+    finally:
+        stop_phone(phone)
+    assert ("127.0.0.1", port) in sockets
+    assert len(sockets) == 4, sockets  # SIP, RTP, RTCP (-mp) and the control socket (-cp)
+    assert {addr for addr, _ in sockets} == {"127.0.0.1"}, sockets
+    assert not any(8888 <= p <= 8947 for _, p in sockets), sockets
