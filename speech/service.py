@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -189,13 +188,12 @@ async def wait_for_draft(
 
 
 # ---- the service ------------------------------------------------------------------------
-def _fields_extractor() -> Callable[[str, Any], Any] | None:
-    """``speech.fields.extract`` if engineer E1's module is there, else ``None``."""
-    try:
-        module = importlib.import_module("speech.fields")
-    except ImportError:
-        return None
-    return getattr(module, "extract", None)
+def _fields_extractor() -> Callable[[str, Any], Any]:
+    """``speech.fields.extract`` (imported here, not at module load: it pulls in pypinyin).
+    A broken import is an error, never a silent draft without fields."""
+    from speech.fields import extract
+
+    return extract
 
 
 def _jsonable(value: Any) -> Any:
@@ -419,7 +417,7 @@ class SpeechService:
                     decode_seconds=round(tr.decode_seconds, 3),
                     final_decode_seconds=round(tr.final_decode_seconds, 3),
                 )
-                if tr.text and self._extract is not None:
+                if tr.text:
                     try:
                         fields = await self._run(self._extract, tr.text, self.config)
                         draft["fields"] = _jsonable(fields)

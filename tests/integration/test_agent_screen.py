@@ -81,7 +81,16 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
     assert caller not in json.dumps(feeds, ensure_ascii=False)  # masked everywhere
     drafts = [e["draft"] for e in screens[answered] if e.get("draft")]
     assert drafts, f"no draft reached the agent's screen: {screens[answered]}"
-    assert drafts[-1]["call_id"] == call_id and drafts[-1]["transcript"]
+    on_screen = drafts[-1]
+    assert on_screen["call_id"] == call_id
+    # the screen shows exactly the draft the IVR kept for the call, and it is dev02's reading
+    # (expected.tsv: 咨询, 公积金专席), heard from the caller's words
+    kept_draft = asyncio.run(h.stored_draft(call_id))
+    assert kept_draft is not None, "the IVR kept no draft for the call"
+    keys = ("transcript", "type", "seat", "district", "emergency", "out_of_scope")
+    assert {k: on_screen.get(k) for k in keys} == {k: kept_draft.get(k) for k in keys}
+    assert (on_screen["type"], on_screen["seat"]) == ("咨询", "gjj")
+    assert "公积金" in on_screen["transcript"]
 
     # the agent corrects two fields; the correction is kept in the ticket store
     agent_auth = {"Authorization": f"Bearer {c.token}"}
