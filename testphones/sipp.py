@@ -213,6 +213,12 @@ class SippResult:
     def ok(self) -> bool:
         return self.exit_code == 0 and self.failed == 0 and self.successful > 0
 
+    @property
+    def ended_by(self) -> list[str]:
+        """Who ended each call, from the caller scenario's log: ``caller``, ``far_end`` or
+        ``both`` (the two BYEs crossed)."""
+        return [m.group(1) for line in self.logs if (m := re.match(r"hangup by=(\w+)", line))]
+
     def as_dict(self) -> dict[str, object]:
         return {
             "exit_code": self.exit_code,
@@ -225,6 +231,7 @@ class SippResult:
             "retransmissions": self.retransmissions,
             "invite_to_200_ms": self.response_time_ms,
             "duration_s": round(self.duration_s, 3),
+            "ended_by": self.ended_by,
             "logs": self.logs,
             "errors": self.errors[-5:],
             "timed_out": self.timed_out,

@@ -230,6 +230,9 @@ def test_sixteen_callers_say_their_matter_and_the_drafts_match_expected(speech_h
     routed_by_speech = 0
     for row, call in zip(rows, calls, strict=True):
         assert call["sipp"]["ok"], (row["id"], call["sipp"])
+        # whoever hung up first (the IVR after a notice, or the caller): one ending, and the
+        # assertions below are on where the call went
+        assert len(call["sipp"]["ended_by"]) == 1, (row["id"], call["sipp"])
         assert call["linkedid"], row["id"]
         draft = asyncio.run(h.stored_draft(call["linkedid"]))
         assert draft is not None, f"{row['id']}: no draft stored for {call['linkedid']}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -342,3 +343,121 @@ def test_a_phone_listens_on_its_own_address_only_not_on_8888(tmp_path: Path) -> 
     assert len(sockets) == 4, sockets  # SIP, RTP, RTCP (-mp) and the control socket (-cp)
     assert {addr for addr, _ in sockets} == {"127.0.0.1"}, sockets
     assert not any(8888 <= p <= 8947 for _, p in sockets), sockets
+
+
+# ---- every legitimate ending of a call (issue 8, finding 17) --------------------------------
+FAR_END_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="far end">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="sip:[^>]*" search_in="hdr" header="Contact:" assign_to="caller_uri" />
+    </action>
+  </recv>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]far[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:far@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=far 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv request="ACK">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="caller_from" />
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="caller_to" />
+      <log message="dialog [$caller_from] [$caller_to] [$caller_uri]" />
+    </action>
+  </recv>
+"""
+FAR_BYE = """  <send><![CDATA[
+BYE [$caller_uri] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From:[$caller_to]
+To:[$caller_from]
+Call-ID: [call_id]
+CSeq: 9 BYE
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+"""
+ANSWER_CALLER_BYE = """  <send><![CDATA[
+SIP/2.0 {code}
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+]]></send>
+"""
+REINVITE = """  <pause milliseconds="300" />
+  <send retrans="500"><![CDATA[
+INVITE [$caller_uri] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From:[$caller_to]
+To:[$caller_from]
+Call-ID: [call_id]
+CSeq: 8 INVITE
+Contact: <sip:far@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <recv response="200" />
+"""
+ENDINGS = {
+    # the caller's BYE and the far end's cross: the far end answers only after sending its own
+    "crossed": (
+        '  <recv request="BYE" />\n'
+        + FAR_BYE
+        + ANSWER_CALLER_BYE.format(code="200 OK")
+        + '  <recv response="200" />\n',
+        "both",
+    ),
+    # the far end hangs up right after a re-INVITE, instead of acknowledging its answer
+    "bye_after_reinvite": (REINVITE + FAR_BYE + '  <recv response="200" />\n', "far_end"),
+    # the dialog is already gone when the caller hangs up
+    "gone": (
+        '  <recv request="BYE" />\n' + ANSWER_CALLER_BYE.format(code="481 No Dialog"),
+        "caller",
+    ),
+}
+
+
+@needs_sipp
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_the_caller_accepts_every_way_a_call_can_end(tmp_path: Path, ending: str) -> None:
+    from testphones.sipp import control_args, free_udp_port
+
+    steps, ended_by = ENDINGS[ending]
+    scenario = tmp_path / "far.xml"
+    scenario.write_text(FAR_END_HEAD + steps + "</scenario>\n")
+    port = free_udp_port("127.0.0.1")
+    far = subprocess.Popen(
+        ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+         "-mi", "127.0.0.1", "-mp", str(free_udp_port("127.0.0.1", pair=True)),
+         *control_args("127.0.0.1"), "-nostdin", "-timeout", "20", "-timeout_error"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(0.3)
+        result = run_caller(CallerSpec("127.0.0.1", port, hold_s=1.0), tmp_path / "c", 15)
+        far_code = far.wait(20)
+    finally:
+        if far.poll() is None:
+            far.kill()
+            far.wait()
+    assert result.ok, result.as_dict()
+    assert result.ended_by == [ended_by], result.as_dict()
+    assert far_code == 0  # the far end saw the exchange it scripted
