@@ -461,3 +461,41 @@ def test_the_caller_accepts_every_way_a_call_can_end(tmp_path: Path, ending: str
     assert result.ok, result.as_dict()
     assert result.ended_by == [ended_by], result.as_dict()
     assert far_code == 0  # the far end saw the exchange it scripted
+
+
+# ---- a load of many callers (issue 8, finding 14) ------------------------------------------
+@needs_sipp
+def test_a_load_run_places_each_call_from_its_own_number(tmp_path: Path) -> None:
+    from testphones.sipp import free_udp_port
+
+    port = free_udp_port("127.0.0.1")
+    phone = start_phone("agent4545", "127.0.0.1", port, tmp_path / "phone", ring_s=0.1)
+    numbers = ("13700000001", "13700000002", "13700000003")
+    try:
+        spec = CallerSpec("127.0.0.1", port, hold_s=0.5, calls=3, rate=10, callers=numbers)
+        result = run_caller(spec, tmp_path / "load", timeout_s=20)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and len(phone.invites()) < 3:
+            time.sleep(0.1)
+    finally:
+        stop_phone(phone)
+    assert result.ok and result.successful == 3, result.as_dict()
+    assert sorted(e.from_user for e in phone.invites()) == list(numbers)
+    assert sorted(e.pai_user for e in phone.invites()) == list(numbers)
+
+
+def test_a_load_run_needs_a_number_for_every_call(tmp_path: Path) -> None:
+    spec = CallerSpec("127.0.0.1", 15060, calls=3, callers=("13700000001", "13700000001"))
+    with pytest.raises(SippError, match="3 calls need 3 different caller numbers"):
+        spec.validate()
+
+
+def test_the_load_bench_gives_every_call_its_own_number() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sipp_load", REPO / "bench" / "sipp_load.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    numbers = bench.caller_numbers(2400)
+    assert len(set(numbers)) == 2400 and all(len(n) == 11 for n in numbers)
