@@ -199,3 +199,14 @@ async def test_console_filter_answers_403_outside_the_allow_list() -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://console") as http:
             assert (await http.get("/")).status_code == status, client
     assert reached == ["10.20.0.8", "127.0.0.1"]
+
+
+def test_the_production_config_lists_the_compose_network_for_every_listener() -> None:
+    from hotline.config import load_config
+
+    docker = load_config(EXAMPLE.parent / "docker" / "hotline.docker.yaml")
+    for section in (docker.ami, docker.agi, docker.redis, docker.console):
+        assert section.allow_from == ("172.28.0.0/24",)
+        assert not section.allowed_peers.allows(OUTSIDER)
+    acl = [x for x in manager_conf(docker) if x.startswith("permit")]
+    assert acl[-1] == "permit = 172.28.0.0/255.255.255.0"
