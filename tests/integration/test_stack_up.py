@@ -110,6 +110,19 @@ def test_stack_is_up_with_ami_login_and_every_port(stack: Stack) -> None:
     assert Redis(host=cfg.redis.host, port=cfg.redis.port).ping()
 
 
+def test_ami_admits_loopback_only_in_the_running_asterisk(stack: Stack) -> None:
+    # issue 8, finding 11: what Asterisk made of the rendered manager.conf ACL
+    out = stack.cli(f"manager show user {stack.config.ami.username}")
+    rules = [ln.split(":", 1)[1].split() for ln in out.splitlines() if ln.strip()[:2] in
+             {f"{i}:" for i in range(10)}]  # fmt: skip
+    assert rules == [
+        ["deny", "-", "0.0.0.0/0.0.0.0"],
+        ["deny", "-", "::/::"],
+        ["allow", "-", "127.0.0.0/255.0.0.0"],
+        ["allow", "-", "::1/ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"],
+    ]
+
+
 def test_every_required_module_is_loaded(stack: Stack) -> None:
     assert set(MODULES) - stack.loaded_modules() == set()
 
