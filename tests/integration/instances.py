@@ -16,9 +16,11 @@ import re
 BASE_OFFSET = int(os.environ.get("HOTLINE_ITEST_PORT_OFFSET", "10000"))
 BASE_INSTANCE = os.environ.get("HOTLINE_ITEST_INSTANCE", "itest")
 WORKER_STRIDE = 2000
-SLOTS = {"calls": 0, "rules": 500, "speech": 1000, "stack": 1500}
+SLOTS = {"calls": 0, "rules": 500, "speech": 1000, "stack": 1500, "beside": 1250, "busy": 1750}
 """The call scenarios' stack (``hotline``), the caller-rules stack, the speech stack, the
-stack that ``test_stack_up`` starts and stops."""
+stack that ``test_stack_up`` starts and stops and its two short-lived neighbours.  Checked
+for 4 workers: no difference between two offsets equals a difference between two ports of
+one stack (agents' media ports 5150–5170 and the key-pressing phone's 5807 included)."""
 
 
 def worker() -> str:

@@ -40,17 +40,23 @@ pytestmark = [
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hotline.yaml"
 INSTANCE, _OFFSET = stack_instance("stack")
-# The demo ports (5060/5038/4573/6390/51xx) moved by this file's offset (instances.py), so
-# the stack does not collide with the other test stacks of this or another worker.
-PORTS = {
-    "sip": 5060 + _OFFSET,
-    "ami": 5038 + _OFFSET,
-    "agi": 4573 + _OFFSET,
-    "redis": 6390 + _OFFSET,
-    "carrier": 5061 + _OFFSET,
-    "emergency": 5062 + _OFFSET,
-    "agent_base": 5100 + _OFFSET,
-}
+
+
+def ports_at(offset: int) -> dict[str, int]:
+    """The demo ports (5060/5038/4573/6390/51xx) moved by ``offset`` (instances.py), so a
+    stack here collides with no other test stack of this or another worker."""
+    return {
+        "sip": 5060 + offset,
+        "ami": 5038 + offset,
+        "agi": 4573 + offset,
+        "redis": 6390 + offset,
+        "carrier": 5061 + offset,
+        "emergency": 5062 + offset,
+        "agent_base": 5100 + offset,
+    }
+
+
+PORTS = ports_at(_OFFSET)
 
 
 def write_config(path: Path, ports: dict[str, int], extra_agent: bool = False) -> HotlineConfig:
@@ -297,9 +303,9 @@ def test_broken_edit_is_refused_and_nothing_changes(stack: Stack) -> None:
 
 
 def test_second_instance_runs_beside_and_stops_alone(stack: Stack, tmp_path: Path) -> None:
-    ports = {k: v + 1000 for k, v in PORTS.items()}
-    write_config(tmp_path / "other.yaml", ports)
-    other = Stack(tmp_path / "other.yaml", instance=f"{INSTANCE}2", run_dir=tmp_path / "run")
+    name, offset = stack_instance("beside")
+    write_config(tmp_path / "other.yaml", ports_at(offset))
+    other = Stack(tmp_path / "other.yaml", instance=name, run_dir=tmp_path / "run")
     try:
         other.up(speech=False)
         assert asyncio.run(ami_command(other.config, "core show uptime"))
@@ -313,9 +319,9 @@ def test_second_instance_runs_beside_and_stops_alone(stack: Stack, tmp_path: Pat
 
 
 def test_taken_ami_port_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
-    ports = {k: v + 2000 for k, v in PORTS.items()}
-    write_config(tmp_path / "busy.yaml", ports)
-    busy = Stack(tmp_path / "busy.yaml", instance=f"{INSTANCE}3", run_dir=tmp_path / "run")
+    name, offset = stack_instance("busy")
+    write_config(tmp_path / "busy.yaml", ports_at(offset))
+    busy = Stack(tmp_path / "busy.yaml", instance=name, run_dir=tmp_path / "run")
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind((busy.config.ami.host, busy.config.ami.port))
