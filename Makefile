@@ -25,10 +25,15 @@ lint: deps
 	$(VENV)/ruff format --check .
 
 unit: deps
-	$(VENV)/pytest -q tests/unit
+	$(VENV)/pytest -q -rs tests/unit
 
+# Unit and speech tests, then the real-call suite on two xdist workers (CI has 2 cores): each
+# worker runs whole files (--dist loadfile), so a file's stack comes up once per worker, on
+# that worker's own instance and ports (tests/integration/instances.py).  -rs lists every
+# skip; with CI=true (.ci/run) a skip is a failure (tests/conftest.py).
 test: deps tts lint
-	$(VENV)/pytest -q -p no:cacheprovider tests
+	$(VENV)/pytest -q -rs -p no:cacheprovider tests/unit tests/speech
+	$(VENV)/pytest -q -rs -p no:cacheprovider -n 2 --dist loadfile tests/integration
 
 bench: deps
 	$(VENV)/python bench/run_all.py

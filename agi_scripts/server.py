@@ -32,6 +32,7 @@ from agi_scripts.services import (
 )
 from agi_scripts.session import DEFAULT_TIMEOUT_S, AgiSession
 from hotline.config import HotlineConfig
+from hotline.peers import Peers, peer_host
 
 log = logging.getLogger("agi_scripts.server")
 
@@ -64,6 +65,8 @@ class Stats:
     handed_back: int = 0
     """Calls still in the IVR when the server stopped (their dialplan falls back)."""
     commands: int = 0
+    refused_peers: int = 0
+    """Connections from an address outside ``agi.allow_from`` (closed unread)."""
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -137,6 +140,12 @@ class AgiConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport is not an asyncio.Transport subclass: no isinstance check.
+        peer = peer_host(transport.get_extra_info("peername"))
+        if not self._server.peers.allows(peer):
+            self._server.stats.refused_peers += 1
+            log.warning("FastAGI connection from %s refused: not in agi.allow_from", peer)
+            transport.close()
+            return
         self._transport = transport  # type: ignore[assignment]
         self._server._connections.add(self)
 
@@ -284,6 +293,9 @@ class AgiServer:
         self._connections: set[AgiConnection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         self.sweep_s = SWEEP_S
+        cfg = app.config
+        self.peers = cfg.agi.allowed_peers if cfg is not None else Peers.of("127.0.0.1")
+        """Who may connect (``agi.allow_from``; loopback only without a config)."""
 
     def _sweep(self) -> None:
         now = self.loop.time()

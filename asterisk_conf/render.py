@@ -7,7 +7,6 @@ derived from the config; nothing a caller sends ever reaches a template.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import shutil
 import tempfile
@@ -153,13 +152,9 @@ def _validated(config: HotlineConfig | str | Path) -> HotlineConfig:
 
 
 def ami_permit(config: HotlineConfig) -> list[str]:
-    """Networks allowed to log in to AMI: loopback when AMI is bound to loopback."""
-    try:
-        if ipaddress.ip_address(config.ami.host).is_loopback:
-            return ["127.0.0.0/255.0.0.0"]
-    except ValueError:
-        pass
-    return ["0.0.0.0/0.0.0.0"]
+    """Networks allowed to log in to AMI: loopback, AMI's own address and ``ami.allow_from``
+    (the config refuses AMI off loopback without it); everything else is denied."""
+    return config.ami.allowed_peers.asterisk_acl()
 
 
 def queues(config: HotlineConfig) -> list[QueueSpec]:

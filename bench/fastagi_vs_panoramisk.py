@@ -239,9 +239,11 @@ def run_load(port: int, sessions: int, concurrency: int, warmup: int, max_s: flo
 
 
 # ---- orchestration ----------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def measure(kind: str, loop_kind: str, args: argparse.Namespace) -> dict[str, float]:
@@ -258,20 +260,22 @@ def measure(kind: str, loop_kind: str, args: argparse.Namespace) -> dict[str, fl
                 raise RuntimeError(f"{kind} server did not start")
             time.sleep(0.05)
         port = int(port_file.read_text())
-        cpu0 = cpu_seconds(server.pid)
+        cpu0 = cpu_times(server.pid)
         load = subprocess.run(
             [*me, "--role", "load", "--port", str(port), "--sessions", str(args.sessions),
              "--concurrency", str(args.concurrency), "--warmup", str(args.warmup),
              "--max-s", str(args.max_s)],
             env=env, capture_output=True, text=True, timeout=args.max_s + 120,
         )  # fmt: skip
-        cpu1 = cpu_seconds(server.pid)
+        cpu1 = cpu_times(server.pid)
         if load.returncode != 0:
             raise RuntimeError(f"load generator failed: {load.stderr[-2000:]}")
         result = json.loads(load.stdout.strip().splitlines()[-1])
         # the server's CPU includes the warm-up sessions: charge it per session it served
-        served = result["sessions"] + args.warmup
-        result["server_cpu_s"] = (cpu1 - cpu0) * result["sessions"] / served
+        share = result["sessions"] / (result["sessions"] + args.warmup)
+        result["server_user_s"] = (cpu1[0] - cpu0[0]) * share
+        result["server_system_s"] = (cpu1[1] - cpu0[1]) * share
+        result["server_cpu_s"] = result["server_user_s"] + result["server_system_s"]
         result["sessions_per_s"] = result["sessions"] / result["elapsed_s"]
         result["sessions_per_cpu_s"] = result["sessions"] / max(result["server_cpu_s"], 1e-9)
         result["server_core_util"] = result["server_cpu_s"] / result["elapsed_s"]
@@ -306,14 +310,16 @@ def main() -> int:
     print(f"{args.sessions} sessions x {COMMANDS_PER_SESSION} commands, {args.concurrency} "
           f"concurrent; server on core {SERVER_CORE}, load on core {LOAD_CORE}")  # fmt: skip
     print(f"{'server':<22}{'sess/s':>9}{'sess/cpu-s':>12}{'core%':>7}"
-          f"{'rtt p50 us':>12}{'rtt p99 us':>12}{'bad':>5}{'load cpu%':>10}")  # fmt: skip
+          f"{'rtt p50 us':>12}{'rtt p99 us':>12}{'bad':>5}{'load cpu%':>10}"
+          f"{'user s':>8}{'sys s':>8}")  # fmt: skip
     for kind, loop_kind in runs:
         r = measure(kind, loop_kind, args)
         results[(kind, loop_kind)] = r
         print(f"{kind + ' (' + loop_kind + ')':<22}{r['sessions_per_s']:>9.0f}"
               f"{r['sessions_per_cpu_s']:>12.0f}{100 * r['server_core_util']:>7.0f}"
               f"{r['rtt_p50_us']:>12.0f}{r['rtt_p99_us']:>12.0f}{r['bad']:>5.0f}"
-              f"{100 * r['load_cpu_s'] / r['elapsed_s']:>10.0f}", flush=True)  # fmt: skip
+              f"{100 * r['load_cpu_s'] / r['elapsed_s']:>10.0f}"
+              f"{r['server_user_s']:>8.2f}{r['server_system_s']:>8.2f}", flush=True)  # fmt: skip
     ours = results[("ours", "uvloop")]
     for loop_kind in ("asyncio", "uvloop"):
         pano = results[("panoramisk", loop_kind)]

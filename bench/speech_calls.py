@@ -5,6 +5,10 @@ Against a running stack whose config asks callers to speak (``speech.mode: after
     .venv/bin/hotline up --config my.yaml --instance demo --demo-agents
     .venv/bin/python bench/speech_calls.py --config my.yaml --calls 16 --stagger 4
 
+or against an instance of its own, brought up and down by the script (root; ``make bench``)::
+
+    sudo .venv/bin/python bench/speech_calls.py --own --calls 16 --stagger 4
+
 Each caller (sipp, G.711 RTP made from a hotline wav, silence after the words like a phone)
 presses ``--digit`` during the greeting and speaks after the speak-demand prompt; calls start
 ``--stagger`` seconds apart, so about ``utterance / stagger`` utterances are decoded at once.
@@ -119,14 +123,54 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stagger", type=float, default=4.0, help="seconds between call starts")
     ap.add_argument("--digit", default="0", help="key pressed during the greeting")
     ap.add_argument("--workdir", default="run/bench-speech-calls")
+    ap.add_argument("--own", action="store_true",
+                    help="start an own instance (root): hotline.yaml with speech after the "
+                    "key, ports moved by --offset, sipp phones for the agents")  # fmt: skip
+    ap.add_argument("--offset", type=int, default=31000, help="port offset for --own")
     args = ap.parse_args(argv)
     if not 1 <= args.calls <= 200 or args.stagger < 0:
         ap.error("--calls 1..200 and --stagger >= 0")
     try:
+        if args.own:
+            return own_instance(args)
         return asyncio.run(run(args))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+
+
+def own_instance(args: argparse.Namespace) -> int:
+    """:func:`run` against an instance of its own, brought up and down here (``make bench``)."""
+    import os
+    import tempfile
+
+    import yaml
+
+    from hotline import safe_yaml
+    from runtime.stack import Stack
+    from testphones.sipp import offset_config, start_phones
+
+    if os.geteuid() != 0:
+        print("--own needs root: Asterisk runs in a chroot", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="hotline-bench-speech-"))
+    data = offset_config(safe_yaml.load_file(REPO / "hotline.yaml"), args.offset, tmp)
+    data.setdefault("speech", {}).update(mode="after_choice", engine="whisper")
+    path = tmp / "bench-speech.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+    config = load_config(path)
+    stack = Stack(path, instance="bench-speech", run_dir=tmp / "run")
+    phones = None
+    try:
+        stack.up(require_fastagi=True, speech=False)
+        stack.start_speech(required=True)
+        phones = start_phones(config, tmp / "phones")
+        args.config = str(path)
+        return asyncio.run(run(args))
+    finally:
+        if phones is not None:
+            phones.stop()
+        stack.down()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from hotline import peers, safe_yaml
 
 ID = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 """Identifiers that end up in Asterisk config (queue, endpoint, context names): ASCII only."""
@@ -22,6 +32,11 @@ DIGIT = Annotated[str, Field(pattern=r"^[0-9*#]$")]
 PROMPT = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
 """A prompt name: a file in the prompt directory without extension (``greeting``)."""
 EMERGENCY_LINES = ("110", "119", "120", "122")
+NAME = Annotated[str, Field(min_length=1, max_length=64)]
+"""A human-readable name (a seat, an agent, the city, a matter): short, never empty."""
+WORD = Annotated[str, Field(min_length=1, max_length=32)]
+"""A word or phrase matched in speech (vocabulary, emergency and out-of-scope words)."""
+PATH = Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class _Model(BaseModel):
@@ -70,30 +85,64 @@ class Trunks(_Model):
     emergency: Trunk
 
 
-class Ami(_Model):
+class _Listener(_Model):
+    """A listener of the hotline's own (AMI, FastAGI + speech socket, Redis, console): on
+    loopback by default; any other ``host`` needs ``allow_from``, the peer networks that may
+    connect (``hotline/peers.py`` renders and enforces it)."""
+
     host: str = "127.0.0.1"
+    allow_from: tuple[str, ...] = Field(default=(), max_length=256, validate_default=True)
+    """Peer networks (``10.1.2.0/24``, ``10.1.2.7``) besides loopback and ``host`` itself."""
+
+    _check_host = field_validator("host")(_host)
+
+    @field_validator("allow_from")
+    @classmethod
+    def _allow_list_off_loopback(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple:
+        for entry in value:
+            peers.network(entry)
+        host = info.data.get("host")
+        if host is not None and not peers.is_loopback(host) and not value:
+            raise ValueError(
+                f"host {host} is not loopback: listening there needs allow_from, the list of "
+                "peer networks that may connect (e.g. allow_from: [10.1.2.0/24])"
+            )
+        return value
+
+    @property
+    def allowed_peers(self) -> peers.Peers:
+        """Who may connect: loopback, ``host`` itself and ``allow_from``."""
+        return peers.Peers.of(self.host, self.allow_from)
+
+
+class Ami(_Listener):
     port: int = Field(default=5038, ge=1, le=65535)
     username: ID = "hotline"
-    secret: str = Field(min_length=12, pattern=r"^[A-Za-z0-9_.-]+$")
-
-    _check_host = field_validator("host")(_host)
+    secret: str = Field(min_length=12, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
-class Agi(_Model):
-    host: str = "127.0.0.1"
+class Agi(_Listener):
+    """The FastAGI server; the speech service's AudioSocket listens on the same host (port +
+    1) and accepts the same peers."""
+
     port: int = Field(default=4573, ge=1, le=65535)
 
-    _check_host = field_validator("host")(_host)
 
-
-class Redis(_Model):
-    host: str = "127.0.0.1"
+class Redis(_Listener):
     port: int = Field(default=6390, ge=1, le=65535)
     db: int = Field(default=0, ge=0, le=15)
     timeout_ms: int = Field(default=50, ge=1, le=5000)
     """A Redis answer slower than this counts as a failure; callers are then treated as normal."""
 
-    _check_host = field_validator("host")(_host)
+    @field_validator("host")
+    @classmethod
+    def _one_address(cls, value: str) -> str:
+        if value in ("0.0.0.0", "::"):
+            raise ValueError(
+                "Redis cannot check its peers: bind it to one address (loopback, or this "
+                "host's address on the network its clients use), not every address"
+            )
+        return value
 
 
 class Seat(_Model):
@@ -179,7 +228,7 @@ class Emergency(_Model):
     """Emergency lines (第九条): reached by key from any menu, by speech, or by an agent's
     feature code; always through the emergency trunk with the caller's number preserved."""
 
-    lines: dict[Literal["110", "119", "120", "122"], str] = Field(
+    lines: dict[Literal["110", "119", "120", "122"], NAME] = Field(
         default={"110": "公安", "119": "消防", "120": "急救", "122": "交通事故"}
     )
     agent_feature_code: Annotated[str, Field(pattern=r"^\*[0-9]{2,3}$")] = "*119"
@@ -189,8 +238,8 @@ class OutOfScope(_Model):
     """A matter 12345 does not take (第九条 2–4): the caller hears ``prompt`` and is offered the
     general seat.  ``words`` are matched on characters and pinyin by the speech extractor."""
 
-    name: str
-    words: tuple[str, ...] = Field(min_length=1)
+    name: NAME
+    words: tuple[WORD, ...] = Field(min_length=1, max_length=500)
     prompt: PROMPT
 
 
@@ -238,17 +287,19 @@ def _default_out_of_scope() -> dict[str, OutOfScope]:
 class CallerRules(_Model):
     """Rule tables for callers (第九条): emergency words per line, out-of-scope matters."""
 
-    emergency_words: dict[Literal["110", "119", "120", "122"], tuple[str, ...]] = Field(
-        default_factory=_default_emergency_words
+    emergency_words: dict[
+        Literal["110", "119", "120", "122"], Annotated[tuple[WORD, ...], Field(max_length=500)]
+    ] = Field(default_factory=_default_emergency_words)
+    out_of_scope: dict[ID, OutOfScope] = Field(
+        default_factory=_default_out_of_scope, max_length=100
     )
-    out_of_scope: dict[ID, OutOfScope] = Field(default_factory=_default_out_of_scope)
 
 
 class City(_Model):
     """The city the hotline serves; its districts feed address extraction and analytics."""
 
-    name: str = "杭州市"
-    districts: tuple[str, ...] = (
+    name: NAME = "杭州市"
+    districts: Annotated[tuple[NAME, ...], Field(max_length=500)] = (
         "上城区", "拱墅区", "西湖区", "滨江区", "萧山区", "余杭区", "临平区", "钱塘区",
         "富阳区", "临安区", "桐庐县", "淳安县", "建德市",
     )  # fmt: skip
@@ -266,7 +317,7 @@ class Speech(_Model):
     nothing usable was heard; ``off`` — only where a menu option ``speech:…`` leads."""
     listen_max_s: float = Field(default=20.0, gt=0, le=120)
     silence_ms: int = Field(default=1500, ge=300, le=10_000)
-    vocabulary: tuple[str, ...] = (
+    vocabulary: Annotated[tuple[WORD, ...], Field(max_length=2000)] = (
         "12345", "咨询", "投诉", "举报", "建议", "求助", "表扬", "公积金", "社保", "医保",
         "营业执照", "噪音", "油烟", "施工", "拖欠工资", "限行", "学区", "小区", "物业",
     )  # fmt: skip
@@ -310,11 +361,11 @@ class Throttle(_Model):
     referral_after: int = Field(default=3, ge=1, le=100)
     """Suspensions within ``referral_window_days`` after which a caller is listed for referral."""
     referral_window_days: int = Field(default=180, ge=1, le=3650)
-    allow_list: tuple[PHONE, ...] = ()
+    allow_list: Annotated[tuple[PHONE, ...], Field(max_length=10_000)] = ()
     """Numbers never throttled (e.g. community workers, test lines)."""
     failure_cooldown_ms: int = Field(default=1000, ge=0, le=60_000)
     """After a Redis failure, decide without Redis (fail open) for this long."""
-    key_file: str = "run/secrets/pii.key"
+    key_file: PATH = "run/secrets/pii.key"
     """Secret for hashing caller numbers in Redis keys (created 0600 if missing)."""
 
     @model_validator(mode="after")
@@ -334,16 +385,16 @@ class Tickets(_Model):
     over HTTP (``tickets/http.py`` documents the JSON API)."""
 
     backend: Literal["sqlite", "http"] = "sqlite"
-    path: str = "run/tickets.sqlite3"
-    url: str | None = None
+    path: PATH = "run/tickets.sqlite3"
+    url: str | None = Field(default=None, max_length=2048)
     timeout_ms: int = Field(default=2000, ge=1, le=60_000)
     feedback_days: int = Field(default=15, ge=1, le=365)
     """Default feedback period (反馈期限) for a new ticket."""
-    key_file: str = "run/secrets/pii.key"
+    key_file: PATH = "run/secrets/pii.key"
     """Secret for hashing and encrypting caller numbers (created 0600 if missing)."""
 
 
-class Console(_Model):
+class Console(_Listener):
     """The consoles (``python -m console serve``): live feed per agent, draft API, supervisor
     and admin endpoints.  Loopback only.  Users log in as themselves (``hotline users add``);
     users, sessions and the audit log live in ``users_db`` (SQLite, mode 0600)."""
@@ -387,7 +438,7 @@ class Calls(_Model):
 
 
 class HotlineInfo(_Model):
-    name: str = "12345政务服务便民热线"
+    name: NAME = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
     prompt_language: Annotated[str, Field(pattern=r"^[a-z]{2}$")] = "zh"
 
@@ -399,9 +450,9 @@ class HotlineConfig(_Model):
     ami: Ami
     agi: Agi = Agi()
     redis: Redis = Redis()
-    seats: tuple[Seat, ...] = Field(min_length=1)
-    agents: tuple[Agent, ...] = ()
-    menus: dict[ID, Menu]
+    seats: tuple[Seat, ...] = Field(min_length=1, max_length=200)
+    agents: tuple[Agent, ...] = Field(default=(), max_length=5000)
+    menus: dict[ID, Menu] = Field(max_length=200)
     business_hours: BusinessHours = BusinessHours()
     emergency: Emergency = Emergency()
     caller_rules: CallerRules = CallerRules()
@@ -481,14 +532,11 @@ class ConfigError(ValueError):
         super().__init__("invalid hotline config\n" + "\n".join(lines))
 
 
-class _LineLoader(yaml.SafeLoader):
-    """A YAML loader that remembers the line of every mapping key and sequence item."""
-
-
-def _load_with_lines(text: str) -> tuple[object, dict[tuple[str, ...], int]]:
-    loader = _LineLoader(text)
+def _load_with_lines(text: str, path: str) -> tuple[object, dict[tuple[str, ...], int]]:
+    """The document (through :mod:`hotline.safe_yaml`'s limits) and the line of every
+    mapping key and sequence item."""
+    node, loader = safe_yaml.compose(text, path)
     try:
-        node = loader.get_single_node()
         if node is None:
             return None, {}
         lines: dict[tuple[str, ...], int] = {}
@@ -522,7 +570,7 @@ def _line_for(loc: tuple[str | int, ...], lines: dict[tuple[str, ...], int]) -> 
 def parse_config(text: str, path: str = "<config>") -> HotlineConfig:
     """Validate config text; raise :class:`ConfigError` naming each field and line at fault."""
     try:
-        data, lines = _load_with_lines(text)
+        data, lines = _load_with_lines(text, path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -552,7 +600,10 @@ def load_config(path: str | Path) -> HotlineConfig:
     """Read and validate a hotline config file."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = safe_yaml.read_text(p)
     except OSError as exc:
         raise ConfigError(str(p), [("<file>", None, exc.strerror or str(exc))]) from None
+    except safe_yaml.YamlRefused as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark is not None else None
+        raise ConfigError(str(p), [("<file>", line, str(exc.problem))]) from None
     return parse_config(text, str(p))

@@ -569,7 +569,8 @@ class Stack:
         for name, host, port in self._phones():
             pidfile = self._pidfile(f"phone-{name}")
             if not alive(read_pid(pidfile), "sipp"):
-                argv = [sipp, "-sn", "uas", "-i", host, "-p", str(port), "-nostdin"]
+                # -ci: sipp's control socket on the phone's own address, not 0.0.0.0:8888
+                argv = [sipp, "-sn", "uas", "-i", host, "-p", str(port), "-ci", host, "-nostdin"]
                 spawn(argv, pidfile, self._logfile(f"phone-{name}"), cwd=self.run)
             out.append(f"{name} udp:{host}:{port} (sipp uas pid {read_pid(pidfile)})")
         return out

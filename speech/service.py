@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -53,6 +52,7 @@ from hotline.call import (
     TicketDraft,
     valid_id,
 )
+from hotline.peers import peer_host
 from speech import audio as au
 from speech.endpoint import EndpointConfig, EndpointDetector, EndReason
 
@@ -200,13 +200,12 @@ async def wait_for_draft(
 
 
 # ---- the service ------------------------------------------------------------------------
-def _fields_extractor() -> Callable[[str, Any], Any] | None:
-    """``speech.fields.extract`` if engineer E1's module is there, else ``None``."""
-    try:
-        module = importlib.import_module("speech.fields")
-    except ImportError:
-        return None
-    return getattr(module, "extract", None)
+def _fields_extractor() -> Callable[[str, Any], Any]:
+    """``speech.fields.extract`` (imported here, not at module load: it pulls in pypinyin).
+    A broken import is an error, never a silent draft without fields."""
+    from speech.fields import extract
+
+    return extract
 
 
 def _jsonable(value: Any) -> Any:
@@ -247,6 +246,9 @@ class SpeechService:
             self.events = CallStream(
                 redis, maxlen=c.stream_maxlen, retention_s=c.retention_days * 86400
             )
+        self.peers = config.agi.allowed_peers
+        """Who may connect: Asterisk's AudioSocket, from ``agi.allow_from`` (and loopback)."""
+        self.refused_peers = 0
 
     async def start(self) -> None:
         s = self.settings
@@ -306,6 +308,12 @@ class SpeechService:
         )
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = peer_host(writer.get_extra_info("peername"))
+        if not self.peers.allows(peer):
+            self.refused_peers += 1
+            log.warning("AudioSocket connection from %s refused: not in agi.allow_from", peer)
+            await _close(writer)
+            return
         self._writers.add(writer)
         try:
             try:
@@ -427,7 +435,7 @@ class SpeechService:
                     decode_seconds=round(tr.decode_seconds, 3),
                     final_decode_seconds=round(tr.final_decode_seconds, 3),
                 )
-                if tr.text and self._extract is not None:
+                if tr.text:
                     try:
                         fields = await self._run(self._extract, tr.text, self.config)
                         draft["fields"] = _jsonable(fields)

@@ -178,6 +178,16 @@ def free_udp_port(host: str, pair: bool = False) -> int:
     raise SippError(f"no free UDP port on {host}")
 
 
+def control_args(host: str) -> list[str]:
+    """sipp's remote-control socket on ``host`` (its own address, loopback) at a free port.
+
+    Without these sipp binds that socket to 0.0.0.0:8888 (the next free of 8888–8947), open
+    to the network and shared by every sipp on the machine, so parallel test instances fought
+    over it; ``-ci`` (sipp 3.6.1) binds it to one address, ``-cp`` picks the port (with
+    ``-cp`` sipp does not try the next one: the port must be free, as found here)."""
+    return ["-ci", host, "-cp", str(free_udp_port(host))]
+
+
 # ---- results ----------------------------------------------------------------------------
 @dataclass
 class SippResult:
@@ -203,6 +213,12 @@ class SippResult:
     def ok(self) -> bool:
         return self.exit_code == 0 and self.failed == 0 and self.successful > 0
 
+    @property
+    def ended_by(self) -> list[str]:
+        """Who ended each call, from the caller scenario's log: ``caller``, ``far_end`` or
+        ``both`` (the two BYEs crossed)."""
+        return [m.group(1) for line in self.logs if (m := re.match(r"hangup by=(\w+)", line))]
+
     def as_dict(self) -> dict[str, object]:
         return {
             "exit_code": self.exit_code,
@@ -215,6 +231,7 @@ class SippResult:
             "retransmissions": self.retransmissions,
             "invite_to_200_ms": self.response_time_ms,
             "duration_s": round(self.duration_s, 3),
+            "ended_by": self.ended_by,
             "logs": self.logs,
             "errors": self.errors[-5:],
             "timed_out": self.timed_out,
@@ -330,6 +347,10 @@ class CallerSpec:
     limit: int | None = None
     trace_errors: bool = True
     """sipp's error log (it also records every wait-loop tick: off for load runs)."""
+    callers: tuple[str, ...] = ()
+    """One caller number per call (``calls`` of them) instead of ``caller`` for every call:
+    a load run of many callers, not one caller ringing ``calls`` times (whom the 第二十九条
+    throttle would warn from the 6th call and then suspend)."""
 
     @classmethod
     def into(cls, config: HotlineConfig, **fields: object) -> CallerSpec:
@@ -354,24 +375,36 @@ class CallerSpec:
             raise SippError("hold must be between 0 and 3600 s")
         if self.media_pcap is not None and not Path(self.media_pcap).is_file():
             raise SippError(f"media pcap {self.media_pcap} does not exist")
+        if self.callers:
+            for number in self.callers:
+                check_number(number)
+            if len(set(self.callers)) < self.calls:
+                raise SippError(f"{self.calls} calls need {self.calls} different caller numbers")
 
 
-def caller_scenario(workdir: Path, media_pcap: Path | None) -> Path:
-    """The caller scenario to run: the committed one, or a copy that plays ``media_pcap``."""
-    if media_pcap is None:
+def caller_scenario(workdir: Path, media_pcap: Path | None, numbered: bool = False) -> Path:
+    """The caller scenario to run: the committed one, or a copy that plays ``media_pcap``
+    and/or (``numbered``) takes each call's number from the ``-inf`` file (``[field0]``)."""
+    if media_pcap is None and not numbered:
         return CALLER_XML
     text = CALLER_XML.read_text()
-    if MEDIA_MARKER not in text:
-        raise SippError(f"{CALLER_XML} lost its {MEDIA_MARKER} marker")
-    path = Path(media_pcap).resolve()
-    if any(c in str(path) for c in '"<>&'):
-        raise SippError(f"media pcap path {path} cannot be put in a scenario")
-    play = (
-        f'<nop><action><exec play_pcap_audio="{path}" />'
-        f'<log message="media pcap={path.name} call_id=[call_id]" /></action></nop>'
-    )
-    out = workdir / "caller_media.xml"
-    out.write_text(text.replace(MEDIA_MARKER, play))
+    if media_pcap is not None:
+        if MEDIA_MARKER not in text:
+            raise SippError(f"{CALLER_XML} lost its {MEDIA_MARKER} marker")
+        path = Path(media_pcap).resolve()
+        if any(c in str(path) for c in '"<>&'):
+            raise SippError(f"media pcap path {path} cannot be put in a scenario")
+        play = (
+            f'<nop><action><exec play_pcap_audio="{path}" />'
+            f'<log message="media pcap={path.name} call_id=[call_id]" /></action></nop>'
+        )
+        text = text.replace(MEDIA_MARKER, play)
+    if numbered:
+        text = text.replace("[$caller]", "[field0]").replace(
+            '<Global variables="dialed,caller,', '<Global variables="dialed,'
+        )
+    out = workdir / "caller_run.xml"
+    out.write_text(text)
     return out
 
 
@@ -379,7 +412,7 @@ def caller_argv(spec: CallerSpec, workdir: Path, timeout_s: float) -> list[str]:
     """sipp's command line for ``spec``; trace files go into ``workdir``."""
     spec.validate()
     workdir.mkdir(parents=True, exist_ok=True)
-    scenario = caller_scenario(workdir, spec.media_pcap)
+    scenario = caller_scenario(workdir, spec.media_pcap, numbered=bool(spec.callers))
     argv = [
         sipp_binary(),
         f"{spec.target_host}:{spec.target_port}",
@@ -388,10 +421,10 @@ def caller_argv(spec: CallerSpec, workdir: Path, timeout_s: float) -> list[str]:
         "-p", str(free_udp_port(spec.local_ip)),
         "-mi", spec.local_ip,
         "-mp", str(free_udp_port(spec.local_ip, pair=True)),
+        *control_args(spec.local_ip),
         "-m", str(spec.calls),
         "-r", f"{spec.rate:g}",
         "-set", "dialed", spec.dialed,
-        "-set", "caller", spec.caller,
         "-set", "name", sip_display_name(spec.name),
         "-set", "digits", spec.digits,
         "-set", "hold_ms", str(round((spec.media_s + spec.hold_s) * 1000)),
@@ -403,6 +436,12 @@ def caller_argv(spec: CallerSpec, workdir: Path, timeout_s: float) -> list[str]:
         "-trace_screen", "-screen_file", str(workdir / "screen.log"),
         "-trace_logs", "-log_file", str(workdir / "calls.log"),
     ]  # fmt: skip
+    if spec.callers:  # one number a call, in order
+        numbers = workdir / "callers.csv"
+        numbers.write_text("SEQUENTIAL\n" + "".join(f"{n};\n" for n in spec.callers))
+        argv += ["-inf", str(numbers)]
+    else:
+        argv += ["-set", "caller", spec.caller]
     if spec.trace_errors:
         argv += ["-trace_err", "-error_file", str(workdir / "errors.log")]
     if spec.limit:
@@ -575,6 +614,7 @@ def start_phone(
         "-p", str(port),
         "-mi", host,
         "-mp", str(free_udp_port(host, pair=True)),
+        *control_args(host),
         "-set", "role", role,
         "-set", "ring_ms", str(round(ring_s * 1000)),
         "-aa",

@@ -1,10 +1,11 @@
 """The real stack for call scenarios: Asterisk (chroot), FastAGI IVR, Redis, sipp phones.
 
-One test instance per session (``itest``): hotline.yaml with every port moved by 10 000
-(SIP 15060, AMI 15038, AGI 14573, Redis 16390, agents 151xx, carrier 127.0.0.2:15060,
-emergency trunk 127.0.0.3:15060), written under tmp.  A sipp phone answers for every agent
-and for the emergency trunk.  ``HOTLINE_ITEST_PORT_OFFSET`` / ``HOTLINE_ITEST_INSTANCE``
-move it elsewhere when those ports are taken.
+One test instance per session (per xdist worker): ``itest``, hotline.yaml with every port
+moved by 10 000 (SIP 15060, AMI 15038, AGI 14573, Redis 16390, agents 151xx, carrier
+127.0.0.2:15060, emergency trunk 127.0.0.3:15060), written under tmp.  A sipp phone answers
+for every agent and for the emergency trunk.  ``HOTLINE_ITEST_PORT_OFFSET`` /
+``HOTLINE_ITEST_INSTANCE`` move it (and the other test stacks) elsewhere; worker ``gwN`` adds
+N × 2000 to the offset and ``-gwN`` to the name (``instances.py``).
 
 To keep the suite's wall time reasonable the test config gives the main menu a 3 s time-out
 and 2 rounds (the tests read these numbers from the config, they do not assume them).
@@ -27,8 +28,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from instances import stack_instance
 
 from cli.commands.call import first_key_after, place_call
+from hotline import safe_yaml
 from hotline.config import HotlineConfig, load_config
 from testphones.sipp import (
     CallerSpec,
@@ -41,8 +44,7 @@ from testphones.sipp import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-OFFSET = int(os.environ.get("HOTLINE_ITEST_PORT_OFFSET", "10000"))
-INSTANCE = os.environ.get("HOTLINE_ITEST_INSTANCE", "itest")
+INSTANCE, OFFSET = stack_instance("calls")
 MENU_TIMEOUT_S = 3
 MENU_RETRIES = 2
 
@@ -166,7 +168,7 @@ def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotline]:
     from runtime.stack import Stack
 
     tmp = tmp_path_factory.mktemp("hotline-itest")
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    base = safe_yaml.load_file(REPO / "hotline.yaml")
     data = offset_config(base, OFFSET, tmp)
     data["menus"]["main"]["timeout_s"] = MENU_TIMEOUT_S
     data["menus"]["main"]["retries"] = MENU_RETRIES

@@ -1,22 +1,20 @@
 """A second real stack for the caller-rule scenarios (issue 4): instance ``rules``.
 
-It is hotline.yaml with every port moved by 20 000 (SIP 25060, AMI 25038, AGI 24573, Redis
-26390, agents 251xx, emergency trunk 127.0.0.3:25060) and small throttle thresholds, so a
-few real calls walk a caller through the stages (第二十九条):
+It is hotline.yaml with every port moved by the base offset + 500 (``instances.py``: SIP
+15560, AMI 15538, AGI 15073, Redis 16890, agents 156xx by default) and small throttle
+thresholds, so a few real calls walk a caller through the stages (第二十九条):
 
 * warning from the 2nd call in an hour (``calls_per_hour: 1``), suspension from the 3rd
   (``calls_per_hour: 2``), no grace (``grace_minutes: 0``), suspended for 1 minute;
 * ``ALLOWED`` is on the allow-list.
 
 The 教育 seat's agent (``HARASS_AGENT``) is not a plain answering phone: tests start their own
-sipp UAS for it that presses keys (the harassment feature code).  ``HOTLINE_RULES_PORT_OFFSET``
-moves the instance when those ports are taken.
+sipp UAS for it that presses keys (the harassment feature code).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import struct
 import subprocess
 import time
@@ -25,14 +23,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from instances import stack_instance
 
+from hotline import safe_yaml
 from hotline.ami import AmiClient
 from hotline.config import load_config
-from testphones.sipp import CallerSpec, PhoneSet, offset_config, start_phone
+from testphones.sipp import CallerSpec, PhoneSet, control_args, offset_config, start_phone
 
 REPO = Path(__file__).resolve().parents[2]
-RULES_OFFSET = int(os.environ.get("HOTLINE_RULES_PORT_OFFSET", "20000"))
-RULES_INSTANCE = "rules"
+RULES_INSTANCE, RULES_OFFSET = stack_instance("rules")
 ALLOWED = "13900000001"
 HARASS_SEAT = "jiaoyu"
 HARASS_AGENT = "1007"
@@ -52,7 +51,7 @@ EVENTS = ("UserEvent", "DialBegin", "DialEnd", "Newchannel", "AgentConnect", "Ha
 
 
 def rules_config_data(tmp: Path) -> dict:
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    base = safe_yaml.load_file(REPO / "hotline.yaml")
     data = offset_config(base, RULES_OFFSET, tmp)
     data["menus"]["main"]["timeout_s"] = 3
     data["menus"]["main"]["retries"] = 2
@@ -247,8 +246,8 @@ def start_key_pressing_agent(
     scenario.write_text(AGENT_KEYS_UAS.replace("KEYS_PCAP", str(pcap)))
     proc = subprocess.Popen(
         ["sipp", "-sf", str(scenario), "-i", agent.host, "-p", str(agent.port), "-m", "1",
-         "-mi", agent.host, "-mp", str(agent.port + 700), "-nostdin", "-timeout", "120",
-         "-trace_msg"],
+         "-mi", agent.host, "-mp", str(agent.port + 700), *control_args(agent.host),
+         "-nostdin", "-timeout", "120", "-trace_msg"],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(0.5)

@@ -1,6 +1,7 @@
 """Callers say their matter in Mandarin in real calls (issue 3).
 
-A test instance of its own (``speech.mode: after_choice``; ports moved by 30 000): Asterisk,
+A test instance of its own (``speech.mode: after_choice``; ports moved by the base offset +
+1000, ``instances.py``): Asterisk,
 the FastAGI IVR, Redis, the speech service with the Whisper engine, the agent console, and sipp
 phones.  Each caller is a sipp caller that presses a key during the greeting, then speaks one of
 the hotline utterances (../shared/audio/hotline, sent as G.711 RTP made from the wav) after
@@ -26,8 +27,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from instances import stack_instance
 
 from cli.commands.call import place_call, prompt_seconds
+from hotline import safe_yaml
 from hotline.config import HotlineConfig, load_config
 from speech.pcap import with_trailing_silence
 from testphones.sipp import (
@@ -45,8 +48,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.speech]
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("HOTLINE_SHARED", REPO.parent / "shared"))
 AUDIO = SHARED / "audio" / "hotline"
-OFFSET = int(os.environ.get("HOTLINE_SPEECH_ITEST_PORT_OFFSET", "30000"))
-INSTANCE = os.environ.get("HOTLINE_SPEECH_ITEST_INSTANCE", "itest-speech")
+INSTANCE, OFFSET = stack_instance("speech")
 KEY_AT_S = 4.0
 """The key is pressed during the greeting (it counts, and saves the caller 15 s)."""
 HOLD_S = 36.0
@@ -134,7 +136,7 @@ def start_speech_hotline(
     from runtime.procs import StackError
     from runtime.stack import Stack
 
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    base = safe_yaml.load_file(REPO / "hotline.yaml")
     data = offset_config(base, offset, tmp)
     data.setdefault("speech", {}).update(mode=mode, engine="whisper")
     if tweak is not None:
@@ -237,6 +239,9 @@ def test_sixteen_callers_say_their_matter_and_the_drafts_match_expected(speech_h
     routed_by_speech = 0
     for row, call in zip(rows, calls, strict=True):
         assert call["sipp"]["ok"], (row["id"], call["sipp"])
+        # whoever hung up first (the IVR after a notice, or the caller): one ending, and the
+        # assertions below are on where the call went
+        assert len(call["sipp"]["ended_by"]) == 1, (row["id"], call["sipp"])
         assert call["linkedid"], row["id"]
         draft = asyncio.run(h.stored_draft(call["linkedid"]))
         assert draft is not None, f"{row['id']}: no draft stored for {call['linkedid']}"

@@ -11,12 +11,12 @@ draft stayed ``no_speech``, empty); waiting for its own listen it stores what th
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from instances import stack_instance
 from test_speech_calls import AUDIO, SpeechHotline, start_speech_hotline
 
 from cli.commands.call import place_call, prompt_seconds
@@ -25,8 +25,7 @@ from testphones.sipp import CallerSpec, key_steps, prepare_media
 
 pytestmark = [pytest.mark.integration, pytest.mark.speech]
 
-OFFSET = int(os.environ.get("HOTLINE_ITEST_PORT_OFFSET", "10000")) + 700
-INSTANCE = os.environ.get("HOTLINE_ITEST_INSTANCE", "itest") + "-2listen"
+INSTANCE, OFFSET = stack_instance("twolisten")
 
 
 def speak_or_press_hash(data: dict) -> None:

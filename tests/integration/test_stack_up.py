@@ -19,15 +19,18 @@ from pathlib import Path
 
 import pytest
 import yaml
+from instances import stack_instance
 from redis import Redis
 from rules_helpers import AGENT_KEYS_UAS, rfc4733_pcap
 
 from acd.queues import queue_name
 from asterisk_conf.render import MODULES
+from hotline import safe_yaml
 from hotline.ami import AmiClient
 from hotline.config import ConfigError, HotlineConfig, load_config
 from runtime import Stack, StackError
 from runtime.procs import alive, port_open, udp_port_bound
+from testphones.sipp import control_args
 
 pytestmark = [
     pytest.mark.integration,
@@ -36,23 +39,29 @@ pytestmark = [
 ]
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hotline.yaml"
-INSTANCE = "stacktest"
-# Offsets from the demo ports (5060/5038/4573/6390/51xx) chosen not to collide with the
-# "itest" instance that the call tests use (15060/15038/14573/16390/151xx).
-PORTS = {
-    "sip": 17060,
-    "ami": 17038,
-    "agi": 16573,
-    "redis": 18390,
-    "carrier": 17061,
-    "emergency": 17062,
-    "agent_base": 17100,
-}
+INSTANCE, _OFFSET = stack_instance("stack")
+
+
+def ports_at(offset: int) -> dict[str, int]:
+    """The demo ports (5060/5038/4573/6390/51xx) moved by ``offset`` (instances.py), so a
+    stack here collides with no other test stack of this or another worker."""
+    return {
+        "sip": 5060 + offset,
+        "ami": 5038 + offset,
+        "agi": 4573 + offset,
+        "redis": 6390 + offset,
+        "carrier": 5061 + offset,
+        "emergency": 5062 + offset,
+        "agent_base": 5100 + offset,
+    }
+
+
+PORTS = ports_at(_OFFSET)
 
 
 def write_config(path: Path, ports: dict[str, int], extra_agent: bool = False) -> HotlineConfig:
     """The example config moved to ``ports`` (optionally with a second 公积金 agent)."""
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(EXAMPLE)
     for key in ("sip", "ami", "agi", "redis"):
         data[key]["port"] = ports[key]
     for trunk in ("carrier", "emergency"):
@@ -82,7 +91,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("stack")
     cfg_path = base / "hotline.yaml"
     config = write_config(cfg_path, PORTS)
-    assert config.sip.port == PORTS["sip"] and config.agents[0].port == 17101
+    assert config.sip.port == PORTS["sip"] and config.agents[0].port == PORTS["agent_base"] + 1
     s = Stack(cfg_path, instance=INSTANCE, run_dir=base / "run")
     s.down()
     try:
@@ -105,6 +114,19 @@ def test_stack_is_up_with_ami_login_and_every_port(stack: Stack) -> None:
     assert "System uptime" in uptime
     print(f"\nAsterisk start-to-ready: {stack.timings.get('asterisk_ready_s')} s")
     assert Redis(host=cfg.redis.host, port=cfg.redis.port).ping()
+
+
+def test_ami_admits_loopback_only_in_the_running_asterisk(stack: Stack) -> None:
+    # issue 8, finding 11: what Asterisk made of the rendered manager.conf ACL
+    out = stack.cli(f"manager show user {stack.config.ami.username}")
+    rules = [ln.split(":", 1)[1].split() for ln in out.splitlines() if ln.strip()[:2] in
+             {f"{i}:" for i in range(10)}]  # fmt: skip
+    assert rules == [
+        ["deny", "-", "0.0.0.0/0.0.0.0"],
+        ["deny", "-", "::/::"],
+        ["allow", "-", "127.0.0.0/255.0.0.0"],
+        ["allow", "-", "::1/ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"],
+    ]
 
 
 def test_every_required_module_is_loaded(stack: Stack) -> None:
@@ -139,6 +161,7 @@ def test_call_fails_open_with_ivr_down_and_survives_reload(stack: Stack, tmp_pat
             *("sipp", "-sn", "uac", "-s", cfg.hotline.number, f"{cfg.sip.host}:{cfg.sip.port}"),
             *("-i", cfg.trunks.carrier.host, "-p", str(PORTS["carrier"]), "-m", "1"),
             *("-d", "20000", "-nostdin", "-timeout", "60"),
+            *control_args(cfg.trunks.carrier.host),
         ],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
@@ -203,14 +226,16 @@ def test_agent_feature_code_sends_the_caller_to_the_emergency_trunk(
                 sipp(
                     *("-sf", str(scenario), "-i", agent.host, "-p", str(agent.port), "-m", "1"),
                     *("-mi", agent.host, "-mp", str(PORTS["agent_base"] + 50 + 2 * n)),
+                    *control_args(agent.host),
                 )
             trunk = cfg.trunks.emergency
-            sipp("-sn", "uas", "-i", trunk.host, "-p", str(trunk.port), "-m", "1", "-trace_msg")
+            sipp("-sn", "uas", "-i", trunk.host, "-p", str(trunk.port), "-m", "1", "-trace_msg",
+                 *control_args(trunk.host))  # fmt: skip
             await asyncio.sleep(0.5)
             sipp(
                 *("-sn", "uac", "-s", cfg.hotline.number, f"{cfg.sip.host}:{cfg.sip.port}"),
                 *("-i", cfg.trunks.carrier.host, "-p", str(PORTS["carrier"]), "-m", "1"),
-                *("-d", "8000"),
+                *("-d", "8000", *control_args(cfg.trunks.carrier.host)),
             )
             seen: dict[str, dict[str, str]] = {}
             async with asyncio.timeout(30):
@@ -255,7 +280,7 @@ def test_broken_edit_is_refused_and_nothing_changes(stack: Stack) -> None:
     etc = stack.rootfs / f"etc/asterisk-{stack.instance}"
     before = (etc / "queues.conf").read_text()
     good = stack.config_path.read_text(encoding="utf-8")
-    data = yaml.safe_load(good)
+    data = safe_yaml.load(good)
     data["agents"][-1]["seats"] = ["nowhere"]
     stack.config_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     try:
@@ -278,9 +303,9 @@ def test_broken_edit_is_refused_and_nothing_changes(stack: Stack) -> None:
 
 
 def test_second_instance_runs_beside_and_stops_alone(stack: Stack, tmp_path: Path) -> None:
-    ports = {k: v + 1000 for k, v in PORTS.items()}
-    write_config(tmp_path / "other.yaml", ports)
-    other = Stack(tmp_path / "other.yaml", instance=f"{INSTANCE}2", run_dir=tmp_path / "run")
+    name, offset = stack_instance("beside")
+    write_config(tmp_path / "other.yaml", ports_at(offset))
+    other = Stack(tmp_path / "other.yaml", instance=name, run_dir=tmp_path / "run")
     try:
         other.up(speech=False)
         assert asyncio.run(ami_command(other.config, "core show uptime"))
@@ -294,9 +319,9 @@ def test_second_instance_runs_beside_and_stops_alone(stack: Stack, tmp_path: Pat
 
 
 def test_taken_ami_port_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
-    ports = {k: v + 2000 for k, v in PORTS.items()}
-    write_config(tmp_path / "busy.yaml", ports)
-    busy = Stack(tmp_path / "busy.yaml", instance=f"{INSTANCE}3", run_dir=tmp_path / "run")
+    name, offset = stack_instance("busy")
+    write_config(tmp_path / "busy.yaml", ports_at(offset))
+    busy = Stack(tmp_path / "busy.yaml", instance=name, run_dir=tmp_path / "run")
     with socket.socket() as squatter:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind((busy.config.ami.host, busy.config.ami.port))

@@ -181,11 +181,14 @@ async def test_warning_comes_first_and_suspension_waits_for_the_grace_time(
 
 
 async def test_the_hour_window_slides(throttle: Throttle, clock: Clock) -> None:
+    # calls at T0, T0 + 10 min and T0 + 20 min; the hour is twelve 5-minute buckets
     await ring(throttle, clock, 3, every_min=10)
     assert (await throttle.decide(CALLER, dry=True)).counters["calls_hour"] == 3
-    clock.advance(minutes=50)  # first call now 1 h 20 min ago, last 40 min ago
+    clock.advance(minutes=35)  # T0 + 65 min: the first call has left the hour
+    assert (await throttle.decide(CALLER, dry=True)).counters["calls_hour"] == 2
+    clock.advance(minutes=15)  # T0 + 80 min: the last call was 60 min ago, all have left
     d = await throttle.decide(CALLER, dry=True)
-    assert d.counters["calls_hour"] < 3
+    assert d.counters["calls_hour"] == 0
     assert d.counters["calls_day"] == 3
     clock.advance(hours=24)
     d = await throttle.decide(CALLER)

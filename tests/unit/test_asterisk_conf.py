@@ -188,11 +188,17 @@ def test_agent_feature_code_sends_the_caller_to_its_line(
     # only agents' channels get the feature: set by the queue's pre-dial handler
     features = plan["hotline-agent-predial"]["s"][0]
     assert features.startswith("Set(DYNAMIC_FEATURES=") and "hotline_emergency" in features
-    for context_name in ("hotline-route", "hotline-fallback"):
-        for steps in plan[context_name].values():
-            for step in steps:
-                if step.startswith("Queue("):
-                    assert step.endswith(",b(hotline-agent-predial^s^1))"), step
+    joins = [
+        (context_name, exten, step)
+        for context_name in ("hotline-route", "hotline-fallback")
+        for exten, steps in plan[context_name].items()
+        for step in steps
+        if step.startswith("Queue(")
+    ]
+    # exactly the two ways into a queue: the IVR's route and the fail-open fallback
+    assert [(c, e) for c, e, _ in joins] == [("hotline-route", "queue"), ("hotline-fallback", "s")]
+    for _, _, step in joins:
+        assert step.endswith(",b(hotline-agent-predial^s^1))"), step
 
 
 def test_every_jump_target_exists(rendered: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from hotline import safe_yaml
 from hotline.config import ConfigError, load_config, parse_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "hotline.yaml"
@@ -136,10 +137,9 @@ def test_docker_config_is_the_example_with_other_addresses() -> None:
 
 
 def test_compose_addresses_match_the_docker_config() -> None:
-    import yaml
 
     config = load_config(DOCKER / "hotline.docker.yaml")
-    compose = yaml.safe_load((DOCKER / "docker-compose.yml").read_text(encoding="utf-8"))
+    compose = safe_yaml.load_file(DOCKER / "docker-compose.yml", aliases=True)
     services = compose["services"]
 
     def address(name: str) -> str:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from hotline import safe_yaml
 from hotline.config import HotlineConfig, load_config
 from speech.fields import LOW_CONFIDENCE, extract, mask_sensitive, number_runs
 from speech.fields_pinyin import PinyinMatcher, similarity, text_readings
@@ -22,7 +22,7 @@ def config() -> HotlineConfig:
 
 def config_with(**changes: object) -> HotlineConfig:
     """The example config with top-level sections replaced (a city's own tables)."""
-    data = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(REPO / "hotline.yaml")
     data.update(changes)
     return HotlineConfig.model_validate(data)
 
@@ -89,7 +89,7 @@ def test_matter_goes_to_its_seat_through_the_config(said, seat, department, conf
 
 
 def test_a_city_with_a_market_seat_gets_market_matters_there(config) -> None:
-    data = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(REPO / "hotline.yaml")
     seats = [*data["seats"], {"id": "shichang", "name": "市场监管专席"}]
     city = config_with(seats=seats)
     assert extract("超市卖过期食品", city)["seat"] == "shichang"
@@ -97,7 +97,7 @@ def test_a_city_with_a_market_seat_gets_market_matters_there(config) -> None:
 
 
 def test_a_city_without_a_housing_fund_seat_sends_it_to_the_general_seat() -> None:
-    data = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(REPO / "hotline.yaml")
     seats = [s for s in data["seats"] if s["id"] != "gjj"]
     agents = [
         {**a, "seats": [s for s in a["seats"] if s != "gjj"]}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
+from hotline import safe_yaml
 from hotline.config import HotlineConfig, load_config
 from ivr.actions import TERMINAL, CallInfo, Collect, Digits, Done, Heard, Listen, Play
 from ivr.flow import STATUS_PROMPTS, call_flow
@@ -80,7 +80,7 @@ def _reachable(config: HotlineConfig) -> set[str]:
 def test_every_prompt_the_example_hotline_can_play_has_audio(
     config: HotlineConfig, prompts: dict[str, str]
 ) -> None:
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(EXAMPLE)
     data["menus"]["main"]["options"].update(
         {"5": "notice:litigation", "6": "notice:secrets", "7": "notice:non_government"}
     )
@@ -144,7 +144,7 @@ def test_main_menu_names_every_seat_with_its_key(config: HotlineConfig) -> None:
 
 
 def test_admin_moving_a_seat_to_another_key_changes_the_menu_text() -> None:
-    data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(EXAMPLE)
     options = data["menus"]["main"]["options"]
     options["1"], options["2"] = options["2"], options["1"]
     text = render_menu_texts(HotlineConfig.model_validate(data))["main-menu"]

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import shutil
 import struct
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from cli.commands.call import analyse, endpoint_of
+from hotline import safe_yaml
 from testphones.sipp import (
     CALLER_XML,
     MEDIA_MARKER,
@@ -191,7 +192,7 @@ def test_sipp_statistics_are_read_from_the_last_row(tmp_path: Path) -> None:
 
 
 def test_a_test_instance_moves_every_port_and_leaves_the_original_alone(tmp_path: Path) -> None:
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    base = safe_yaml.load_file(REPO / "hotline.yaml")
     moved = offset_config(base, 10000, tmp_path)
     assert moved["sip"]["port"] == base["sip"]["port"] + 10000 == 15060
     for key in ("ami", "agi", "redis"):
@@ -289,3 +290,212 @@ def test_missing_key_samples_are_named(tmp_path: Path) -> None:
     missing = missing_dtmf_samples(tmp_path)
     assert len(missing) == 9 and "dtmf_2833_0.pcap" not in missing
     assert "dtmf_2833_9.pcap" in missing
+
+
+# ---- sipp's remote-control socket (issue 8, finding 12) ------------------------------------
+def _udp_sockets_of(pid: int) -> list[tuple[str, int]]:
+    """``(address, port)`` of every IPv4/IPv6 UDP socket process ``pid`` holds."""
+    import ipaddress
+    import os
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = []
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            parts = row.split()
+            if parts[9] in inodes:
+                hexaddr, hexport = parts[1].split(":")
+                raw = bytes.fromhex(hexaddr)
+                addr = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+                out.append((str(ipaddress.ip_address(addr)), int(hexport, 16)))
+    return out
+
+
+def test_every_sipp_command_line_binds_its_control_socket_to_its_own_address(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("sipp") is None:
+        pytest.skip("sipp not installed")
+    argv = caller_argv(CallerSpec("127.0.0.1", 15060), tmp_path, 30)
+    assert argv[argv.index("-ci") + 1] == argv[argv.index("-i") + 1] == "127.0.0.2"
+    assert 1024 < int(argv[argv.index("-cp") + 1]) <= 65535
+
+
+@needs_sipp
+def test_a_phone_listens_on_its_own_address_only_not_on_8888(tmp_path: Path) -> None:
+    from testphones.sipp import free_udp_port
+
+    port = free_udp_port("127.0.0.1")
+    phone = start_phone("agent4343", "127.0.0.1", port, tmp_path / "phone", ring_s=0.2)
+    try:
+        assert phone.proc is not None
+        sockets = _udp_sockets_of(phone.proc.pid)
+    finally:
+        stop_phone(phone)
+    assert ("127.0.0.1", port) in sockets
+    assert len(sockets) == 4, sockets  # SIP, RTP, RTCP (-mp) and the control socket (-cp)
+    assert {addr for addr, _ in sockets} == {"127.0.0.1"}, sockets
+    assert not any(8888 <= p <= 8947 for _, p in sockets), sockets
+
+
+# ---- every legitimate ending of a call (issue 8, finding 17) --------------------------------
+FAR_END_HEAD = """<?xml version="1.0" encoding="UTF-8"?>
+<scenario name="far end">
+  <recv request="INVITE" crlf="true">
+    <action>
+      <ereg regexp="sip:[^>]*" search_in="hdr" header="Contact:" assign_to="caller_uri" />
+    </action>
+  </recv>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]far[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:far@[local_ip]:[local_port]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=far 1 1 IN IP4 [local_ip]
+s=-
+c=IN IP4 [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 8 101
+a=rtpmap:8 PCMA/8000
+a=rtpmap:101 telephone-event/8000
+]]></send>
+  <recv request="ACK">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="caller_from" />
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="caller_to" />
+      <log message="dialog [$caller_from] [$caller_to] [$caller_uri]" />
+    </action>
+  </recv>
+"""
+FAR_BYE = """  <send><![CDATA[
+BYE [$caller_uri] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From:[$caller_to]
+To:[$caller_from]
+Call-ID: [call_id]
+CSeq: 9 BYE
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+"""
+ANSWER_CALLER_BYE = """  <send><![CDATA[
+SIP/2.0 {code}
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+]]></send>
+"""
+REINVITE = """  <pause milliseconds="300" />
+  <send retrans="500"><![CDATA[
+INVITE [$caller_uri] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From:[$caller_to]
+To:[$caller_from]
+Call-ID: [call_id]
+CSeq: 8 INVITE
+Contact: <sip:far@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Length: 0
+]]></send>
+  <recv response="200" />
+"""
+ENDINGS = {
+    # the caller's BYE and the far end's cross: the far end answers only after sending its own
+    "crossed": (
+        '  <recv request="BYE" />\n'
+        + FAR_BYE
+        + ANSWER_CALLER_BYE.format(code="200 OK")
+        + '  <recv response="200" />\n',
+        "both",
+    ),
+    # the far end hangs up right after a re-INVITE, instead of acknowledging its answer
+    "bye_after_reinvite": (REINVITE + FAR_BYE + '  <recv response="200" />\n', "far_end"),
+    # the dialog is already gone when the caller hangs up
+    "gone": (
+        '  <recv request="BYE" />\n' + ANSWER_CALLER_BYE.format(code="481 No Dialog"),
+        "caller",
+    ),
+}
+
+
+@needs_sipp
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_the_caller_accepts_every_way_a_call_can_end(tmp_path: Path, ending: str) -> None:
+    from testphones.sipp import control_args, free_udp_port
+
+    steps, ended_by = ENDINGS[ending]
+    scenario = tmp_path / "far.xml"
+    scenario.write_text(FAR_END_HEAD + steps + "</scenario>\n")
+    port = free_udp_port("127.0.0.1")
+    far = subprocess.Popen(
+        ["sipp", "-sf", str(scenario), "-i", "127.0.0.1", "-p", str(port), "-m", "1",
+         "-mi", "127.0.0.1", "-mp", str(free_udp_port("127.0.0.1", pair=True)),
+         *control_args("127.0.0.1"), "-nostdin", "-timeout", "20", "-timeout_error"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(0.3)
+        result = run_caller(CallerSpec("127.0.0.1", port, hold_s=1.0), tmp_path / "c", 15)
+        far_code = far.wait(20)
+    finally:
+        if far.poll() is None:
+            far.kill()
+            far.wait()
+    assert result.ok, result.as_dict()
+    assert result.ended_by == [ended_by], result.as_dict()
+    assert far_code == 0  # the far end saw the exchange it scripted
+
+
+# ---- a load of many callers (issue 8, finding 14) ------------------------------------------
+@needs_sipp
+def test_a_load_run_places_each_call_from_its_own_number(tmp_path: Path) -> None:
+    from testphones.sipp import free_udp_port
+
+    port = free_udp_port("127.0.0.1")
+    phone = start_phone("agent4545", "127.0.0.1", port, tmp_path / "phone", ring_s=0.1)
+    numbers = ("13700000001", "13700000002", "13700000003")
+    try:
+        spec = CallerSpec("127.0.0.1", port, hold_s=0.5, calls=3, rate=10, callers=numbers)
+        result = run_caller(spec, tmp_path / "load", timeout_s=20)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and len(phone.invites()) < 3:
+            time.sleep(0.1)
+    finally:
+        stop_phone(phone)
+    assert result.ok and result.successful == 3, result.as_dict()
+    assert sorted(e.from_user for e in phone.invites()) == list(numbers)
+    assert sorted(e.pai_user for e in phone.invites()) == list(numbers)
+
+
+def test_a_load_run_needs_a_number_for_every_call(tmp_path: Path) -> None:
+    spec = CallerSpec("127.0.0.1", 15060, calls=3, callers=("13700000001", "13700000001"))
+    with pytest.raises(SippError, match="3 calls need 3 different caller numbers"):
+        spec.validate()
+
+
+def test_the_load_bench_gives_every_call_its_own_number() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sipp_load", REPO / "bench" / "sipp_load.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    numbers = bench.caller_numbers(2400)
+    assert len(set(numbers)) == 2400 and all(len(n) == 11 for n in numbers)

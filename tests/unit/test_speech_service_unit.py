@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from hotline.config import HotlineConfig, load_config
+from speech.fields import extract
 from speech.recognizers import Transcript
 from speech.service import (
     HANGUP_MESSAGE,
@@ -22,6 +23,7 @@ from speech.service import (
     KIND_UUID,
     ServiceSettings,
     SpeechService,
+    _jsonable,
     audiosocket_args,
     frame,
     register_listen,
@@ -142,8 +144,10 @@ async def test_caller_stops_talking_call_is_released_and_draft_published(config,
         assert 1.4 <= draft["audio_seconds"] <= 1.6  # up to the end of the silence window
         assert rec.fed == [int(draft["audio_seconds"] * 8000) * 2]
         assert json.loads(redis.data["hotline:draft:call-7"]) == draft
-        if draft["fields"] is not None:  # speech.fields (engineer E1) is present
-            assert isinstance(draft["fields"], dict)
+        # the fields are the real extractor's reading of the transcript, in full
+        assert draft["fields"] == _jsonable(extract(rec.text, config))
+        assert draft["fields"]["type"] == "咨询" and draft["fields"]["seat"] == "gjj"
+        assert draft["fields"]["transcript"] == rec.text
     finally:
         await svc.stop()
 
