@@ -1,7 +1,9 @@
 """``python -m console serve --config hotline.yaml [--host H] [--port P]``: the agent console.
 
 Refuses to start (exit 2) on a config that does not validate (the old ``console.token`` keys
-included: users replaced them), or on an address that is not loopback unless ``--public``.
+included: users replaced them), or on an address that is not loopback unless the config's
+``console.allow_from`` names the peers that may connect; a request from any other peer gets
+403 before it reaches the app (``hotline.peers.PeerFilter``).
 Users are created with ``hotline users add``; without any, nobody can log in (said on start).
 """
 
@@ -11,8 +13,20 @@ import argparse
 import ipaddress
 import logging
 import sys
+from typing import TYPE_CHECKING
 
-from hotline.config import ConfigError, load_config
+from hotline.config import ConfigError, HotlineConfig, load_config
+from hotline.peers import PeerFilter, Peers
+
+if TYPE_CHECKING:
+    from access import AccessStore
+
+
+def build_app(config: HotlineConfig, access: AccessStore, host: str) -> PeerFilter:
+    """The console app behind the peer filter: loopback, ``host`` and ``console.allow_from``."""
+    from console.app import make_app
+
+    return PeerFilter(make_app(config, access=access), Peers.of(host, config.console.allow_from))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="hotline.yaml", help="hotline YAML config")
     p.add_argument("--host", help="listen address (default: console.host)")
     p.add_argument("--port", type=int, help="listen port (default: console port of the config)")
-    p.add_argument("--public", action="store_true", help="allow a non-loopback address")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -45,14 +58,16 @@ def main(argv: list[str] | None = None) -> int:
         loopback = ipaddress.ip_address(host).is_loopback
     except ValueError:
         loopback = host == "localhost"
-    if not loopback and not args.public:
-        print(f"refusing to start: {host} is not loopback (use --public)", file=sys.stderr)
+    if not loopback and not c.allow_from:
+        print(
+            f"refusing to start: {host} is not loopback and console.allow_from is empty",
+            file=sys.stderr,
+        )
         return 2
 
     import uvicorn
 
     from access import AccessStore
-    from console.app import make_app
 
     access = AccessStore.from_config(config)
     if not access.users():
@@ -62,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     # loop="asyncio": hotline.ami wants asyncio transports (uvloop's are not); open SSE
     # streams must not hold a SIGTERM up
     uvicorn.run(
-        make_app(config, access=access),
+        build_app(config, access, host),
         host=host,
         port=port,
         log_level=args.log_level.lower(),

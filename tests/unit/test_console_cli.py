@@ -29,7 +29,7 @@ def test_a_config_with_the_old_shared_tokens_says_how_to_migrate(tmp_path: Path,
     assert "console.token" in err and "hotline users add" in err
 
 
-def test_a_public_address_needs_to_be_asked_for(tmp_path: Path, capsys) -> None:
+def test_a_public_address_needs_an_allow_list(tmp_path: Path, capsys) -> None:
     path = _config(tmp_path)
     assert main(["serve", "--config", path, "--host", "0.0.0.0"]) == 2
     assert "not loopback" in capsys.readouterr().err
@@ -49,3 +49,27 @@ def test_the_console_port_follows_the_fastagi_port_unless_set(tmp_path: Path) ->
                 ("  host: 127.0.0.1         # port", "  port: 0\n  host: 127.0.0.1         # port"),
             )
         )
+
+
+async def test_a_request_from_a_peer_outside_the_allow_list_never_reaches_the_console(
+    tmp_path: Path,
+) -> None:
+    import httpx
+
+    from access import AccessStore
+    from console.__main__ import build_app
+    from hotline.config import load_config
+
+    config = load_config(_config(tmp_path))
+    app = build_app(config, AccessStore.from_config(config), "127.0.0.1")
+
+    def client(peer: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://console")
+
+    async with client("10.1.2.3") as outsider:
+        refused = await outsider.get("/api/health")
+    async with client("127.0.0.1") as local:
+        served = await local.get("/api/health")
+    assert refused.status_code == 403 and "may not use the console" in refused.text
+    assert served.status_code == 200 and served.json()["ok"] is True
