@@ -32,8 +32,8 @@ unit: deps
 # that worker's own instance and ports (tests/integration/instances.py).  -rs lists every
 # skip; with CI=true (.ci/run) a skip is a failure (tests/conftest.py).
 test: deps tts lint
-	$(VENV)/pytest -q -rs -p no:cacheprovider tests/unit tests/speech
-	$(VENV)/pytest -q -rs -p no:cacheprovider -n 2 --dist loadfile tests/integration
+	$(VENV)/pytest -q -rs -p no:cacheprovider -m "not integration" tests/unit tests/speech tests/security
+	$(VENV)/pytest -q -rs -p no:cacheprovider -n 2 --dist loadfile -m integration tests/integration tests/security
 
 bench: deps
 	$(VENV)/python bench/run_all.py
