@@ -433,17 +433,22 @@ def _separate(
     t: _Tables,
 ) -> bool:
     """Whether a segment naming topic ``top`` is a demand of its own after one naming
-    ``prev`` (第八条): always after 另外/一是…二是…; after a sentence end for another seat;
-    after a comma or 还有 only for another seat named by a sure word on both sides, each side
-    saying what it wants (``asks``: a type cue before, in this segment) — 我买了套二手房，想问
-    公积金贷款 is one question with its background."""
+    ``prev`` (第八条): always after 另外/一是…二是…; after a sentence end for another seat
+    when the sentence says what it wants or names its matter with more than one weak word (我在
+    西湖区上班，电话是… only tells where the caller is and how to call back); after a comma or
+    还有 only for another seat named by a sure word on both sides, each side saying what it
+    wants (``asks``: a type cue before, in this segment) — 我买了套二手房，想问公积金贷款 is one
+    question with its background."""
     if seg.cut == "word":  # the same matter again only if asked or told about anew
         return top[0] != prev[0] or asks[1]
     other_seat = t.topic_seat.get(top[0]) != t.topic_seat.get(prev[0])
     if seg.cut == "sentence":
-        return other_seat
+        return other_seat and (asks[1] or top[1] >= SURE_TOPIC)
     return seg.cut == "soft" and other_seat and min(top[1], prev[1]) >= 3.0 and all(asks)
 
+
+SURE_TOPIC = 2.0
+"""A sentence with no want of its own needs this much topic weight to be a matter of its own."""
 
 _PLACE_AFTER = re.compile("门口|旁边|附近|对面|边上|那边|周边|楼下|隔壁|里的|那家|这家")
 PLACE_FACTOR = 0.3

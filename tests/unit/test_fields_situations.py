@@ -143,6 +143,9 @@ def test_caller_listing_two_matters_gets_two_demands(said, config) -> None:
         "我想问公积金提取的事，还有就是提取需要带哪些材料",
         "小区电梯坏了，还有，物业根本不管",
         "我在文三路买了套二手房，想问公积金贷款能贷多少",
+        # the recogniser's reading of sounds/samples/demo-gongjijin.wav (make run's demo call)
+        "你好，我想自行医下工基金怎么提起。我在西湖区上班，电话是1380013800",
+        "我想咨询公积金怎么提取。我在滨江区上班，电话是13800138000。",
     ],
 )
 def test_a_clause_that_only_adds_detail_stays_one_demand(said, config) -> None:
