@@ -20,6 +20,7 @@ import yaml
 from test_throttle_redis import RedisServer, _free_port
 
 from calls.stream import CallStream
+from hotline import safe_yaml
 from hotline.call import EVENTS_STREAM, CallEvent
 
 pytestmark = [pytest.mark.integration]
@@ -37,7 +38,7 @@ class Keeper:
     """``python -m calls serve --no-bridge`` on the test Redis, writing to ``store``."""
 
     def __init__(self, tmp: Path, redis_port: int) -> None:
-        data = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+        data = safe_yaml.load_file(REPO / "hotline.yaml")
         data["redis"]["port"] = redis_port
         data["calls"]["path"] = str(tmp / "calls.sqlite3")
         self.config = tmp / "calls.yaml"

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from access import AccessStore
+from hotline import safe_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "security-scenario-pw"
@@ -53,7 +54,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     tmp = tmp_path_factory.mktemp("console-sec")
-    data = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(REPO / "hotline.yaml")
     data["tickets"].update(path=str(tmp / "t.sqlite3"), key_file=str(tmp / "pii.key"))
     data["throttle"]["key_file"] = str(tmp / "pii.key")
     data["redis"]["port"] = _free_port()  # nothing listens: the caller rules are down
