@@ -15,7 +15,7 @@ tts:
 
 run: deps
 	$(VENV)/hotline up --config $(CONFIG) --instance demo --demo-agents
-	$(VENV)/hotline call --config $(CONFIG) --instance demo --digits 2
+	$(VENV)/hotline call --config $(CONFIG) --instance demo --digits 2 --audio sounds/samples/demo-gongjijin.wav
 
 down:
 	$(VENV)/hotline down --config $(CONFIG) --instance demo

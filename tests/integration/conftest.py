@@ -172,6 +172,7 @@ def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotline]:
     data = offset_config(base, OFFSET, tmp)
     data["menus"]["main"]["timeout_s"] = MENU_TIMEOUT_S
     data["menus"]["main"]["retries"] = MENU_RETRIES
+    data.setdefault("speech", {})["mode"] = "off"  # keypad scenarios: nobody is asked to speak
     config_path = tmp / f"{INSTANCE}.yaml"
     config_path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     config = load_config(config_path)
