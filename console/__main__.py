@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import re
 import sys
 
 from hotline.config import ConfigError, load_config
@@ -63,11 +64,43 @@ def main(argv: list[str] | None = None) -> int:
         make_app(config),
         host=host,
         port=port,
+        log_config=log_config(),
         log_level=args.log_level.lower(),
         loop="asyncio",
         timeout_graceful_shutdown=2,
     )
     return 0
+
+
+SECRET_PARAM = re.compile(r"([?&](?:token|password|secret)=)[^&\s\"']*", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Log records without secrets in URLs: ``?token=…`` (EventSource and WebSocket clients
+    cannot send headers) becomes ``?token=<redacted>`` before uvicorn writes console.log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = SECRET_PARAM.sub(r"\1<redacted>", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                SECRET_PARAM.sub(r"\1<redacted>", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+def log_config() -> dict:
+    """uvicorn's logging config with :class:`RedactSecrets` on every handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
+    for handler in cfg["handlers"].values():
+        handler["filters"] = [*handler.get("filters", []), "redact_secrets"]
+    return cfg
 
 
 if __name__ == "__main__":

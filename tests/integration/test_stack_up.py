@@ -104,7 +104,7 @@ def test_stack_is_up_with_ami_login_and_every_port(stack: Stack) -> None:
     uptime = asyncio.run(ami_command(cfg, "core show uptime"))
     assert "System uptime" in uptime
     print(f"\nAsterisk start-to-ready: {stack.timings.get('asterisk_ready_s')} s")
-    assert Redis(host=cfg.redis.host, port=cfg.redis.port).ping()
+    assert Redis(**cfg.redis.client_kwargs()).ping()
 
 
 def test_every_required_module_is_loaded(stack: Stack) -> None:
