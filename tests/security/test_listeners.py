@@ -1,0 +1,51 @@
+"""Finding 12 (issue 8, the Asterisk part): every socket of the stack's processes (Asterisk,
+Redis, FastAGI, the console; the speech service when it runs) is bound to a loopback address.
+
+The two wildcard UDP sockets Asterisk used to hold (0.0.0.0:<random> and [::]:<random>) were
+pjlib-util's DNS resolver, which res_pjsip creates when the system lists a nameserver (glibc
+answers 127.0.0.1 for an empty resolv.conf) and which binds to the wildcard address."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+
+import pytest
+from security_helpers import SecStack, sec  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+def sockets_of(pids: set[int]) -> list[tuple[str, str, int]]:
+    """``(protocol, local address, pid)`` of every TCP/UDP socket of ``pids`` (``ss``)."""
+    out = subprocess.run(["ss", "-H", "-tuanp"], capture_output=True, text=True, check=True)
+    found = []
+    for line in out.stdout.splitlines():
+        cols = line.split()
+        for pid in (int(p) for p in re.findall(r"pid=(\d+)", line)):
+            if pid in pids:
+                found.append((cols[0], cols[4], pid))
+    return found
+
+
+def is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]").split("%")[0]
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def test_every_socket_of_the_stack_is_bound_to_loopback(sec: SecStack) -> None:  # noqa: F811
+    status = sec.stack.status()  # type: ignore[attr-defined]
+    pids = {
+        name: status[name]["pid"]
+        for name in ("asterisk", "redis", "fastagi", "speech", "console")
+        if status[name]["pid"]
+    }
+    assert {"asterisk", "redis", "fastagi", "console"} <= set(pids), pids
+    sockets = sockets_of(set(pids.values()))
+    assert any(pid == pids["asterisk"] for _, _, pid in sockets)
+    wide = [(proto, addr, pid) for proto, addr, pid in sockets if not is_loopback(addr)]
+    assert not wide, f"sockets not on loopback: {wide} (pids {pids})"
