@@ -6,7 +6,8 @@ a real vanished caller is seen hung up within a test), a 3 s main menu, and no p
 教育 seat's only agent (``SILENT_AGENT``): a caller choosing that seat waits in its queue.
 
 Directories: ``run/`` (the stack's run dir), ``data/`` (ticket store, PII key), ``phones/`` and
-``calls/`` (sipp: the test network, not the stack).  Test modules import the ``sec`` fixture.
+``calls/`` (sipp: the test network, not the stack).  The ``sec`` fixture (conftest.py) starts
+it once per session.
 """
 
 from __future__ import annotations
@@ -15,24 +16,18 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-import yaml
-
 from cli.commands.call import first_key_after, place_call
 from hotline.ami import AmiClient
-from hotline.config import HotlineConfig, load_config
+from hotline.config import HotlineConfig
 from speech.pcap import call_media_pcap
 from testphones.sipp import (
     CallerSpec,
     PhoneSet,
     free_udp_port,
     missing_dtmf_samples,
-    offset_config,
-    start_phone,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -167,41 +162,3 @@ class SecStack:
         """Channels up in this instance's Asterisk."""
         out = self.stack.cli("core show channels concise")  # type: ignore[attr-defined]
         return sum(1 for line in out.splitlines() if line.count("!") >= 5)
-
-
-@pytest.fixture(scope="session")
-def sec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecStack]:
-    reason = why_not_runnable()
-    if reason:
-        pytest.skip(reason)
-    from runtime.procs import StackError
-    from runtime.stack import Stack
-
-    tmp = tmp_path_factory.mktemp("hotline-sec")
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
-    data = offset_config(base, OFFSET, tmp / "data")
-    data["menus"]["main"]["timeout_s"] = 3
-    data["menus"]["main"]["retries"] = 2
-    data["sip"]["rtp_timeout_s"] = RTP_TIMEOUT_S
-    data["sip"]["rtp_timeout_hold_s"] = RTP_TIMEOUT_S
-    data["throttle"]["key_file"] = str(tmp / "data" / "secrets" / "pii.key")
-    config_path = tmp / f"{INSTANCE}.yaml"
-    config_path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
-    config = load_config(config_path)
-    stack = Stack(config_path, instance=INSTANCE, run_dir=tmp / "run")
-    phones = PhoneSet()
-    try:
-        try:
-            stack.up(require_fastagi=True, speech=False)
-        except StackError as exc:
-            pytest.fail(f"the security stack did not come up: {exc}", pytrace=False)
-        trunk = config.trunks.emergency
-        for role, host, port in [
-            *((a.endpoint, a.host, a.port) for a in config.agents if a.id != SILENT_AGENT),
-            ("emergency", trunk.host, trunk.port),
-        ]:
-            phones.phones[role] = start_phone(role, host, port, tmp / "phones")
-        yield SecStack(config, stack, phones, tmp)
-    finally:
-        phones.stop()
-        stack.down()

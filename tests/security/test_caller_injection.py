@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from security_helpers import SecStack, sec  # noqa: F401
 
 from cli.commands.call import first_key_after
+
+from .security_helpers import SecStack
 
 pytestmark = pytest.mark.integration
 
@@ -38,7 +39,7 @@ def header(msg: list[str], name: str) -> list[str]:
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
-def test_hostile_caller_is_answered_routed_and_forges_nothing(sec: SecStack, case: str) -> None:  # noqa: F811
+def test_hostile_caller_is_answered_routed_and_forges_nothing(sec: SecStack, case: str) -> None:
     user, name = HOSTILE[case]
     log = sec.stack.asterisk_log  # type: ignore[attr-defined]
     log_start = log.stat().st_size
@@ -81,7 +82,7 @@ def test_hostile_caller_is_answered_routed_and_forges_nothing(sec: SecStack, cas
 
 @pytest.mark.parametrize("field", ["user", "name"])
 def test_raw_line_breaks_in_the_invite_are_refused_and_forge_nothing(
-    sec: SecStack,  # noqa: F811
+    sec: SecStack,
     field: str,
 ) -> None:
     """A raw CR/LF cannot travel inside a SIP header: PJSIP drops the INVITE; no channel, no

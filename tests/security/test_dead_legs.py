@@ -12,9 +12,10 @@ import subprocess
 import time
 
 import pytest
-from security_helpers import RTP_TIMEOUT_S, SILENT_KEY, SecStack, sec  # noqa: F401
 
 from testphones.sipp import CallerSpec, caller_argv
+
+from .security_helpers import RTP_TIMEOUT_S, SILENT_KEY, SecStack
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def hung_up_by_the_hotline(call: dict) -> None:
     assert any("hangup by=far_end" in line for line in call["sipp"]["logs"]), call["sipp"]
 
 
-def test_silent_caller_in_the_ivr_is_hung_up_within_the_timeout(sec: SecStack) -> None:  # noqa: F811
+def test_silent_caller_in_the_ivr_is_hung_up_within_the_timeout(sec: SecStack) -> None:
     call = sec.place(digits="", hold_s=HOLD_S)
     hung_up_by_the_hotline(call)
     start = named(call, "UserEvent", "HotlineCall")[0]["t"]
@@ -51,7 +52,7 @@ def test_silent_caller_in_the_ivr_is_hung_up_within_the_timeout(sec: SecStack) -
     assert not named(call, "AgentConnect")
 
 
-def test_caller_gone_while_waiting_in_a_queue_is_hung_up(sec: SecStack) -> None:  # noqa: F811
+def test_caller_gone_while_waiting_in_a_queue_is_hung_up(sec: SecStack) -> None:
     call = sec.place(digits=SILENT_KEY, hold_s=HOLD_S)  # that seat's agent has no phone
     hung_up_by_the_hotline(call)
     joined = named(call, "QueueCallerJoin")
@@ -62,7 +63,7 @@ def test_caller_gone_while_waiting_in_a_queue_is_hung_up(sec: SecStack) -> None:
     assert not named(call, "AgentConnect")
 
 
-def test_caller_gone_while_talking_to_an_agent_is_hung_up(sec: SecStack) -> None:  # noqa: F811
+def test_caller_gone_while_talking_to_an_agent_is_hung_up(sec: SecStack) -> None:
     call = sec.place(digits="2", hold_s=HOLD_S)
     hung_up_by_the_hotline(call)
     connected = named(call, "AgentConnect")
@@ -72,7 +73,7 @@ def test_caller_gone_while_talking_to_an_agent_is_hung_up(sec: SecStack) -> None
     assert connected[0]["t"] < end <= key + RTP_TIMEOUT_S + MARGIN_S
 
 
-def test_channels_of_an_aborted_burst_are_gone_within_the_timeout(sec: SecStack) -> None:  # noqa: F811
+def test_channels_of_an_aborted_burst_are_gone_within_the_timeout(sec: SecStack) -> None:
     """Up to 40 callers (5 a second, withheld numbers: no throttle) that would hold 45 s;
     sipp is killed (no BYE) once 10 of them are up."""
     assert sec.channels() == 0

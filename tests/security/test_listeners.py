@@ -12,7 +12,8 @@ import re
 import subprocess
 
 import pytest
-from security_helpers import SecStack, sec  # noqa: F401
+
+from .security_helpers import SecStack
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def test_every_socket_of_the_stack_is_bound_to_loopback(sec: SecStack) -> None:  # noqa: F811
+def stack_sockets(sec: SecStack) -> tuple[dict[str, int], list[tuple[str, str, int]]]:
     status = sec.stack.status()  # type: ignore[attr-defined]
     pids = {
         name: status[name]["pid"]
@@ -47,5 +48,31 @@ def test_every_socket_of_the_stack_is_bound_to_loopback(sec: SecStack) -> None: 
     assert {"asterisk", "redis", "fastagi", "console"} <= set(pids), pids
     sockets = sockets_of(set(pids.values()))
     assert any(pid == pids["asterisk"] for _, _, pid in sockets)
-    wide = [(proto, addr, pid) for proto, addr, pid in sockets if not is_loopback(addr)]
+    return pids, sockets
+
+
+def is_resolver(proto: str, address: str) -> bool:
+    """pjlib's DNS resolver socket: UDP on the wildcard address, an ephemeral port."""
+    host, _, port = address.rpartition(":")
+    return proto == "udp" and host in ("0.0.0.0", "[::]", "*") and int(port) >= 32768
+
+
+def test_every_socket_of_the_stack_but_the_sip_resolver_is_on_loopback(sec: SecStack) -> None:
+    pids, sockets = stack_sockets(sec)
+    wide = [
+        (proto, addr, pid)
+        for proto, addr, pid in sockets
+        if not is_loopback(addr) and not (pid == pids["asterisk"] and is_resolver(proto, addr))
+    ]
     assert not wide, f"sockets not on loopback: {wide} (pids {pids})"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Asterisk 22 has no setting to bind or disable res_pjsip's pjlib DNS resolver "
+    "(docs/security.md, finding 12); remove this mark when it is gone",
+)
+def test_asterisk_holds_no_wildcard_socket(sec: SecStack) -> None:
+    pids, sockets = stack_sockets(sec)
+    wide = [(p, a) for p, a, pid in sockets if pid == pids["asterisk"] and not is_loopback(a)]
+    assert not wide, wide

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from security_helpers import SecStack, sec  # noqa: F401
 
 from callers.throttle import Throttle
 from hotline.privacy import CallerKey
+
+from .security_helpers import SecStack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from test_throttle_redis import SECRET, SETTINGS, Clock, ring
@@ -19,7 +20,7 @@ from test_throttle_redis import SECRET, SETTINGS, Clock, ring
 pytestmark = pytest.mark.integration
 
 
-def test_suspended_caller_and_audit_survive_a_redis_restart(sec: SecStack) -> None:  # noqa: F811
+def test_suspended_caller_and_audit_survive_a_redis_restart(sec: SecStack) -> None:
     caller, clock = sec.number(), Clock()
 
     def throttle() -> Throttle:

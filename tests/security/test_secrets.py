@@ -13,7 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from security_helpers import INSTANCE, SecStack, sec  # noqa: F401
+
+from .security_helpers import INSTANCE, SecStack
 
 pytestmark = pytest.mark.integration
 
@@ -26,14 +27,14 @@ def readable_by_others(path: Path) -> bool:
     return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents)
 
 
-def instance_files(sec: SecStack) -> list[Path]:  # noqa: F811
+def instance_files(sec: SecStack) -> list[Path]:
     rootfs = sec.stack.rootfs  # type: ignore[attr-defined]
     roots = [sec.tmp / "run" / INSTANCE, rootfs / "etc" / f"asterisk-{INSTANCE}"]
     roots.append(rootfs / "var" / "log" / f"asterisk-{INSTANCE}")
     return [p for root in roots for p in root.rglob("*") if p.is_file()]
 
 
-def test_files_with_secrets_and_every_log_are_private(sec: SecStack) -> None:  # noqa: F811
+def test_files_with_secrets_and_every_log_are_private(sec: SecStack) -> None:
     run = sec.tmp / "run" / INSTANCE
     rootfs = sec.stack.rootfs  # type: ignore[attr-defined]
     for secret_file in (
@@ -48,7 +49,7 @@ def test_files_with_secrets_and_every_log_are_private(sec: SecStack) -> None:  #
     assert not exposed, exposed
 
 
-def test_no_secret_lands_in_a_log(sec: SecStack) -> None:  # noqa: F811
+def test_no_secret_lands_in_a_log(sec: SecStack) -> None:
     c = sec.config
     url = f"http://{c.console.host}:{c.console_port}/api/no-such-page?token={c.console.token}"
     with contextlib.suppress(urllib.error.HTTPError):  # logged whatever the answer
@@ -61,7 +62,7 @@ def test_no_secret_lands_in_a_log(sec: SecStack) -> None:  # noqa: F811
     assert not leaks, leaks
 
 
-def test_redis_needs_its_password_is_protected_and_not_root(sec: SecStack) -> None:  # noqa: F811
+def test_redis_needs_its_password_is_protected_and_not_root(sec: SecStack) -> None:
     r = sec.config.redis
     with socket.create_connection((r.host, r.port), timeout=3) as s:
         s.sendall(b"PING\r\n")
