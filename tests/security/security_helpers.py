@@ -108,7 +108,7 @@ class SecStack:
             *("-mi", c.trunks.carrier.host),
             *("-mp", str(free_udp_port(c.trunks.carrier.host, pair=True))),
             *("-m", "1", "-set", "dialed", c.hotline.number, "-set", "user", user),
-            *("-set", "name", name, "-nostdin", "-timeout", f"{round(key_after_s + hold_s + 30)}s"),
+            *("-set", "name", name, "-nostdin", "-timeout", f"{round(key_after_s + hold_s + 12)}s"),
             *("-trace_msg", "-message_file", str(work / "sip.log")),
         ]
         return asyncio.run(self._raw_ami(argv, work))
