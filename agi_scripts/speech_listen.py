@@ -60,8 +60,7 @@ class SpeechListener:
         by the stack) or ``agi.port + 1``."""
         from redis.asyncio import Redis
 
-        r = config.redis
-        redis = Redis(host=r.host, port=r.port, db=r.db, socket_connect_timeout=REDIS_STEP_S)
+        redis = Redis(**config.redis.client_kwargs(), socket_connect_timeout=REDIS_STEP_S)  # type: ignore[arg-type]
         port = int(os.environ.get("HOTLINE_SPEECH_PORT") or config.agi.port + 1)
         return cls(redis, host="127.0.0.1", port=port)
 

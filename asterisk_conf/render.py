@@ -7,6 +7,7 @@ derived from the config; nothing a caller sends ever reaches a template.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from acd.queues import queue_name
 from callers import call_vars
 from hotline import dialplan_vars
+from hotline.ami import CONSUMED_EVENTS
 from hotline.config import Agent, ConfigError, HotlineConfig, Seat, load_config
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -228,6 +230,7 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "modules": MODULES,
         "agi_url": f"agi://{config.agi.host}:{config.agi.port}/ivr",
         "ami_permit": ami_permit(config),
+        "ami_events": CONSUMED_EVENTS,
         "queues": queues(config),
         "general_seat": general.id,
         "general_queue": queue_name(general.id),
@@ -281,8 +284,11 @@ def render(config: HotlineConfig | str | Path, out_dir: str | Path, instance: st
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         for name, text in files.items():
-            (tmp / name).write_text(text, encoding="utf-8")
-        tmp.chmod(0o755)
+            # manager.conf holds the AMI secret: every file is for Asterisk (root) only
+            fd = os.open(tmp / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        tmp.chmod(0o700)
         old = None
         if out.exists():
             old = out.parent / f".{out.name}.old-{tmp.name}"

@@ -300,9 +300,7 @@ class Throttle:
         self._clock = clock
         self._allow = frozenset(n for n in (normalize(a) for a in settings.allow_list) if n)
         self._redis = client or Redis(
-            host=redis_settings.host,
-            port=redis_settings.port,
-            db=redis_settings.db,
+            **redis_settings.client_kwargs(),  # type: ignore[arg-type]
             socket_timeout=self._timeout,
             socket_connect_timeout=self._timeout,
             retry=Retry(NoBackoff(), 0),

@@ -2,10 +2,12 @@
 end a call become :class:`hotline.call.CallEvent` entries.
 
 A call is identified by the AMI event's own ``Linkedid``/``Uniqueid`` headers (Asterisk
-sets them), never by a caller-controlled field.  A carrier call starts with the
-``Newchannel`` of its first channel (``Uniqueid == Linkedid``, context ``from-carrier``), whose
-caller number is masked and hashed here and goes no further; it ends with that channel's
-``Hangup``.
+sets them), never by a caller-controlled field.  A carrier call starts with the dialplan's
+``HotlineCall`` UserEvent on its first channel (``Uniqueid == Linkedid``), raised in
+``[hotline-entry]`` after ``[from-carrier]`` normalised the caller's number and name — the
+AMI user never sees the channel's earlier events (``hotline.ami.CONSUMED_EVENTS``).  Its
+caller number is masked and hashed here and goes no further; the call ends with that
+channel's ``Hangup``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from hotline.call import CallerId, CallEvent, agent_id_of, valid_id
 
 log = logging.getLogger("calls.bridge")
 
-CARRIER_CONTEXT = "from-carrier"
+CALL_STARTS = "HotlineCall"
+"""The UserEvent that starts a call's record (caller fields already normalised)."""
 KNOWN_MAX = 10_000
 """Calls remembered (to know which hang-ups end a carrier call)."""
 USER_EVENTS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
@@ -55,7 +58,7 @@ class AmiBridge:
             return None
         now = self.clock()
         first = uniqueid == linkedid
-        if name == "Newchannel" and first and event.get("Context") == CARRIER_CONTEXT:
+        if name == "UserEvent" and event.get("UserEvent") == CALL_STARTS and first:
             self._know(linkedid)
             caller = CallerId.of(event.get("CallerIDNum"), self.hasher)
             data = {"caller_masked": caller.masked, "caller_hash": caller.hash,

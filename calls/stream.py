@@ -64,9 +64,8 @@ class CallStream:
         """The stream on ``config.redis`` with the bounds of ``config.calls``."""
         from redis.asyncio import Redis
 
-        r = config.redis
         options = {"socket_connect_timeout": PUBLISH_TIMEOUT_S, **redis_options}
-        redis = Redis(host=r.host, port=r.port, db=r.db, **options)
+        redis = Redis(**{**config.redis.client_kwargs(), **options})  # type: ignore[arg-type]
         c = config.calls
         return cls(redis, maxlen=c.stream_maxlen, retention_s=c.retention_days * 86400)
 

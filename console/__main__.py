@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import re
 import sys
 from typing import TYPE_CHECKING
 
@@ -80,12 +81,44 @@ def main(argv: list[str] | None = None) -> int:
         build_app(config, access, host),
         host=host,
         port=port,
+        log_config=log_config(),
         log_level=args.log_level.lower(),
         loop="asyncio",
         timeout_graceful_shutdown=2,
         access_log=False,  # query strings may hold caller numbers: the audit log records requests
     )
     return 0
+
+
+SECRET_PARAM = re.compile(r"([?&](?:token|password|secret)=)[^&\s\"']*", re.IGNORECASE)
+
+
+class RedactSecrets(logging.Filter):
+    """Log records without secrets in URLs: ``?token=…`` (EventSource and WebSocket clients
+    cannot send headers) becomes ``?token=<redacted>`` before uvicorn writes console.log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = SECRET_PARAM.sub(r"\1<redacted>", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                SECRET_PARAM.sub(r"\1<redacted>", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+def log_config() -> dict:
+    """uvicorn's logging config with :class:`RedactSecrets` on every handler."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = copy.deepcopy(LOGGING_CONFIG)
+    cfg.setdefault("filters", {})["redact_secrets"] = {"()": RedactSecrets}
+    for handler in cfg["handlers"].values():
+        handler["filters"] = [*handler.get("filters", []), "redact_secrets"]
+    return cfg
 
 
 if __name__ == "__main__":

@@ -478,8 +478,7 @@ async def _build(config: HotlineConfig, sv: Services) -> Any:
     from console.follow import CallFollower
     from tickets import open_store
 
-    r = config.redis
-    redis = Redis(host=r.host, port=r.port, db=r.db, socket_connect_timeout=2.0)
+    redis = Redis(**config.redis.client_kwargs(), socket_connect_timeout=2.0)  # type: ignore[arg-type]
     sv.store = sv.store or open_store(config)
     try:
         sv.throttle = sv.throttle or Throttle.from_config(config)

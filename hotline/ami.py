@@ -27,6 +27,30 @@ log = logging.getLogger(__name__)
 
 Message = dict[str, str]
 BANNER_PREFIX = "Asterisk Call Manager/"
+CONSUMED_EVENTS: tuple[str, ...] = (
+    "FullyBooted",
+    "UserEvent",
+    "AgentCalled",
+    "AgentConnect",
+    "AgentComplete",
+    "AgentRingNoAnswer",
+    "QueueCallerJoin",
+    "QueueCallerLeave",
+    "QueueCallerAbandon",
+    "QueueMemberStatus",
+    "BridgeEnter",
+    "BridgeLeave",
+    "DialBegin",
+    "DialEnd",
+    "DTMFEnd",
+    "AGIExecStart",
+    "Hangup",
+)
+"""The only events Asterisk sends the hotline's AMI user (manager.conf ``eventfilter``): what
+the console, the call command, the tests and benches read.  Events raised before the
+dialplan normalised the caller's number and name (``Newchannel``, ``VarSet``, ``Newexten``,
+``NewCallerid`` …) never reach a consumer; a consumer needing another event adds it here.
+Action replies (``QueueStatus``, ``Getvar``, ``Command`` …) are not events and pass."""
 DISCONNECTED = "AmiDisconnected"
 """``Event`` of the last message every subscription receives when the connection is lost."""
 

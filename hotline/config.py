@@ -60,11 +60,17 @@ class HostPort(_Model):
 
 
 class Sip(_Model):
-    """Where Asterisk's PJSIP transport listens."""
+    """Where Asterisk's PJSIP transport listens, and when a carrier call whose audio stopped
+    is hung up."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=5060, ge=1, le=65535)
     external_address: str | None = None
+    rtp_timeout_s: int = Field(default=30, ge=5, le=3600)
+    """A carrier call that sends no RTP for this long (caller gone without a BYE) is hung up,
+    in the IVR, in a queue or talking to an agent (PJSIP ``rtp_timeout``)."""
+    rtp_timeout_hold_s: int = Field(default=120, ge=5, le=7200)
+    """The same while the carrier has put the call on hold (``rtp_timeout_hold``)."""
 
     _check_host = field_validator("host")(_host)
 
@@ -133,6 +139,9 @@ class Redis(_Listener):
     db: int = Field(default=0, ge=0, le=15)
     timeout_ms: int = Field(default=50, ge=1, le=5000)
     """A Redis answer slower than this counts as a failure; callers are then treated as normal."""
+    password: str | None = Field(default=None, min_length=16, pattern=r"^[A-Za-z0-9_.-]+$")
+    """``requirepass`` of the stack's Redis; every client sends it.  ``hotline up`` refuses to
+    start Redis without one."""
 
     @field_validator("host")
     @classmethod
@@ -143,6 +152,10 @@ class Redis(_Listener):
                 "host's address on the network its clients use), not every address"
             )
         return value
+
+    def client_kwargs(self) -> dict[str, object]:
+        """Connection arguments for ``redis.Redis`` / ``redis.asyncio.Redis``."""
+        return {"host": self.host, "port": self.port, "db": self.db, "password": self.password}
 
 
 class Seat(_Model):

@@ -34,6 +34,10 @@ CALLER_NUM = "HOTLINE_CALLER_NUM"
 """The caller's number, inherited by the agent's channel (harassment feature code)."""
 QUEUE_KEY = "HOTLINE_QUEUE_KEY"
 """The key a caller pressed in the dialplan-only emergency menu."""
+CID_DIGITS = "HOTLINE_CID_DIGITS"
+"""The digits of the INVITE's caller number (while [from-carrier] normalises it)."""
+CID_PLUS = "HOTLINE_CID_PLUS"
+"""``+`` when the INVITE's caller number starts with one (the same step)."""
 AGI_STATUS = "AGISTATUS"
 """Asterisk's result of AGI(): SUCCESS, FAILURE, NOTFOUND or HANGUP."""
 
@@ -51,4 +55,6 @@ ALL = (
     STARTED,
     CALLER_NUM,
     QUEUE_KEY,
+    CID_DIGITS,
+    CID_PLUS,
 )

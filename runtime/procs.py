@@ -62,27 +62,47 @@ def read_pid(pidfile: Path) -> int | None:
         return None
 
 
+def private_file(path: Path, append: bool = True) -> int:
+    """Open ``path`` for writing, mode 0600 (also when it existed with another mode): logs
+    and files with secrets are never world-readable.  Returns the file descriptor."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 def spawn(
     argv: list[str],
     pidfile: Path,
     logfile: Path,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    user: str | None = None,
+    stdin_data: bytes | None = None,
 ) -> int:
-    """Start ``argv`` in its own session, output appended to ``logfile``; record its PID."""
-    logfile.parent.mkdir(parents=True, exist_ok=True)
-    with open(logfile, "ab") as log:
+    """Start ``argv`` in its own session (as ``user`` when given, umask 077, ``stdin_data`` on
+    its standard input), output appended to ``logfile`` (mode 0600); record its PID."""
+    with os.fdopen(private_file(logfile), "ab") as log:
         log.write(f"--- {time.strftime('%F %T')} {' '.join(argv)}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             argv,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=cwd,
             env=env,
             start_new_session=True,
+            umask=0o077,
+            user=user,
+            group=user,
+            extra_groups=[] if user else None,
         )
+    if stdin_data is not None and proc.stdin is not None:
+        with contextlib.suppress(BrokenPipeError):
+            proc.stdin.write(stdin_data)
+        proc.stdin.close()
     pidfile.write_text(f"{proc.pid}\n")
     return proc.pid
 

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import pwd
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,7 @@ from runtime.procs import (
     StackError,
     alive,
     port_open,
+    private_file,
     read_pid,
     spawn,
     stop,
@@ -42,6 +44,36 @@ from runtime.procs import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+REDIS_USER = "redis"
+"""Redis runs as this user (Debian's redis-server package creates it); ``nobody`` if absent."""
+
+
+def redis_user() -> str:
+    try:
+        pwd.getpwnam(REDIS_USER)
+    except KeyError:
+        return "nobody"
+    return REDIS_USER
+
+
+def redis_conf(host: str, port: int, password: str) -> str:
+    """The stack's redis.conf: loopback/config address, password, AOF every second."""
+    return "\n".join(
+        [
+            f"bind {host}",
+            f"port {port}",
+            "protected-mode yes",
+            f"requirepass {password}",
+            "dir .",
+            'save ""',
+            "appendonly yes",
+            "appendfsync everysec",
+            "daemonize no",
+            "",
+        ]
+    )
+
+
 DEFAULT_RUN_DIR = REPO / "run"
 READY_TIMEOUT_S = 60.0
 
@@ -79,6 +111,16 @@ class Stack:
     def _last_good(self) -> Path:
         return self.run / "config-in-use.yaml"
 
+    def _make_run_dir(self) -> None:
+        """``<run_dir>/<instance>``: PID files, logs and the config copy, for root only."""
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.run.chmod(0o700)
+
+    def _keep_last_good(self) -> None:
+        """The config this instance runs with (it holds secrets: mode 0600)."""
+        with os.fdopen(private_file(self._last_good, append=False), "wb") as out:
+            out.write(self.config_path.read_bytes())
+
     @property
     def rootfs(self) -> Path:
         return self._rootfs or rootfs_mod.rootfs_path()
@@ -110,8 +152,8 @@ class Stack:
         unless ``speech`` is False); return :meth:`status`."""
         if self.config_error is not None:
             raise self.config_error
-        self.run.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.config_path, self._last_good)
+        self._make_run_dir()
+        self._keep_last_good()
         started = time.monotonic()
         if self._rootfs is None:
             self._rootfs = rootfs_mod.ensure_rootfs()
@@ -226,7 +268,9 @@ class Stack:
 
     def _prepare_dirs(self) -> None:
         for sub in ("run", "log", "spool", "lib", "cache"):
-            self._inside(f"/var/{sub}/asterisk-{self.instance}").mkdir(parents=True, exist_ok=True)
+            path = self._inside(f"/var/{sub}/asterisk-{self.instance}")
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(0o700)  # logs, recordings and the astdb hold caller data (第二十条)
         self._inside(f"/var/spool/asterisk-{self.instance}/monitor/hotline").mkdir(
             parents=True, exist_ok=True
         )
@@ -347,7 +391,7 @@ class Stack:
         restart = self._needs_restart(new)
         self.config = new
         self.render_config()
-        shutil.copyfile(self.config_path, self._last_good)
+        self._keep_last_good()
         out: dict[str, str] = {}
         for command in (
             "module reload res_pjsip.so",
@@ -373,37 +417,41 @@ class Stack:
         return changed
 
     # ---- Redis ------------------------------------------------------------------------
+    @property
+    def redis_dir(self) -> Path:
+        """Redis's private data directory (its AOF)."""
+        return self.run / "redis"
+
     def start_redis(self, timeout: float = 10.0) -> None:
-        """Redis without persistence on the config's host:port."""
+        """Redis on the config's host:port: protected mode, ``requirepass`` from the config,
+        the 第二十九条 state persisted (AOF, fsync every second) in :attr:`redis_dir` (mode
+        0700), run as the unprivileged :data:`REDIS_USER`."""
         cfg = self.config.redis
         if alive(read_pid(self._pidfile("redis")), "redis-server"):
             return
+        if not cfg.password:
+            raise StackError("redis.password is not set in the config: Redis needs a password")
         if port_open(cfg.host, cfg.port):
             raise StackError(f"Redis port {cfg.host}:{cfg.port} is already in use")
         server = shutil.which("redis-server")
         if server is None:
             raise StackError("redis-server is not installed (apt-get install redis-server)")
-        self.run.mkdir(parents=True, exist_ok=True)
+        self._make_run_dir()
+        user = redis_user()
+        uid, gid = pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid
+        data = self.redis_dir
+        data.mkdir(mode=0o700, exist_ok=True)
+        os.chown(data, uid, gid)
+        data.chmod(0o700)
+        for path in data.rglob("*"):  # an AOF written by an earlier (root) Redis
+            os.chown(path, uid, gid)
         spawn(
-            [
-                server,
-                "--bind",
-                cfg.host,
-                "--port",
-                str(cfg.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.run),
-                "--daemonize",
-                "no",
-                "--protected-mode",
-                "no",
-            ],
+            [server, "-"],  # the config (with the password) on stdin: in no file, no argv
             self._pidfile("redis"),
             self._logfile("redis"),
+            cwd=data,  # entered before the switch to `user`: the run dir stays root's
+            user=user,
+            stdin_data=redis_conf(cfg.host, cfg.port, cfg.password).encode(),
         )
         self._wait_port("redis", "redis-server", cfg.host, cfg.port, timeout)
 

@@ -29,9 +29,7 @@ async def serve(args: argparse.Namespace) -> int:
     )
     recognizer = make_recognizer(config, num_workers=settings.workers)
     redis = Redis(
-        host=config.redis.host,
-        port=args.redis_port or config.redis.port,
-        db=config.redis.db,
+        **{**config.redis.client_kwargs(), "port": args.redis_port or config.redis.port},  # type: ignore[arg-type]
         socket_timeout=2.0,
         socket_connect_timeout=2.0,
     )

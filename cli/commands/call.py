@@ -6,7 +6,8 @@
     hotline call --digits 92 --caller 13900001111 --caller-name 张三 --hold 20
     hotline call --audio caller.wav --digits 0   # speak after the menu; prints the draft
 
-It subscribes to AMI before the INVITE goes out, follows the call by its channel and linkedid
+It subscribes to AMI before the INVITE goes out, finds the call by the dialplan's
+``HotlineCall`` event carrying sipp's SIP Call-ID, follows it by its channel and linkedid
 and prints JSON: the IVR path, seat and queue (``HotlineRoute``), whether the dialplan fell
 back (``HotlineFallback``), the emergency line (``HotlineEmergency``, the emergency trunk's
 channel), which agent endpoint answered (``AgentConnect``/``BridgeEnter``), the AGI commands
@@ -23,6 +24,7 @@ import asyncio
 import json
 import random
 import re
+import secrets
 import sys
 import time
 import wave
@@ -119,16 +121,27 @@ def endpoint_of(channel: str) -> str:
     return m.group(1) if m else ""
 
 
-def analyse(events: list[tuple[float, dict[str, str]]], caller: str) -> CallFacts:
-    """Find the caller's carrier channel (by caller number) and read its call's events."""
+_CALL_ID_RE = re.compile(r"\bcall_id=(\S+)")
+
+
+def sip_call_ids(result: SippResult) -> set[str]:
+    """The SIP Call-IDs of the calls sipp placed (its scenario logs ``call_id=…``)."""
+    return {m.group(1) for line in result.logs for m in _CALL_ID_RE.finditer(line)}
+
+
+def analyse(
+    events: list[tuple[float, dict[str, str]]], caller: str, sip_call_ids: set[str] | None = None
+) -> CallFacts:
+    """Find the call by the dialplan's ``HotlineCall`` event (by the SIP Call-ID sipp used;
+    without one, by the normalised caller number) and read its events by linkedid."""
     facts = CallFacts(caller=caller)
     start = None
     for t, e in events:
-        if (
-            e.get("Event") == "Newchannel"
-            and endpoint_of(e.get("Channel", "")) == "carrier"
-            and e.get("CallerIDNum") == caller
-        ):
+        if e.get("Event") != "UserEvent" or e.get("UserEvent") != "HotlineCall":
+            continue
+        if endpoint_of(e.get("Channel", "")) != "carrier":
+            continue
+        if (e.get("SipCallId") in sip_call_ids) if sip_call_ids else e.get("CallerIDNum") == caller:
             facts.linkedid = e.get("Linkedid") or e.get("Uniqueid", "")
             facts.channel = e["Channel"]
             start = t
@@ -201,8 +214,9 @@ async def place_call(
     try:
         result: SippResult = await run_caller_async(spec, workdir, timeout_s)
         deadline = time.monotonic() + settle_s + 3.0
+        call_ids = sip_call_ids(result)
         while time.monotonic() < deadline:
-            facts = analyse(events, spec.caller)
+            facts = analyse(events, spec.caller, call_ids)
             if facts.hangup_cause is not None:
                 break
             await asyncio.sleep(0.1)
@@ -211,7 +225,7 @@ async def place_call(
         collector.cancel()
         client.unsubscribe(queue)
         await client.close()
-    facts = analyse(events, spec.caller)
+    facts = analyse(events, spec.caller, call_ids)
     out = facts.as_dict()
     out["sipp"] = result.as_dict()
     return out
@@ -237,8 +251,7 @@ async def fetch_draft(
     from tickets import open_store
 
     store = open_store(config)
-    r = config.redis
-    redis = Redis(host=r.host, port=r.port, db=r.db, socket_connect_timeout=1.0)
+    redis = Redis(**config.redis.client_kwargs(), socket_connect_timeout=1.0)  # type: ignore[arg-type]
     deadline = time.monotonic() + wait_s
     message = None
     try:
@@ -315,7 +328,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     caller = args.caller or f"138{random.randrange(10**8):08d}"
     run_root = (args.run_dir or REPO / "run").resolve() / args.instance / "calls"
-    workdir = run_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{caller}"
+    # named by time, never by the caller's number (第二十条)
+    workdir = run_root / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
     try:
         key_after = args.key_after if args.key_after is not None else first_key_after(config)
         steps = key_steps(args.digits, key_after, args.key_gap) if args.digits else []

@@ -165,7 +165,7 @@ def test_out_of_scope_notice_is_counted_by_reason_then_0_reaches_the_general_sea
     notices = rules.config.menus["notices"]
     key = next(k for k, t in notices.options.items() if t.value == "litigation")
     day = datetime.now(ZoneInfo(rules.config.business_hours.timezone)).strftime("%Y%m%d")
-    redis = Redis(host=rules.config.redis.host, port=rules.config.redis.port)
+    redis = Redis(**rules.config.redis.client_kwargs())
     field = "out_of_scope:litigation"
     before = int(redis.hget(f"hotline:stats:{day}", field) or 0)
 

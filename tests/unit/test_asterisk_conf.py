@@ -121,8 +121,11 @@ def test_carrier_is_identified_by_address_into_from_carrier(
 def test_hotline_number_answers_and_runs_the_fastagi_ivr(
     config: HotlineConfig, rendered: Path
 ) -> None:
-    steps = dialplan((rendered / "extensions.conf").read_text())["from-carrier"]
-    lines = steps[config.hotline.number]
+    plan = dialplan((rendered / "extensions.conf").read_text())
+    entry = plan["from-carrier"][config.hotline.number]
+    assert entry[-1] == f"Goto(hotline-entry,{config.hotline.number},1)"
+    assert not [ln for ln in entry if ln.startswith(("Answer", "AGI", "UserEvent"))]
+    lines = plan["hotline-entry"][config.hotline.number]
     assert lines[0] == "Answer()"
     assert f"Set(CHANNEL(language)={config.hotline.prompt_language})" in lines
     assert f"Set({dialplan_vars.CALL_ID}=${{CHANNEL(linkedid)}})" in lines
@@ -287,3 +290,43 @@ def test_cli_render_refuses_a_broken_file(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
     assert main(["config", "render", str(EXAMPLE), str(tmp_path / "out")]) == 0
     assert (tmp_path / "out" / "extensions.conf").exists()
+
+
+def test_caller_number_and_name_are_normalised_before_anything_else(
+    config: HotlineConfig, rendered: Path
+) -> None:
+    """Issue 8, finding 1: the carrier context only cleans the caller fields, then leaves."""
+    entry = dialplan((rendered / "extensions.conf").read_text())["from-carrier"]
+    steps = entry[config.hotline.number]
+    sets = [ln for ln in steps if ln.startswith("Set(CALLERID(")]
+    assert [s.split("=", 1)[0] for s in sets] == [
+        "Set(CALLERID(num)",
+        "Set(CALLERID(name)",
+        "Set(CALLERID(name)",
+    ]
+    assert ":anonymous)" in sets[0] and ">= 3" in sets[0] and "<= 20" in sets[0]
+    assert r"FILTER(\x20-\x21\x23-\x5b\x5d-\x7e\x80-\xff," in sets[1]
+    assert sets[2].endswith(":0:64})")
+
+
+def test_ami_user_gets_only_consumed_events_and_nothing_before_the_answer(
+    rendered: Path,
+) -> None:
+    from hotline.ami import CONSUMED_EVENTS
+
+    text = (rendered / "manager.conf").read_text()
+    includes = re.findall(r"^eventfilter\(action\(include\),name\((\w+)\)\) =$", text, re.M)
+    assert includes == list(CONSUMED_EVENTS)
+    assert not {"Newchannel", "VarSet", "Newexten", "NewCallerid"} & set(includes)
+    assert "eventfilter(action(exclude),header(ChannelState),method(exact)) = 4" in text
+
+
+def test_carrier_calls_without_rtp_are_hung_up(config: HotlineConfig, rendered: Path) -> None:
+    carrier = section((rendered / "pjsip.conf").read_text(), "carrier", "endpoint")
+    assert carrier["rtp_timeout"] == [str(config.sip.rtp_timeout_s)]
+    assert carrier["rtp_timeout_hold"] == [str(config.sip.rtp_timeout_hold_s)]
+
+
+def test_rendered_files_are_for_root_only(rendered: Path) -> None:
+    assert (rendered.stat().st_mode & 0o777) == 0o700
+    assert {p.stat().st_mode & 0o777 for p in rendered.iterdir()} == {0o600}

@@ -164,9 +164,9 @@ def test_the_bridge_identifies_calls_by_the_channel_ids_never_by_the_caller() ->
     bridge = AmiBridge(KEY, clock=lambda: 5.0)
     first = {"Uniqueid": "170.1", "Linkedid": "170.1"}
     started = bridge.translate(
-        {"Event": "Newchannel", "Context": "from-carrier", "CallerIDNum": "13800001111", **first}
+        {"Event": "UserEvent", "UserEvent": "HotlineCall", "CallerIDNum": "13800001111", **first}
     )
-    assert started is not None and started.call_id == "170.1"
+    assert started is not None and started.call_id == "170.1" and started.kind == "started"
     assert started.data == {
         "caller_masked": "138****1111",
         "caller_hash": KEY.hash("13800001111"),

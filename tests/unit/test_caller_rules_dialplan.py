@@ -92,7 +92,7 @@ def test_agents_get_the_harassment_feature_and_see_the_caller_flag(files) -> Non
 
 
 def test_every_carrier_call_pushes_the_call_end_hangup_handler(files) -> None:
-    carrier = "\n".join(context_lines(files["extensions.conf"], "from-carrier"))
+    carrier = "\n".join(context_lines(files["extensions.conf"], "hotline-entry"))
     assert carrier.index("hangup_handler_push)=hotline-call-end") < carrier.index("AGI(")
     end = context_lines(files["extensions.conf"], "hotline-call-end")
     assert "/call_end," in end[0] and end[-1].endswith("Return()")

@@ -149,6 +149,9 @@ def test_compose_addresses_match_the_docker_config() -> None:
     assert address("fastagi") == config.agi.host
     assert address("redis") == config.redis.host
     assert str(config.redis.port) in services["redis"]["command"]
+    redis_cmd = services["redis"]["command"]
+    assert redis_cmd[redis_cmd.index("--requirepass") + 1] == config.redis.password
+    assert redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
     assert str(config.agi.port + 1) in services["speech"]["command"]
     assert f"{config.sip.port}:{config.sip.port}/udp" in services["asterisk"]["ports"]
 

@@ -208,10 +208,12 @@ def test_a_test_instance_moves_every_port_and_leaves_the_original_alone(tmp_path
 def test_the_call_is_followed_by_its_linkedid_and_other_calls_are_ignored() -> None:
     mine, other = "1700000000.10", "1700000000.20"
     ev = [
-        {"Event": "Newchannel", "Channel": "PJSIP/carrier-00000009", "CallerIDNum": "139",
-         "Linkedid": other, "Uniqueid": other},
-        {"Event": "Newchannel", "Channel": "PJSIP/carrier-0000000a", "CallerIDNum": "138",
-         "Linkedid": mine, "Uniqueid": mine},
+        {"Event": "UserEvent", "UserEvent": "HotlineCall", "Channel": "PJSIP/carrier-00000009",
+         "CallerIDNum": "138", "SipCallId": "2-99@127.0.0.2", "Linkedid": other,
+         "Uniqueid": other},
+        {"Event": "UserEvent", "UserEvent": "HotlineCall", "Channel": "PJSIP/carrier-0000000a",
+         "CallerIDNum": "138", "SipCallId": "1-99@127.0.0.2", "Linkedid": mine,
+         "Uniqueid": mine},
         {"Event": "DTMFEnd", "Channel": "PJSIP/carrier-0000000a", "Digit": "2",
          "Direction": "Received", "Linkedid": mine},
         {"Event": "UserEvent", "UserEvent": "HotlineRoute", "Seat": "zonghe",
@@ -223,12 +225,14 @@ def test_the_call_is_followed_by_its_linkedid_and_other_calls_are_ignored() -> N
         {"Event": "Hangup", "Channel": "PJSIP/carrier-0000000a", "Cause-txt": "Normal Clearing",
          "Linkedid": mine},
     ]  # fmt: skip
-    facts = analyse([(float(i), e) for i, e in enumerate(ev)], "138").as_dict()
+    facts = analyse([(float(i), e) for i, e in enumerate(ev)], "138", {"1-99@127.0.0.2"}).as_dict()
     assert facts["linkedid"] == mine and facts["ivr_path"] == "main>2"
     assert facts["seat"] == "gjj" and facts["dtmf"] == ["2"] and not facts["fallback"]
     assert facts["agent"] == {"endpoint": "agent1009", "channel": "PJSIP/agent1009-0000000c"}
     assert facts["duration_s"] == 5.0 and facts["hangup_cause"] == "Normal Clearing"
     assert analyse([(0.0, e) for e in ev], "137").linkedid == ""
+    # the same caller number twice: only the SIP Call-ID tells the calls apart
+    assert analyse([(0.0, e) for e in ev], "138", {"2-99@127.0.0.2"}).linkedid == other
     assert endpoint_of("PJSIP/emergency-0000001f") == "emergency"
 
 
