@@ -183,3 +183,35 @@ def test_the_stream_stays_bounded(server: RedisServer) -> None:
         return gone
 
     assert asyncio.run(trim()) > 0 and server.client.xlen("test:bounded") == 0
+
+
+def test_a_replacement_keeper_claims_what_a_dead_one_left_unacknowledged(
+    keeper: Keeper, server: RedisServer
+) -> None:
+    data = yaml.safe_load(keeper.config.read_text(encoding="utf-8"))
+    data["calls"]["claim_idle_s"] = 1.0
+    keeper.config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    publish(server.port, agent_events(range(5), range(0, 40)))
+    keeper.start()
+    deadline = time.monotonic() + 30
+    while sum(keeper.agents().values()) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    keeper.kill()  # records-1 dies holding entries it read and never acknowledged
+    left = server.client.xpending_range(EVENTS_STREAM, "records", "-", "+", 1000, "records-1")
+    print("left unacknowledged by the dead keeper:", len(left))
+    assert left
+    assert keeper.proc is not None
+    keeper.proc = None
+    argv = [sys.executable, "-m", "calls", "serve", "--no-bridge", "--name", "records-2",
+            "--config", str(keeper.config)]  # fmt: skip
+    with open(keeper.log, "ab") as out:
+        keeper.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    want = {f"1700.{c}": 40 for c in range(5)}
+    assert keeper.wait_for(want) == want  # the dead one's entries too, each once
+    deadline = time.monotonic() + 10
+    while server.client.xpending(EVENTS_STREAM, "records")["pending"] and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert server.client.xpending(EVENTS_STREAM, "records")["pending"] == 0
+    assert "consumer records-2 claimed" in keeper.log.read_text(encoding="utf-8")
