@@ -53,14 +53,14 @@ async def serve(
         else:
             app.policy, app.throttle = policy, policy.throttle
             log.info("caller rules: throttle and open demands checked at call start")
-    if listener is not None and policy is not None and policy.tickets is not None:
-        from speech.drafts import DraftKeeper
-
-        app.drafts = DraftKeeper(listener.redis, policy.tickets)
     if app.config is not None:
         from calls.stream import CallStream
 
         events = app.events = CallStream.from_config(app.config)
+    if events is not None and listener and policy is not None and policy.tickets is not None:
+        from speech.drafts import DraftKeeper
+
+        app.drafts = DraftKeeper(events, policy.tickets)
     server = AgiServer(app)
     bound = await server.start(host, port)
     print(f"FastAGI listening on {bound[0]}:{bound[1]}", flush=True)

@@ -87,11 +87,12 @@ class IvrDriver:
                          action.prompt)  # fmt: skip
                 return Heard()
             listen_id = str(uuid.uuid4())
+            began = time.time()
             try:
                 return await listener.listen(s, self.call, action, listen_id)
             finally:  # a caller who hangs up mid-sentence still leaves a draft
                 if self.app.drafts is not None:
-                    self.app.drafts.keep(self.call.call_id, self.call.caller, listen_id)
+                    self.app.drafts.keep(self.call.call_id, self.call.caller, listen_id, began)
         raise TypeError(f"not an IVR action: {action!r}")
 
     async def collect(self, action: Collect) -> str:

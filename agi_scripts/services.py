@@ -57,7 +57,8 @@ class HarassmentFlags(Protocol):
 class DraftKeeper(Protocol):
     """Stores a listen's draft in the background (``speech.drafts.DraftKeeper``)."""
 
-    def keep(self, call_id: str, caller: str, listen_id: str) -> None: ...
+    def keep(self, call_id: str, caller: str, listen_id: str, since: float | None = None) -> None:
+        """``since``: unix time the listen began (its draft is written after it)."""
 
 
 class EventSink(Protocol):

@@ -1,8 +1,10 @@
 """``python -m calls serve --config hotline.yaml``: the AMI bridge (dialplan and channel events
 → the call event stream) and the record keeper (stream → call record store), in one process.
 
-The record keeper is consumer ``records-1`` of group ``records``: stopped and started again,
-it goes on where it was (nothing lost).  Calls never depend on this process.
+It prints ``AMI bridge: logged in`` once the bridge follows AMI: the stack's readiness
+(``hotline up``) waits for it, so a call placed right after it has its start and caller on
+record.  The record keeper is consumer ``records-1`` of group ``records``: stopped and
+started again, it goes on where it was (nothing lost).  Calls never depend on this process.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import signal
 import sys
 from typing import Any
 
-from calls.bridge import AmiBridge
+from calls.bridge import BRIDGE_READY, AmiBridge
 from calls.store import SqliteCallStore
 from calls.stream import CallStream, StreamConsumer
 from hotline.ami import AmiClient, follow_events
@@ -66,8 +68,14 @@ async def serve(config: HotlineConfig, name: str, bridge: bool = True) -> None:
             if out is not None:
                 await stream.publish(out)
 
+        def logged_in(client: AmiClient | None) -> None:
+            if client is not None:  # the stack's readiness waits for this line
+                print(BRIDGE_READY, flush=True)
+
         a = config.ami
-        follow = follow_events(a.host, a.port, a.username, a.secret, forward, "call events")
+        follow = follow_events(
+            a.host, a.port, a.username, a.secret, forward, "call events", logged_in
+        )
         tasks.append(asyncio.create_task(follow))
     print(f"call records: {config.calls.path}", flush=True)
     await stop.wait()

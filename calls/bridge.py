@@ -35,6 +35,11 @@ USER_EVENTS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
+BRIDGE_READY = "AMI bridge: logged in"
+"""What ``python -m calls serve`` prints each time the bridge logs in to AMI (the stack's
+readiness waits for it)."""
+
+
 class AmiBridge:
     """Turns AMI events into call events (:meth:`translate`)."""
 

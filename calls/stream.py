@@ -10,6 +10,12 @@ wallboard and QA) run a :class:`StreamConsumer` in their own consumer group:
 * an entry that is not a :class:`hotline.call.CallEvent` is refused with one log line and
   acknowledged, and the consumer goes on;
 * a handler that fails leaves its entry pending: it is retried at the next start;
+* a consumer that died (or hangs) does not keep its entries: entries pending longer than
+  ``calls.claim_idle_s`` in any consumer of the group are claimed (``XAUTOCLAIM``) by a live
+  one and handled there (handlers apply each entry id once, so a slow consumer's entry
+  handled twice is harmless);
+* one-off readers (the draft keeper, ``hotline call``) look for one event from a point in
+  time with :meth:`CallStream.find` (``XREAD``, no group, nothing acknowledged);
 * the stream is bounded: ``XADD MAXLEN ~ calls.stream_maxlen``, and entries older than
   ``calls.retention_days`` are trimmed (``XTRIM MINID``) by the consumers.
 
@@ -50,8 +56,10 @@ class CallStream:
         maxlen: int = 200_000,
         retention_s: float = 7 * 86400,
         timeout_s: float = PUBLISH_TIMEOUT_S,
+        claim_idle_s: float = 60.0,
     ) -> None:
         self.redis = redis
+        self.claim_idle_s = claim_idle_s
         self.key = key
         self.maxlen = maxlen
         self.retention_s = retention_s
@@ -67,7 +75,12 @@ class CallStream:
         options = {"socket_connect_timeout": PUBLISH_TIMEOUT_S, **redis_options}
         redis = Redis(**{**config.redis.client_kwargs(), **options})  # type: ignore[arg-type]
         c = config.calls
-        return cls(redis, maxlen=c.stream_maxlen, retention_s=c.retention_days * 86400)
+        return cls(
+            redis,
+            maxlen=c.stream_maxlen,
+            retention_s=c.retention_days * 86400,
+            claim_idle_s=c.claim_idle_s,
+        )
 
     async def close(self) -> None:
         await asyncio.gather(*_BACKGROUND, return_exceptions=True)
@@ -93,6 +106,36 @@ class CallStream:
         task = asyncio.get_running_loop().create_task(self.publish(event))
         _BACKGROUND.add(task)
         task.add_done_callback(_BACKGROUND.discard)
+
+    async def find(
+        self,
+        match: Callable[[CallEvent], bool],
+        since: float,
+        wait_s: float,
+        batch: int = 100,
+    ) -> CallEvent | None:
+        """The first event written at or after unix time ``since`` that ``match``es, waiting
+        at most ``wait_s`` for it (``0``: only what is there now); ``None`` when none came.
+        Malformed entries are skipped; Redis errors are raised."""
+        last = f"{max(0, int(since * 1000) - 1)}-{2**64 - 1}"
+        deadline = time.monotonic() + max(0.0, wait_s)
+        while True:
+            remaining = deadline - time.monotonic()
+            block = int(min(remaining, 1.0) * 1000) if remaining > 0 else None
+            reply = await self.redis.xread(
+                {self.key: last}, count=batch, block=block if block else None
+            )
+            entries = reply[0][1] if reply else []
+            for entry_id, fields in entries:
+                last = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                try:
+                    event = CallEvent.from_fields(fields)
+                except MalformedEvent:
+                    continue
+                if match(event):
+                    return event
+            if not entries and time.monotonic() >= deadline:
+                return None
 
     async def trim(self, now: float | None = None) -> int:
         """Drop entries older than the retention; how many went."""
@@ -124,8 +167,10 @@ class StreamConsumer:
         self.refused = 0
         self.failed = 0
         self.connected = False
+        self.claimed = 0
         self._backlog = True
         self._trimmed_at = 0.0
+        self._claimed_at = 0.0
 
     async def ensure_group(self) -> None:
         """Create the group (from the stream's start) unless it exists."""
@@ -155,7 +200,40 @@ class StreamConsumer:
             await self._handle(entry_id, fields)
         if self._backlog and entries and all(not f for _, f in entries):
             self._backlog = False  # only trimmed entries left pending
+        if not self._backlog:
+            return len(entries) + await self.claim_stale()
         return len(entries)
+
+    async def claim_stale(self, now: float | None = None) -> int:
+        """Take over and handle the group's entries pending longer than
+        ``stream.claim_idle_s`` (a consumer that died or hangs); how many were claimed.
+        Runs at most every ``claim_idle_s / 2`` seconds."""
+        idle_s = self.stream.claim_idle_s
+        now = time.monotonic() if now is None else now
+        if now - self._claimed_at < idle_s / 2:
+            return 0
+        self._claimed_at = now
+        start, total = "0-0", 0
+        while True:
+            reply = await self.stream.redis.xautoclaim(
+                self.stream.key,
+                self.group,
+                self.name,
+                min_idle_time=int(idle_s * 1000),
+                start_id=start,
+                count=self.batch,
+            )
+            start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+            entries = [(eid, f) for eid, f in reply[1] if eid is not None]
+            if entries:
+                log.info("%s/%s: consumer %s claimed %d stale entries", self.stream.key,
+                         self.group, self.name, len(entries))  # fmt: skip
+            for entry_id, fields in entries:
+                await self._handle(entry_id, fields)
+            total += len(entries)
+            self.claimed += len(entries)
+            if start == "0-0":
+                return total
 
     async def _handle(self, entry_id: bytes | str, fields: Any) -> None:
         eid = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

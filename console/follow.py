@@ -231,8 +231,10 @@ class CallFollower:
     async def run(self) -> None:
         loops = [self._ami_loop()]
         if self.redis is not None:
-            stream = CallStream(self.redis, maxlen=self.config.calls.stream_maxlen,
-                                retention_s=self.config.calls.retention_days * 86400)  # fmt: skip
+            c = self.config.calls
+            stream = CallStream(self.redis, maxlen=c.stream_maxlen,
+                                retention_s=c.retention_days * 86400,
+                                claim_idle_s=c.claim_idle_s)  # fmt: skip
             self.drafts = StreamConsumer(stream, FEED_GROUP, FEED_CONSUMER, self.on_call_event)
             loops.append(self.drafts.run())
         await asyncio.gather(*loops)

@@ -4,7 +4,7 @@
 * :class:`CallerId` — the caller as a masked display plus a keyed hash; the number itself
   never leaves the process that read it (第二十条).  One withheld check
   (:func:`hotline.privacy.is_withheld`), one masking of numbers (:func:`hotline.privacy.mask`)
-  and of free text (:func:`mask_text`).
+  and of free text (:func:`hotline.privacy.mask_text`, also what speech masks transcripts with).
 * :class:`IvrOutcome` — how the IVR ended: route kind, seat, queue, priority, IVR path,
   notice, emergency line and reason; :meth:`IvrOutcome.channel_variables` is the one place
   that turns it into ``HOTLINE_*`` variables.
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 from hotline import dialplan_vars as V
-from hotline.privacy import is_withheld, mask, normalize
+from hotline.privacy import is_withheld, mask, mask_text, normalize
 
 # ---- Redis names shared by the speech service, the AGI side and the console ----------------
 DRAFT_KEY = "hotline:draft:{call_id}"
@@ -40,8 +40,6 @@ EVENTS_STREAM = "hotline:calls:events"
 """The call event stream (Redis Streams, see ``calls.stream``)."""
 
 WITHHELD = "withheld"
-_DIGIT = "0-9０-９一二三四五六七八九零〇幺两"
-_RUN = re.compile(rf"[{_DIGIT}](?:[{_DIGIT}\- ]*[{_DIGIT}])?")
 _ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -50,20 +48,6 @@ def caller_number(raw: str | None) -> str:
     when it is withheld (``anonymous``, ``unknown``, ``Restricted`` …)."""
     text = "".join(ch for ch in (raw or "") if ch.isprintable())[:64].strip()
     return "" if is_withheld(text) else text
-
-
-def mask_text(text: str) -> str:
-    """Numbers of 7 or more digits in free text (spoken or written, with dashes or spaces)
-    keep their first 3 and last 4 digits: ``13805712345`` → ``138****2345``."""
-
-    def hide(m: re.Match[str]) -> str:
-        run = m.group(0)
-        digits = [c for c in run if c not in "- "]
-        if len(digits) < 7:
-            return run
-        return "".join(digits[:3]) + "*" * (len(digits) - 7) + "".join(digits[-4:])
-
-    return _RUN.sub(hide, text)
 
 
 def valid_id(value: object) -> str:

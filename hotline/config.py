@@ -446,6 +446,9 @@ class Calls(_Model):
     """At most this many events are kept in the stream (older ones are trimmed)."""
     retention_days: float = Field(default=7.0, gt=0, le=90)
     """Events older than this are trimmed from the stream (records stay in the store)."""
+    claim_idle_s: float = Field(default=60.0, ge=1.0, le=86_400.0)
+    """An event left unacknowledged this long by a consumer (one that died or hangs) is
+    claimed by another consumer of the same group (``XAUTOCLAIM``)."""
     path: str = "run/calls.sqlite3"
     """The call record store (SQLite)."""
 

@@ -21,6 +21,7 @@ import hmac
 import os
 import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -44,20 +45,16 @@ def normalize(number: str | None) -> str | None:
         national = n[3:]
     elif n.startswith("0086"):
         national = n[4:]
-    elif n.startswith("86") and len(n) == 13 and _is_mobile(n[2:]):
+    elif n.startswith("86") and len(n) == 13 and is_mobile(n[2:]):
         national = n[2:]
     elif n.startswith("+"):
         n = n[1:]  # another country: keep its country code
     if national is not None:
         # +86 571 8700 1234 is the landline 0571 8700 1234; mobiles have no trunk prefix.
-        n = national if _is_mobile(national) or national.startswith("0") else "0" + national
+        n = national if is_mobile(national) or national.startswith("0") else "0" + national
     if not n.isascii() or not n.isdigit() or len(n) < 3 or set(n) == {"0"}:
         return None
     return n
-
-
-def _is_mobile(n: str) -> bool:
-    return len(n) == 11 and n[0] == "1" and n[1] in "3456789"
 
 
 def is_withheld(number: str | None) -> bool:
@@ -73,6 +70,97 @@ def mask(number: str | None) -> str:
     if len(n) >= 7:
         return n[:3] + "*" * (len(n) - 7) + n[-4:]
     return "*" * (len(n) - 2) + n[-2:]
+
+
+# ---- numbers in free text (transcripts, summaries, addresses) ------------------------------
+_DIGIT_CHARS = "0-9\uff10-\uff19零〇一二三四五六七八九幺两"
+_DIGIT_VALUE = {c: str(i) for i, c in enumerate("零一二三四五六七八九")}
+_DIGIT_VALUE |= {str(i): str(i) for i in range(10)} | {"〇": "0", "幺": "1", "两": "2"}
+_DIGIT_VALUE |= {chr(0xFF10 + i): str(i) for i in range(10)}
+_GROUPED_RUN = re.compile(f"[{_DIGIT_CHARS}]{{3,}}(?:[ \\-－—–·、,，.．][{_DIGIT_CHARS}]{{3,}})*")
+"""Groups of 3+ digits joined across one separator (138 0571 2345, 138，0571，2345)."""
+_LOOSE_RUN = re.compile(f"[{_DIGIT_CHARS}](?:[\\- ]*[{_DIGIT_CHARS}])*")
+"""Digits joined by any spaces or dashes (1 3 8 0 5 7 1 …, 138-0571-2345)."""
+_ID_LAST = "Xx叉"
+MASK_MIN_DIGITS = 7
+"""Runs of this many digits or more are masked in free text."""
+MASK_LAST_ONLY = 15
+"""Runs of this many digits or more (identity, bank card numbers) keep only their last four."""
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRun:
+    """Digits spoken or written in a row: ``text[start:end]``, their values in ``digits``."""
+
+    start: int
+    end: int
+    digits: str
+
+
+def _run(text: str, start: int, end: int) -> NumberRun:
+    digits = "".join(_DIGIT_VALUE.get(c, "") for c in text[start:end])
+    if len(digits) == 17 and end < len(text) and text[end] in _ID_LAST:
+        end, digits = end + 1, digits + "X"  # identity number ending in X / 叉
+    return NumberRun(start, end, digits)
+
+
+def number_runs(text: str, loose: bool = False) -> list[NumberRun]:
+    """Runs of seven or more digits in ``text``: 一三八零五七一二三四五, 138 0571 2345, 幺三八…,
+    identity numbers ending in X/叉.  Groups of three or more digits join across one separator;
+    shorter groups (三个月, 2单元) never make a phone or identity number.  ``loose`` also
+    joins digits across any spaces and dashes (what masking looks for)."""
+    spans = sorted(m.span() for m in _GROUPED_RUN.finditer(text))
+    if loose:
+        spans = sorted([*spans, *(m.span() for m in _LOOSE_RUN.finditer(text))])
+    merged: list[list[int]] = []
+    for start, end in spans:
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    runs = [_run(text, start, end) for start, end in merged]
+    return [r for r in runs if len(r.digits) >= MASK_MIN_DIGITS]
+
+
+def is_mobile(digits: str) -> bool:
+    """A mainland mobile number (11 digits, 13x–19x)."""
+    return len(digits) == 11 and digits[0] == "1" and digits[1] in "3456789"
+
+
+def is_long_distance(digits: str) -> bool:
+    """A landline with its area code (0571 8700 1234, 010 …)."""
+    return 10 <= len(digits) <= 12 and digits[0] == "0" and digits[1] != "0"
+
+
+def _is_phone(digits: str) -> bool:
+    with_86 = digits[:2] == "86" and is_mobile(digits[2:])
+    return is_mobile(digits) or with_86 or is_long_distance(digits)
+
+
+def mask_text(text: str, phones: bool = True) -> str:
+    """The one masking of numbers in free text (第二十条), spoken or written, full-width too:
+
+    * 15 or more digits (identity and bank card numbers) keep only their last four, as
+      digits: ``身份证三三零…一二三叉`` → ``身份证**************123X``;
+    * 7 to 14 digits (phones, with or without area code or 86, and any other long number)
+      keep their first three and last four, as digits: ``13805712345`` and
+      ``一三八零五七一二三四五`` → ``138****2345``; with ``phones=False`` phone numbers are
+      left as they are;
+    * shorter numbers (12345, 三个月, 2单元) are left alone."""
+    out: list[str] = []
+    pos = 0
+    for run in number_runs(text, loose=True):
+        d = run.digits
+        if len(d) >= MASK_LAST_ONLY:
+            masked = "*" * (len(d) - 4) + d[-4:]
+        elif not phones and _is_phone(d):
+            continue
+        else:
+            masked = d[:3] + "*" * (len(d) - 7) + d[-4:]
+        out += [text[pos : run.start], masked]
+        pos = run.end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def load_secret(path: str | Path | None) -> bytes:

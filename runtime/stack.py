@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from asterisk_conf.render import INSTANCE_RE, MODULE_DIR, MODULES, render
+from calls.bridge import BRIDGE_READY
 from hotline.ami import AmiClient, AmiError
 from hotline.config import ConfigError, HotlineConfig, load_config
 from runtime import rootfs as rootfs_mod
@@ -105,6 +106,8 @@ class Stack:
             self.config_error = exc
         self._rootfs = Path(rootfs) if rootfs else None
         self.timings: dict[str, float] = {}
+        self._records_log_from = 0
+        """Where the records process's latest run starts in its log."""
 
     # ---- paths ------------------------------------------------------------------------
     @property
@@ -166,6 +169,7 @@ class Stack:
             self.start_fastagi(required=require_fastagi)
             self.start_records()
             self.start_asterisk()
+            self.wait_records_bridge()
             if speech:
                 self.start_speech()
             self.start_console()
@@ -586,6 +590,8 @@ class Stack:
         pidfile = self._pidfile("records")
         if alive(read_pid(pidfile), "calls"):
             return True
+        log_file = self._logfile("records")
+        self._records_log_from = log_file.stat().st_size if log_file.exists() else 0
         argv = [sys.executable, "-m", "calls", "serve", "--config", str(self.config_path)]
         spawn(argv, pidfile, self._logfile("records"), cwd=REPO, env=self._service_env())
         deadline = time.monotonic() + timeout
@@ -596,6 +602,28 @@ class Stack:
                 break
             time.sleep(0.05)
         return alive(read_pid(pidfile), "calls")
+
+    def wait_records_bridge(self, timeout: float = 20.0) -> bool:
+        """Wait until the records process's AMI bridge has logged in (after Asterisk is up):
+        before that, a call's start and caller would not reach its record.  False (logged in
+        ``timings``) when it did not within ``timeout``; calls never depend on it."""
+        started = time.monotonic()
+        pidfile, log_file = self._pidfile("records"), self._logfile("records")
+        offset = self._records_log_from
+        ready = False
+        while time.monotonic() - started < timeout and alive(read_pid(pidfile), "calls"):
+            try:
+                with open(log_file, "rb") as f:
+                    f.seek(offset)
+                    ready = BRIDGE_READY.encode() in f.read()
+            except OSError:
+                ready = False
+            if ready:
+                break
+            time.sleep(0.05)
+        self.timings["records_bridge_s"] = round(time.monotonic() - started, 3)
+        self.timings["records_bridge_ready"] = ready
+        return ready
 
     def stop_records(self) -> bool:
         return stop(self._pidfile("records"), "calls")

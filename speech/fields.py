@@ -1,4 +1,5 @@
-"""Ticket-field extraction from a Mandarin transcript: :func:`extract` and :func:`mask_sensitive`.
+"""Ticket-field extraction from a Mandarin transcript: :func:`extract` (numbers masked with
+:func:`hotline.privacy.mask_text`, the one masking of free text).
 
 ``extract(text, config)`` turns what a caller said (often a recogniser's guess) into a ticket
 draft, a JSON-able dict:
@@ -60,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from hotline.config import HotlineConfig
+from hotline.privacy import is_long_distance, is_mobile, mask_text, number_runs
 from speech import fields_lexicon as lex
 from speech.fields_emergency import assess
 from speech.fields_pinyin import Match, PinyinMatcher, sound_classes, sound_text, text_readings
@@ -88,11 +90,6 @@ _FULLWIDTH = str.maketrans(
     | {0xFF41 + i: ord("a") + i for i in range(26)}
     | {0x3000: ord(" ")}
 )
-_DIGIT_VALUE = {c: str(i) for i, c in enumerate("零一二三四五六七八九")}
-_DIGIT_VALUE |= {str(i): str(i) for i in range(10)} | {"〇": "0", "幺": "1", "两": "2"}
-_DIGIT = "[0-9零〇一二三四五六七八九幺两]"
-_DIGIT_RUN = re.compile(f"{_DIGIT}{{3,}}(?:[ \\-－—–·、,，.．]{_DIGIT}{{3,}})*")
-_ID_LAST = "Xx叉"
 _PHONE_CUE = re.compile("电话|手机|号码|联系|回电|打给|拨打|回拨|致电|打我")
 
 
@@ -131,71 +128,6 @@ def _clean(text: object) -> str:
     text = _ZERO_WIDTH.sub("", text)
     text = _CONTROL.sub(" ", text).translate(_FULLWIDTH)
     return _CJK_GAP.sub("", text)
-
-
-@dataclass(frozen=True, slots=True)
-class NumberRun:
-    """Digits spoken or written in a row (groups joined across single separators)."""
-
-    start: int
-    end: int
-    digits: str
-
-
-def number_runs(text: str) -> list[NumberRun]:
-    """Runs of seven or more digits in ``text``: 一三八零五七一二三四五, 138 0571 2345, 幺三八…,
-    identity numbers ending in X/叉.  Groups of three or more digits join across one separator;
-    shorter groups (三个月, 2单元) never make a phone or identity number."""
-    runs: list[NumberRun] = []
-    for m in _DIGIT_RUN.finditer(text):
-        start, end = m.span()
-        if end - start < 7:
-            continue
-        digits = "".join(_DIGIT_VALUE.get(c, "") for c in text[start:end])
-        if len(digits) == 17 and end < len(text) and text[end] in _ID_LAST:
-            end += 1
-            digits += "X"
-        runs.append(NumberRun(start, end, digits))
-    return runs
-
-
-def _is_mobile(d: str) -> bool:
-    return len(d) == 11 and d[0] == "1" and d[1] in "3456789"
-
-
-def _is_long_distance(d: str) -> bool:
-    return 10 <= len(d) <= 12 and d[0] == "0" and d[1] != "0"
-
-
-def _masked(digits: str, phones: bool) -> str | None:
-    if len(digits) >= 15:
-        return "*" * (len(digits) - 4) + digits[-4:]
-    if phones and (_is_mobile(digits) or (digits[:2] == "86" and _is_mobile(digits[2:]))):
-        return digits[:-8] + "****" + digits[-4:]
-    if phones and _is_long_distance(digits):
-        head = 3 if digits[1] in "12" else 4  # 010, 02x area codes are three digits
-        return digits[:head] + "*" * (len(digits) - head - 4) + digits[-4:]
-    return None
-
-
-def _mask_clean(text: str, phones: bool = True) -> str:
-    out: list[str] = []
-    pos = 0
-    for run in number_runs(text):
-        masked = _masked(run.digits, phones)
-        if masked is None:
-            continue
-        out.append(text[pos : run.start])
-        out.append(masked)
-        pos = run.end
-    out.append(text[pos:])
-    return "".join(out)
-
-
-def mask_sensitive(text: str, phones: bool = True) -> str:
-    """``text`` with identity and bank card numbers masked to their last four digits, and (if
-    ``phones``) phone numbers to ``138****2345``; spoken Chinese digits count as digits."""
-    return _mask_clean(_clean(text), phones)
 
 
 # ---- per-config matchers ------------------------------------------------------------------
@@ -557,14 +489,14 @@ def _callback(text: str) -> tuple[str | None, float]:
     best: tuple[float, str] | None = None
     for run in number_runs(text):
         d = run.digits
-        if len(d) == 13 and d.startswith("86") and _is_mobile(d[2:]):
+        if len(d) == 13 and d.startswith("86") and is_mobile(d[2:]):
             d = d[2:]  # +86 country code
         cue = bool(_PHONE_CUE.search(text, max(0, run.start - 12), run.start)) or bool(
             _PHONE_CUE.search(text, run.end, run.end + 8)
         )
-        if _is_mobile(d):
+        if is_mobile(d):
             score = 0.95 if cue else 0.8
-        elif _is_long_distance(d):
+        elif is_long_distance(d):
             score = 0.85 if cue else 0.7
         elif len(d) in (7, 8) and d[0] not in "01" and cue:
             score = 0.6
@@ -628,7 +560,7 @@ def _empty_draft(transcript: str) -> dict[str, Any]:
 def extract(text: str, config: HotlineConfig) -> dict[str, Any]:
     """A ticket draft for what a caller said (see the module docstring for every key)."""
     clean = _clean(text).strip()
-    draft = _empty_draft(_mask_clean(clean))
+    draft = _empty_draft(mask_text(clean))
     try:
         _fill(draft, clean, config)
     except Exception as exc:  # never lose the call: keep the transcript, flag every field
@@ -685,7 +617,7 @@ def _fill(draft: dict[str, Any], clean: str, config: HotlineConfig) -> None:
 
     draft["district"], conf["district"] = _district(text, matches, tables)
     address, conf["address"] = _address(text, tables, draft["district"])
-    draft["address"] = _mask_clean(address) if address else None
+    draft["address"] = mask_text(address) if address else None
     draft["callback"], conf["callback"] = _callback(text)
     draft["name"], conf["name"] = _name(text)
 
@@ -771,7 +703,7 @@ def _demands(
             if m.payload[0] == "district" and seg.start <= m.start < seg.end  # type: ignore[index]
         ]
         seg_district = here[0] if here else district
-        seg_text = _mask_clean(text[seg.start : seg.end]).strip()
+        seg_text = mask_text(text[seg.start : seg.end]).strip()
         out.append(
             {
                 "text": seg_text,

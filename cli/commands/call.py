@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import re
@@ -240,20 +241,23 @@ def default_hold(config: HotlineConfig, audio: Path | None) -> float:
 
 
 async def fetch_draft(
-    config: HotlineConfig, call_id: str, wait_s: float = 30.0
+    config: HotlineConfig, call_id: str, wait_s: float = 30.0, since: float | None = None
 ) -> dict[str, object] | None:
     """The call's ticket draft: the ticket store's (kept by the IVR), else the speech service's
-    message still in Redis; waits up to ``wait_s`` for it.  ``None`` if there is none."""
-    from redis.asyncio import Redis
-
-    from speech.drafts import stored_draft
-    from speech.service import DRAFT_KEY
+    ``draft`` event for the call on the call event stream (written after ``since``, default
+    the last 10 minutes); waits up to ``wait_s`` for it.  ``None`` if there is none."""
+    from calls.stream import CallStream
+    from hotline.call import CallEvent
     from tickets import open_store
 
+    def mine(event: CallEvent) -> bool:
+        return event.kind == "draft" and event.call_id == call_id
+
     store = open_store(config)
-    redis = Redis(**config.redis.client_kwargs(), socket_connect_timeout=1.0)  # type: ignore[arg-type]
+    stream = CallStream.from_config(config)
+    start = time.time() - 600.0 if since is None else since
     deadline = time.monotonic() + wait_s
-    message = None
+    event = None
     try:
         while True:
             try:
@@ -263,17 +267,15 @@ async def fetch_draft(
             if draft is not None:
                 draft.pop("caller", None)  # the caller's number is in the call facts
                 return draft
-            try:
-                raw = await redis.get(DRAFT_KEY.format(call_id=call_id))
-                message = json.loads(raw) if raw else message
-            except Exception:
-                pass
+            with contextlib.suppress(Exception):
+                event = await stream.find(mine, start, 0.0) or event
             if time.monotonic() >= deadline:
-                return stored_draft(message) if message else None
+                found = event.data.get("draft") if event is not None else None
+                return dict(found) if isinstance(found, dict) else None
             await asyncio.sleep(0.5)
     finally:
         await store.close()
-        await redis.aclose()
+        await stream.close()
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -360,6 +362,7 @@ def run(args: argparse.Namespace) -> int:
             media_s=media_s,
         )
         spec.validate()
+        placed_at = time.time()
         facts = asyncio.run(place_call(config, spec, workdir, args.timeout))
     except SippError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -372,7 +375,10 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     if args.audio is not None and facts.get("linkedid"):
-        facts["draft"] = asyncio.run(fetch_draft(config, str(facts["linkedid"]), args.draft_wait))
+        since = placed_at - 5.0
+        facts["draft"] = asyncio.run(
+            fetch_draft(config, str(facts["linkedid"]), args.draft_wait, since)
+        )
     print(json.dumps(facts, ensure_ascii=False, indent=2))
     sipp = facts["sipp"]
     return 0 if isinstance(sipp, dict) and sipp.get("ok") and facts.get("linkedid") else 1

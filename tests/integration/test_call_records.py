@@ -48,6 +48,22 @@ def caller_hash(hotline, number: str) -> str:  # type: ignore[no-untyped-def]
     return CallerKey.from_file(hotline.config.tickets.key_file).hash(number)
 
 
+def test_a_call_placed_as_soon_as_the_records_process_is_ready_has_its_start_and_caller(
+    hotline,
+) -> None:
+    stack = hotline.stack
+    assert stack.timings["records_bridge_ready"] is True  # hotline up waited for the bridge
+    stack.stop_records()
+    assert stack.start_records()
+    assert stack.wait_records_bridge()
+    call = hotline.place_call(digits="", caller="13800071010", hold_s=2)  # hangs up in the menu
+    rec = record_of(hotline, call)
+
+    assert rec.started_at is not None and rec.started_at <= (rec.ended_at or 0)
+    assert rec.caller.masked == "138****1010" and not rec.caller.withheld
+    assert rec.caller.hash == caller_hash(hotline, "13800071010")
+
+
 def test_record_of_a_caller_who_presses_2_and_reaches_a_gongjijin_agent(hotline) -> None:
     call = hotline.place_call(digits="2", caller="13800071002")
     rec = record_of(hotline, call)

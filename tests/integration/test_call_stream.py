@@ -184,3 +184,90 @@ def test_the_stream_stays_bounded(server: RedisServer) -> None:
         return gone
 
     assert asyncio.run(trim()) > 0 and server.client.xlen("test:bounded") == 0
+
+
+def test_a_replacement_keeper_claims_what_a_dead_one_left_unacknowledged(
+    keeper: Keeper, server: RedisServer
+) -> None:
+    data = yaml.safe_load(keeper.config.read_text(encoding="utf-8"))
+    data["calls"]["claim_idle_s"] = 1.0
+    keeper.config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    publish(server.port, agent_events(range(5), range(0, 40)))
+    keeper.start()
+    deadline = time.monotonic() + 30
+    while sum(keeper.agents().values()) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    keeper.kill()  # records-1 dies holding entries it read and never acknowledged
+    left = server.client.xpending_range(EVENTS_STREAM, "records", "-", "+", 1000, "records-1")
+    print("left unacknowledged by the dead keeper:", len(left))
+    assert left
+    assert keeper.proc is not None
+    keeper.proc = None
+    argv = [sys.executable, "-m", "calls", "serve", "--no-bridge", "--name", "records-2",
+            "--config", str(keeper.config)]  # fmt: skip
+    with open(keeper.log, "ab") as out:
+        keeper.proc = subprocess.Popen(argv, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+    want = {f"1700.{c}": 40 for c in range(5)}
+    assert keeper.wait_for(want) == want  # the dead one's entries too, each once
+    deadline = time.monotonic() + 10
+    while server.client.xpending(EVENTS_STREAM, "records")["pending"] and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert server.client.xpending(EVENTS_STREAM, "records")["pending"] == 0
+    assert "consumer records-2 claimed" in keeper.log.read_text(encoding="utf-8")
+
+
+def test_hotline_call_and_the_draft_keeper_read_a_listens_draft_from_the_stream(
+    keeper: Keeper, server: RedisServer, tmp_path: Path
+) -> None:
+    from cli.commands.call import fetch_draft
+    from hotline.call import TicketDraft
+    from hotline.config import load_config
+    from speech.drafts import keep_call_draft
+    from speech.service import ALIVE_KEY
+    from tickets.sqlite import SqliteTicketStore
+
+    data = yaml.safe_load(keeper.config.read_text(encoding="utf-8"))
+    data["tickets"]["path"] = str(tmp_path / "tickets.sqlite3")
+    data["tickets"]["key_file"] = str(tmp_path / "pii.key")
+    keeper.config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    config = load_config(keeper.config)
+    began = time.time()
+
+    def said(listen: str, seat: str, words: str) -> CallEvent:
+        message = {"call_id": "1700.5", "listen_id": listen, "audio_path": "/x/a.wav",
+                   "fields": {"seat": seat, "transcript": words}}  # fmt: skip
+        draft = TicketDraft.parse(message)
+        assert draft is not None
+        return CallEvent("draft", "1700.5", time.time(), "speech", data={"draft": draft.stored()})
+
+    publish(server.port, [said("L1", "gjj", "公积金提取，电话138****2345")])
+    # before the IVR stored anything, hotline call prints the stream's draft
+    assert asyncio.run(fetch_draft(config, "1700.5", wait_s=1.0, since=began)) == {
+        "seat": "gjj", "call_id": "1700.5", "transcript": "公积金提取，电话138****2345",
+        "audio": "/x/a.wav", "listen_id": "L1",
+    }  # fmt: skip
+    assert asyncio.run(fetch_draft(config, "1700.6", wait_s=0.5, since=began)) is None
+
+    async def keep_second_listen() -> dict | None:
+        stream = CallStream.from_config(config)
+        store = SqliteTicketStore.from_config(config)
+        try:
+            await stream.redis.set(ALIVE_KEY, "1", ex=30)
+            waiting = asyncio.create_task(
+                keep_call_draft(stream, store, "1700.5", "13900001111", 10.0, "L2", began)
+            )
+            await asyncio.sleep(0.5)  # the second listen's draft comes later
+            await stream.publish(said("L2", "renshe", "社保卡补办"))
+            assert await waiting is not None
+            return await store.get_draft("1700.5")
+        finally:
+            await store.close()
+            await stream.close()
+
+    kept = asyncio.run(keep_second_listen())
+    assert kept is not None and kept["seat"] == "renshe" and kept["caller"] == "13900001111"
+    # now hotline call prints the stored draft (without the caller's number)
+    shown = asyncio.run(fetch_draft(config, "1700.5", wait_s=1.0, since=began))
+    assert shown is not None and shown["seat"] == "renshe" and "caller" not in shown

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from pathlib import Path
 
 import pytest
+from stream_fakes import StreamRedis, draft_event
 
 from calls.bridge import AmiBridge
 from calls.store import SqliteCallStore
+from calls.stream import CallStream
 from cli.main import main as hotline
 from hotline import dialplan_vars as V
 from hotline.call import (
-    LISTEN_DRAFT_KEY,
     CallerId,
     CallEvent,
     CallRecord,
@@ -244,37 +246,6 @@ def test_hotline_calls_list_and_show(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 # ---- two listens in one call (issue 7: keep_call_draft waits for its own listen) -------------
-class TwoListenRedis:
-    """The call's latest draft is the *earlier* listen's; the later one is still coming."""
-
-    def __init__(self, values: dict[str, str], later: str) -> None:
-        self.values = values
-        self.later = later
-        self.sent = False
-
-    async def exists(self, key: str) -> int:
-        return 1
-
-    async def get(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def pubsub(self) -> TwoListenRedis:
-        return self
-
-    async def subscribe(self, *_: str) -> None:
-        return None
-
-    async def get_message(self, **_: object) -> dict[str, str] | None:
-        await asyncio.sleep(0.05)
-        if self.sent:
-            return None
-        self.sent = True
-        return {"data": self.later}
-
-    async def aclose(self) -> None:
-        return None
-
-
 class Drafts:
     def __init__(self) -> None:
         self.saved: list[dict] = []
@@ -285,24 +256,23 @@ class Drafts:
 
 async def test_the_second_listens_draft_is_stored_not_the_first_one() -> None:
     from speech.drafts import keep_call_draft
-    from speech.service import DRAFT_KEY
+    from speech.service import ALIVE_KEY
 
-    def msg(listen: str, seat: str) -> str:
-        return json.dumps({"call_id": "c9", "listen_id": listen, "fields": {"seat": seat}})
+    def msg(listen: str, seat: str) -> CallEvent:
+        message = {"call_id": "c9", "listen_id": listen, "fields": {"seat": seat}}
+        return draft_event(message, time.time())
 
     first = msg("11111111-1111-4111-8111-111111111111", "gjj")
     second = msg("22222222-2222-4222-8222-222222222222", "renshe")
-    redis = TwoListenRedis({DRAFT_KEY.format(call_id="c9"): first}, later=second)
+    redis = CallStream(StreamRedis({ALIVE_KEY}, [first], later=[second]))
     store = Drafts()
     kept = await keep_call_draft(
         redis, store, "c9", wait_s=2.0, listen_id="22222222-2222-4222-8222-222222222222"
     )
     assert kept is not None and kept["seat"] == "renshe"
     # and the first listen's keeper finds its own draft even after the second one landed
-    one = LISTEN_DRAFT_KEY.format(call_id="c9", listen_id="11111111-1111-4111-8111-111111111111")
-    late = TwoListenRedis({DRAFT_KEY.format(call_id="c9"): second, one: first}, later=second)
+    late = CallStream(StreamRedis({ALIVE_KEY}, [first, second]))
     kept = await keep_call_draft(
         late, store, "c9", wait_s=2.0, listen_id="11111111-1111-4111-8111-111111111111"
     )
-    assert kept is not None and kept["seat"] == "gjj"
     assert [d["seat"] for d in store.saved] == ["renshe", "gjj"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,8 +13,10 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from argon2 import PasswordHasher
+from stream_fakes import StreamRedis, draft_event
 
 from access import AccessStore
+from calls.stream import CallStream
 from console.app import Services, make_app
 from console.feed import FeedHub, sse
 from console.follow import CallFollower
@@ -75,7 +78,7 @@ def message(call_id: str, seat: str = "gjj", **fields: object) -> dict:
 # ---- masking --------------------------------------------------------------------------------
 def test_long_numbers_in_what_the_caller_said_are_masked_short_ones_kept() -> None:
     assert mask_text("我的电话是13805712345") == "我的电话是138****2345"
-    assert mask_text("号码一三八零五七一二三四五请回电") == "号码一三八****二三四五请回电"
+    assert mask_text("号码一三八零五七一二三四五请回电") == "号码138****2345请回电"
     assert mask_text("手机138-0571-2345") == "手机138****2345"
     assert mask_text("晚上11点，3个月") == "晚上11点，3个月"
 
@@ -621,31 +624,6 @@ def test_the_websocket_feed_needs_the_agents_own_session(config, store, tmp_path
 
 
 # ---- drafts kept by the IVR (speech.drafts.keep_call_draft) ---------------------------------
-class FakeRedis:
-    """The few Redis calls keep_call_draft makes (GET/EXISTS and a silent subscription)."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-
-    async def exists(self, key: str) -> int:
-        return int(key in self.values)
-
-    async def get(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def pubsub(self) -> FakeRedis:
-        return self
-
-    async def subscribe(self, *_: str) -> None:
-        return None
-
-    async def get_message(self, **_: object) -> None:
-        await asyncio.sleep(0.01)
-
-    async def aclose(self) -> None:
-        return None
-
-
 class BrokenStore:
     async def save_draft(self, call_id: str, draft: dict) -> None:
         raise OSError("disk full")
@@ -653,9 +631,9 @@ class BrokenStore:
 
 async def test_the_ivr_keeps_the_draft_with_the_callers_number(store) -> None:
     from speech.drafts import keep_call_draft
-    from speech.service import ALIVE_KEY, DRAFT_KEY
+    from speech.service import ALIVE_KEY
 
-    redis = FakeRedis({ALIVE_KEY: "1", DRAFT_KEY.format(call_id="c7"): json.dumps(message("c7"))})
+    redis = CallStream(StreamRedis({ALIVE_KEY}, [draft_event(message("c7"), time.time())]))
     record = await keep_call_draft(redis, store, "c7", "13900001111", wait_s=1.0)
     assert record is not None and record["seat"] == "gjj"
     kept = await store.get_draft("c7")
@@ -668,7 +646,9 @@ async def test_without_a_speech_service_nothing_is_waited_for(store) -> None:
     from speech.drafts import keep_call_draft
 
     started = asyncio.get_running_loop().time()
-    assert await keep_call_draft(FakeRedis({}), store, "c8", wait_s=30.0) is None
+    assert (
+        await keep_call_draft(CallStream(StreamRedis(set(), [])), store, "c8", wait_s=30.0) is None
+    )
     assert asyncio.get_running_loop().time() - started < 1.0
     assert await store.get_draft("c8") is None
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hotline.config import HotlineConfig, load_config
-from speech.fields import MAX_ANALYSED, MAX_DEMANDS, extract, mask_sensitive
+from hotline.privacy import mask_text
+from speech.fields import MAX_ANALYSED, MAX_DEMANDS, extract
 
 REPO = Path(__file__).resolve().parents[2]
 DIGITS = "0123456789零〇一二三四五六七八九幺两"
@@ -155,6 +156,6 @@ def test_any_unicode_text_gives_a_sound_draft(config, said: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.sampled_from(list(DIGITS + " -，、Xx叉")), max_size=80).map("".join))
 def test_masking_leaves_no_fifteen_digits_in_a_row(said: str) -> None:
-    masked = mask_sensitive(said)
+    masked = mask_text(said)
     assert not LONG_DIGIT_RUN.search(masked)
     assert len(masked) <= len(said)
