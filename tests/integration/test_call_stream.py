@@ -189,7 +189,7 @@ def test_the_stream_stays_bounded(server: RedisServer) -> None:
 def test_a_replacement_keeper_claims_what_a_dead_one_left_unacknowledged(
     keeper: Keeper, server: RedisServer
 ) -> None:
-    data = yaml.safe_load(keeper.config.read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(keeper.config)
     data["calls"]["claim_idle_s"] = 1.0
     keeper.config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     publish(server.port, agent_events(range(5), range(0, 40)))
@@ -228,7 +228,7 @@ def test_hotline_call_and_the_draft_keeper_read_a_listens_draft_from_the_stream(
     from speech.service import ALIVE_KEY
     from tickets.sqlite import SqliteTicketStore
 
-    data = yaml.safe_load(keeper.config.read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(keeper.config)
     data["tickets"]["path"] = str(tmp_path / "tickets.sqlite3")
     data["tickets"]["key_file"] = str(tmp_path / "pii.key")
     keeper.config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")

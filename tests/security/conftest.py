@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
+from hotline import safe_yaml
 from hotline.config import load_config
 from testphones.sipp import PhoneSet, offset_config, start_phone
 
@@ -30,7 +31,7 @@ def sec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecStack]:
     from runtime.stack import Stack
 
     tmp = tmp_path_factory.mktemp("hotline-sec")
-    base = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    base = safe_yaml.load_file(REPO / "hotline.yaml")
     data = offset_config(base, OFFSET, tmp / "data")
     data["menus"]["main"]["timeout_s"] = 3
     data["menus"]["main"]["retries"] = 2
