@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,7 +101,10 @@ class Hotline:
         )
 
     async def place_async(self, spec: CallerSpec, timeout_s: float = 240.0) -> dict:
-        workdir = self.workdir / "calls" / f"{int(time.time() * 1000)}-{self._calls}"
+        # one folder per placement, named without the caller's number (第二十条); calls placed
+        # together (run_all) must not share one: sipp's logs say which call was whose
+        (self.workdir / "calls").mkdir(parents=True, exist_ok=True)
+        workdir = Path(tempfile.mkdtemp(prefix=f"{int(time.time())}-", dir=self.workdir / "calls"))
         return await place_call(self.config, spec, workdir, timeout_s)
 
     def place_call(
