@@ -19,13 +19,15 @@ WORKER_STRIDE = 2000
 SLOTS = {
     "calls": 0,
     "twolisten": 250,
+    "security": 750,
     "rules": 500,
     "speech": 1000,
     "stack": 1500,
     "beside": 1250,
     "busy": 1750,
 }
-"""The call scenarios' stack (``hotline``), the two-listen speech stack, the caller-rules
+"""The call scenarios' stack (``hotline``), the two-listen speech stack, the security
+scenarios' stack (tests/security), the caller-rules
 stack, the speech stack, the stack that ``test_stack_up`` starts and stops and its two
 short-lived neighbours.  Checked for 4 workers: no difference between two offsets equals a
 difference between two ports of one stack (agents' media ports 5150–5170 and the

@@ -35,6 +35,7 @@ def sec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecStack]:
     data = offset_config(base, OFFSET, tmp / "data")
     data["menus"]["main"]["timeout_s"] = 3
     data["menus"]["main"]["retries"] = 2
+    data.setdefault("speech", {})["mode"] = "off"  # keypad scenarios: nobody is asked to speak
     data["sip"]["rtp_timeout_s"] = RTP_TIMEOUT_S
     data["sip"]["rtp_timeout_hold_s"] = RTP_TIMEOUT_S
     data["throttle"]["key_file"] = str(tmp / "data" / "secrets" / "pii.key")

@@ -1,8 +1,9 @@
 """The stack the security scenarios attack (issue 8): instance ``<itest>-sec``.
 
-hotline.yaml moved by ``HOTLINE_ITEST_PORT_OFFSET`` + 1500 (so it runs beside the ``itest``
-instance of tests/integration), with the dead-leg RTP time-out at ``RTP_TIMEOUT_S`` (small, so
-a real vanished caller is seen hung up within a test), a 3 s main menu, and no phone for the
+hotline.yaml moved to the ``security`` slot of tests/integration/instances.py (so it runs
+beside the integration stacks, on each xdist worker its own), with the dead-leg RTP time-out at
+``RTP_TIMEOUT_S`` (small, so a real vanished caller is seen hung up within a test), a 3 s main
+menu, and no phone for the
 教育 seat's only agent (``SILENT_AGENT``): a caller choosing that seat waits in its queue.
 
 Directories: ``run/`` (the stack's run dir), ``data/`` (ticket store, PII key), ``phones/`` and
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +34,10 @@ from testphones.sipp import (
 
 REPO = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-OFFSET = int(os.environ.get("HOTLINE_ITEST_PORT_OFFSET", "10000")) + 1500
-INSTANCE = os.environ.get("HOTLINE_ITEST_INSTANCE", "itest") + "-sec"
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+from instances import stack_instance  # noqa: E402  (the integration suite's port slots)
+
+INSTANCE, OFFSET = stack_instance("security")
 RTP_TIMEOUT_S = 8
 SILENT_SEAT, SILENT_KEY, SILENT_AGENT = "jiaoyu", "8", "1007"
 
