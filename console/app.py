@@ -51,9 +51,12 @@ from access.store import AccessStore, User
 from access.web import ERRORS, Problem, note, protect, require
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
+from console.kb import KbSlot, mount
 from console.views import draft_view
 from hotline.config import EMERGENCY_LINES, HotlineConfig
 from hotline.privacy import mask
+from kb.boot import calibration
+from kb.model import KbError
 from tickets.api import add_ticket_error_handlers
 from tickets.model import TicketError, TicketNotFound, TicketStoreUnavailable
 
@@ -141,11 +144,14 @@ class Services:
         throttle: Any = None,
         follower: Any = None,
         hub: FeedHub | None = None,
+        kb: KbSlot | None = None,
     ) -> None:
         self.store = store
         self.throttle = throttle
         self.follower = follower
         self.hub = hub or FeedHub()
+        self.kb = kb
+        """The knowledge base (``/api/kb`` and the screen-pop's articles)."""
 
 
 def check_fields(config: HotlineConfig, fields: object) -> dict[str, Any]:
@@ -175,18 +181,28 @@ def make_app(
     own = services is None
     sv = services or Services()
     users = access or AccessStore.from_config(config)
+    threshold = None
+    if config.kb.enabled:
+        try:
+            _, threshold = calibration(config)
+        except KbError as exc:  # the console runs on without the knowledge base
+            log.error("knowledge base disabled: %s", exc)
+    if own and threshold is not None:
+        sv.kb = KbSlot()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = None
+        tasks = []
         redis = None
         if own:
+            if sv.kb is not None:
+                tasks.append(asyncio.create_task(sv.kb.load(config)))
             redis = await _build(config, sv)
-            task = asyncio.create_task(sv.follower.run())
+            tasks.append(asyncio.create_task(sv.follower.run()))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
@@ -200,6 +216,8 @@ def make_app(
     app.state.agents = frozenset(a.id for a in config.agents)
     protect(app, users, config.console.max_body_kb * 1024)
     add_ticket_error_handlers(app)
+    if sv.kb is not None and threshold is not None:
+        mount(app, sv.kb, threshold)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:
@@ -217,6 +235,7 @@ def make_app(
             "ok": True,
             "ami_connected": bool(f and f.ami_connected),
             "redis_connected": bool(f and f.redis_connected),
+            "kb_ready": bool(sv.kb is not None and sv.kb.kb is not None),
         }
 
     # ---- agents -------------------------------------------------------------------------
@@ -485,5 +504,5 @@ async def _build(config: HotlineConfig, sv: Services) -> Any:
         sv.throttle = sv.throttle or Throttle.from_config(config)
     except Exception as exc:  # the console still shows drafts
         log.error("caller rules unavailable in the console: %s", exc)
-    sv.follower = sv.follower or CallFollower(config, sv.hub, sv.store, redis)
+    sv.follower = sv.follower or CallFollower(config, sv.hub, sv.store, redis, kb=sv.kb)
     return redis

@@ -73,8 +73,11 @@ class CallFollower:
         store: Any,
         redis: Any,
         clock: Callable[[], float] = time.time,
+        kb: Any = None,
     ) -> None:
         self.config = config
+        self.kb = kb
+        """A :class:`console.kb.KbSlot`: the draft's top articles go with it to the screen."""
         self.hub = hub
         self.store = store
         self.redis = redis
@@ -189,7 +192,8 @@ class CallFollower:
                 rec.ivr_path = rec.ivr_path or path or None
                 rec.seat = rec.seat or seat or None
                 self._alias(rec, call_id)
-        event_out = self.screen(rec, await self.draft_for(rec.call_id))
+        draft = await self.draft_for(rec.call_id)
+        event_out = self.screen(rec, draft) | await self._articles(draft)
         sent = self.hub.publish(agent, event_out)
         log.info("call %s answered by agent %s (%d screens)", rec.call_id, agent, sent)
 
@@ -224,8 +228,19 @@ class CallFollower:
             return
         draft = await self.draft_for(rec.call_id) or fallback
         self.hub.publish(
-            rec.agent, {"event": "draft", "call_id": rec.call_id, "draft": draft_view(draft)}
+            rec.agent,
+            {"event": "draft", "call_id": rec.call_id, "draft": draft_view(draft)}
+            | await self._articles(draft),
         )
+
+    async def _articles(self, draft: dict[str, Any] | None) -> dict[str, Any]:
+        """``{"kb": …}``: the knowledge base's top articles for the draft's (masked)
+        transcript (None: no text or no index yet); nothing without a knowledge base."""
+        if self.kb is None:
+            return {}
+        view = draft_view(draft) or {}
+        text = view.get("transcript")
+        return {"kb": await self.kb.screen(text) if isinstance(text, str) else None}
 
     # ---- loops --------------------------------------------------------------------------
     async def run(self) -> None:
