@@ -16,6 +16,7 @@ from console.app import Services, make_app
 from console.feed import FeedHub
 from console.follow import CallFollower
 from console.kb import KbSlot
+from hotline.call import CallEvent, CallRecord
 from hotline.config import ConfigError, HotlineConfig, load_config, parse_config
 from kb.boot import open_kb
 from speech.drafts import stored_draft
@@ -103,12 +104,29 @@ class Client:
         return {"Authorization": f"Bearer {r.json()['token']}"}
 
 
-async def console(tmp_path: Path, slot: KbSlot) -> tuple[httpx.AsyncClient, Client]:
+class Stream:
+    """Collects call events like ``calls.stream.CallStream.publish`` (None: Redis down)."""
+
+    def __init__(self) -> None:
+        self.events: list[CallEvent] = []
+        self.down = False
+
+    async def publish(self, event: CallEvent) -> str | None:
+        if self.down:
+            return None
+        self.events.append(CallEvent.from_fields(event.to_fields()))  # as the stream holds it
+        return f"{len(self.events)}-0"
+
+
+async def console(
+    tmp_path: Path, slot: KbSlot, follower: CallFollower | None = None, calls: Stream | None = None
+) -> tuple[httpx.AsyncClient, Client]:
     config = kb_config(tmp_path)
     access = fast_store(tmp_path / "access.sqlite3")
     for name, role, agent, department in USERS:
         access.add_user(name, PASSWORD, role, agent, department)
-    app = make_app(config, Services(kb=slot), access=access)
+    sv = Services(kb=slot, follower=follower, calls=calls)
+    app = make_app(config, sv, access=access)
     transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 50000))
     client = httpx.AsyncClient(transport=transport, base_url="http://console")
     return client, Client(client)
@@ -207,3 +225,57 @@ async def test_the_answering_agent_sees_the_top_articles_for_the_callers_draft(
     late = screen.get_nowait()
     assert late["event"] == "draft" and late["kb"]["articles"]
     await store.close()
+
+
+async def test_the_agent_marks_answered_from_an_article_and_the_record_keeps_it(
+    tmp_path: Path, sample_kb: KbSlot
+) -> None:
+    follower = CallFollower(kb_config(tmp_path), FeedHub(), store=None, redis=None)
+    calls = Stream()
+    client, api = await console(tmp_path, sample_kb, follower, calls)
+    await follower.on_ami_event(
+        {"Event": "AgentConnect", "Linkedid": "1700000000.7", "Channel": "PJSIP/carrier-01",
+         "CallerIDNum": "13900001111", "Interface": "PJSIP/agent1002"}
+    )  # fmt: skip
+    async with client:
+        agent = await api.as_("a1002")
+        url = "/api/calls/1700000000.7/kb"
+        r = await client.post(
+            url, json={"action": "answered", "article": "gjj-rent"}, headers=agent
+        )
+        assert r.status_code == 201, r.text
+        r = await client.post(
+            url, json={"action": "referred", "department": "市交通运输局"}, headers=agent
+        )
+        assert r.status_code == 201, r.text
+        for bad in (
+            {"action": "answered"},  # which article?
+            {"action": "answered", "article": "no-such-article"},
+            {"action": "answered", "article": "../etc"},
+            {"action": "referred"},  # which department?
+            {"action": "answered", "article": "gjj-rent", "who": "boss"},
+        ):
+            r = await client.post(url, json=bad, headers=agent)
+            assert r.status_code in (404, 422), bad
+        sup = await api.as_("sup")
+        r = await client.post(url, json={"action": "answered", "article": "gjj-rent"}, headers=sup)
+        assert r.status_code == 403  # only the agent on the call
+        other = "/api/calls/1700000000.99/kb"
+        r = await client.post(other, json={"action": "answered", "article": "gjj-rent"},
+                              headers=agent)  # fmt: skip
+        assert r.status_code == 403  # not this agent's call
+        calls.down = True
+        r = await client.post(
+            url, json={"action": "answered", "article": "gjj-rent"}, headers=agent
+        )
+        assert r.status_code == 503
+
+    record = CallRecord("1700000000.7")
+    for event in calls.events:
+        assert event.kind == "kb" and event.call_id == "1700000000.7"
+        record.apply(event)
+    answered, referred = record.kb
+    assert answered["action"] == "answered" and answered["article"] == "gjj-rent"
+    assert answered["title"] == "租房提取公积金" and answered["version"] >= 1
+    assert answered["by"] == "a1002" and answered["department"] == GJJ
+    assert referred["action"] == "referred" and referred["department"] == "市交通运输局"
