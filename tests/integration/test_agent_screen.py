@@ -1,5 +1,6 @@
 """The agent's screen in real calls (issue 3): the console started by the Stack follows AMI
-and Redis, pushes the draft to the answering agent's SSE feed, and keeps corrections.  Each
+and Redis, pushes the draft and its knowledge-base articles to the answering agent's SSE feed,
+records the agent's 直接答复, and keeps corrections.  Each
 agent logs in as themselves (issue 8): users are made the way ``hotline users add`` makes them.
 
 Same kind of instance as test_speech_calls.py (speech after the key, Whisper, sipp phones).
@@ -64,6 +65,11 @@ async def read_feed(
                     ready.set()
 
 
+def articles_on(feed: list[dict]) -> list[list[dict]]:
+    """The knowledge-base articles that came with the call or draft events of a feed."""
+    return [e["kb"]["articles"] for e in feed if (e.get("kb") or {}).get("articles")]
+
+
 def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotline) -> None:
     h = screen_hotline
     caller = "13900008801"
@@ -73,7 +79,8 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
     live: dict[str, object] = {}
 
     async def while_up(client: httpx.AsyncClient) -> None:
-        """Once an agent has the call: the callback numbers, for that agent only."""
+        """Once an agent has the call: the callback numbers, for that agent only; then the
+        draft's top knowledge-base article, which the agent marks as the answer (直接答复)."""
         while not any(e["event"] == "call" for f in feeds.values() for e in f):
             await asyncio.sleep(0.2)
         who = next(a for a, f in feeds.items() if any(e["event"] == "call" for e in f))
@@ -83,6 +90,15 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
         other = live["other_agent"] = next(a for a in agents if a != who)
         live["other"] = await client.get(url, headers=auth[other])
         live["not_own_feed"] = await client.get(f"/api/agents/{who}/current", headers=auth[other])
+        # the knowledge base's top article for the draft: the agent answers from it (直接答复)
+        while not (shown := articles_on(feeds[who])):
+            await asyncio.sleep(0.2)
+        live["kb_top"] = shown[0][0]
+        live["kb_mark"] = await client.post(
+            f"/api/calls/{call_id}/kb",
+            json={"action": "answered", "article": shown[0][0]["id"]},
+            headers=auth[who],
+        )
 
     async def scenario() -> dict:
         async with httpx.AsyncClient(base_url=h.console_url, timeout=None) as client:
@@ -123,6 +139,17 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
     assert live["own"].json()["caller"] == caller  # type: ignore[union-attr]
     assert live["other"].status_code == 403  # type: ignore[union-attr]
     assert live["not_own_feed"].status_code == 403  # type: ignore[union-attr]
+    # the caller asked about 公积金提取: the screen showed a sample 公积金 article with the draft,
+    # and the agent's 直接答复 went into the call record
+    top = live["kb_top"]
+    assert top["id"].startswith("gjj-") and top["spoken"] and 0 < top["confidence"] <= 1, top  # type: ignore[index]
+    assert live["kb_mark"].status_code == 201, live["kb_mark"].text  # type: ignore[union-attr]
+    from test_call_records import record_of
+
+    rec = record_of(h, call)
+    assert [(k["action"], k["article"], k["by"]) for k in rec.kb] == [
+        ("answered", top["id"], f"agent{answered}")  # type: ignore[index]
+    ], rec.kb
 
     # the agent corrects two fields; the correction is kept in the ticket store
     agent_auth = auth[answered]
