@@ -142,7 +142,9 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
     # the caller asked about 公积金提取: the screen showed a sample 公积金 article with the draft,
     # and the agent's 直接答复 went into the call record
     top = live["kb_top"]
-    assert top["id"].startswith("gjj-") and top["spoken"] and 0 < top["confidence"] <= 1, top  # type: ignore[index]
+    heard = [e["draft"]["transcript"] for e in screens[answered] if e.get("draft")]
+    assert top["id"].startswith("gjj-") and top["spoken"], (top, heard)  # type: ignore[index]
+    assert 0 < top["confidence"] <= 1  # type: ignore[index]
     assert live["kb_mark"].status_code == 201, live["kb_mark"].text  # type: ignore[union-attr]
     from test_call_records import record_of
 
