@@ -341,6 +341,21 @@ def _text(data: Mapping[str, Any], key: str, limit: int = 256) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
+def kb_fact(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A ``kb`` event's fact, checked: its action and only the well-formed known keys."""
+    action = _text(data, "action", 16)
+    if action not in KB_ACTIONS:
+        return None
+    fact: dict[str, Any] = {"action": action}
+    for key, limit in (("article", 48), ("title", 100), ("department", 50), ("by", 64)):
+        if value := _text(data, key, limit):
+            fact[key] = value
+    version = data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > 0:
+        fact["version"] = version
+    return fact
+
+
 @dataclass
 class CallRecord:
     """Everything known about one call (by call id = the caller channel's linkedid)."""
@@ -462,17 +477,8 @@ class CallRecord:
             self.hangup_cause = _text(d, "cause", 32) or self.hangup_cause
 
     def _kb_fact(self, d: Mapping[str, Any], at: float) -> None:
-        action = _text(d, "action", 16)
-        if action not in KB_ACTIONS:
-            return
-        fact: dict[str, Any] = {"action": action}
-        for key, limit in (("article", 48), ("title", 100), ("department", 50), ("by", 64)):
-            if value := _text(d, key, limit):
-                fact[key] = value
-        version = d.get("version")
-        if isinstance(version, int) and not isinstance(version, bool) and version > 0:
-            fact["version"] = version
-        if all({k: v for k, v in f.items() if k != "at"} != fact for f in self.kb):
+        fact = kb_fact(d)
+        if fact and all({k: v for k, v in f.items() if k != "at"} != fact for f in self.kb):
             self.kb.append(fact | {"at": at})  # a repeated fact is kept once
 
     def to_json(self) -> dict[str, Any]:
@@ -512,6 +518,7 @@ __all__ = [
     "caller_number",
     "draft_view",
     "is_withheld",
+    "kb_fact",
     "mask",
     "mask_text",
 ]

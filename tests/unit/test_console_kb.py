@@ -279,3 +279,17 @@ async def test_the_agent_marks_answered_from_an_article_and_the_record_keeps_it(
     assert answered["title"] == "租房提取公积金" and answered["version"] >= 1
     assert answered["by"] == "a1002" and answered["department"] == GJJ
     assert referred["action"] == "referred" and referred["department"] == "市交通运输局"
+
+
+async def test_the_agent_sees_which_article_the_ivr_played_the_caller(tmp_path: Path) -> None:
+    hub = FeedHub()
+    follower = CallFollower(kb_config(tmp_path), hub, store=None, redis=None)
+    screen = hub.subscribe("1002")
+    played = {"action": "offered", "article": "gjj-rent", "version": 2, "title": "租房提取公积金"}
+    await follower.on_call_event(CallEvent("kb", "1700000000.8", 10.0, "agi", data=played))
+    await follower.on_ami_event(
+        {"Event": "AgentConnect", "Linkedid": "1700000000.8", "Channel": "PJSIP/carrier-01",
+         "CallerIDNum": "13900001111", "Interface": "PJSIP/agent1002"}
+    )  # fmt: skip
+    shown = screen.get_nowait()["kb_played"]
+    assert shown == played
