@@ -226,6 +226,8 @@ def make_app(
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+            if own and sv.kb is not None:
+                sv.kb.close()
             for closer in (sv.store, sv.throttle, redis):
                 if closer is not None:
                     with contextlib.suppress(Exception):

@@ -75,6 +75,32 @@ class KbSlot:
             log.error("knowledge base unavailable: %s", exc)
         else:
             log.info("knowledge base ready: %d published articles", len(self.kb.searcher))
+            if config.kb.self_service:
+                await self._speak(self.kb)
+
+    @staticmethod
+    async def _speak(kb: KnowledgeBase) -> None:
+        """Callers' self-service is on: synthesise the spoken answers not made yet (the
+        sample's on first start; later only what changed) and keep the synthesiser up, so
+        a publish reaches callers in seconds."""
+        from kb.service import SynthesisError
+
+        if kb.spoken is None:
+            return
+        try:
+            await asyncio.to_thread(kb.spoken.sync, kb.store.published())
+        except (SynthesisError, OSError) as exc:
+            log.error("spoken answers not synthesised (callers reach agents): %s", exc)
+        else:
+            log.info("spoken answers ready in %s", kb.spoken.out_dir)
+
+    def close(self) -> None:
+        """Stop the synthesiser (if it runs) and close the store."""
+        kb = self.__dict__.get("kb")
+        if kb is not None:
+            if kb.spoken is not None:
+                kb.spoken.close()
+            kb.store.close()
 
     async def screen(self, transcript: str) -> dict[str, Any] | None:
         """The top articles (and notes) for a draft's transcript, or None (no KB, no text)."""
