@@ -139,7 +139,9 @@ class KbMark(BaseModel):
     model_config = ConfigDict(extra="forbid")
     action: Literal["answered", "referred"]
     article: str | None = Field(default=None, pattern=ID_RE.pattern)
-    department: str | None = Field(default=None, min_length=1, max_length=MAX_DEPARTMENT)
+    department: str | None = Field(
+        default=None, min_length=1, max_length=MAX_DEPARTMENT, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
 
 
 class Flagged(BaseModel):

@@ -253,6 +253,7 @@ async def test_the_agent_marks_answered_from_an_article_and_the_record_keeps_it(
             {"action": "answered", "article": "no-such-article"},
             {"action": "answered", "article": "../etc"},
             {"action": "referred"},  # which department?
+            {"action": "referred", "department": "市交通\n运输局"},
             {"action": "answered", "article": "gjj-rent", "who": "boss"},
         ):
             r = await client.post(url, json=bad, headers=agent)
