@@ -61,6 +61,7 @@ async def serve(
         from speech.drafts import DraftKeeper
 
         app.drafts = DraftKeeper(events, policy.tickets)
+    kb_task = asyncio.create_task(_self_service(app)) if app.config is not None else None
     server = AgiServer(app)
     bound = await server.start(host, port)
     print(f"FastAGI listening on {bound[0]}:{bound[1]}", flush=True)
@@ -80,6 +81,24 @@ async def serve(
         await policy.close()
     if events is not None:
         await events.close()
+    if kb_task is not None:
+        kb_task.cancel()
+
+
+async def _self_service(app: AgiApp) -> None:
+    """Callers' self-service (第十一条) once the knowledge base is indexed (seconds, in a
+    thread; until then and on any failure callers reach an agent as before)."""
+    from kb.model import KbError, KbUnavailable
+    from kb.phone import load_offers
+
+    assert app.config is not None
+    try:
+        app.kb = await asyncio.to_thread(load_offers, app.config)
+    except (KbError, KbUnavailable, OSError) as exc:
+        log.error("knowledge base unavailable, callers reach agents: %s", exc)
+    else:
+        if app.kb is not None:
+            log.info("self-service for seats %s", ", ".join(app.config.kb.self_service))
 
 
 def main(argv: list[str] | None = None) -> int:

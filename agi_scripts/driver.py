@@ -17,13 +17,16 @@ from hotline.call import CallEvent, IvrOutcome
 from ivr.actions import (
     TERMINAL,
     Action,
+    Article,
     CallInfo,
     Collect,
     Digits,
     Done,
     EmergencyTransfer,
+    Hangup,
     Heard,
     Listen,
+    LookUp,
     Play,
     Result,
     Route,
@@ -53,6 +56,8 @@ class IvrDriver:
         self.app = app
         self.call = call
         self.outcome: IvrOutcome | None = None
+        self.offered: Article | None = None
+        """The knowledge-base article the caller was played (第十一条)."""
 
     async def run(self, flow: Flow) -> Action | None:
         """Drive ``flow`` to its terminal action and hand that to the dialplan."""
@@ -93,7 +98,25 @@ class IvrDriver:
             finally:  # a caller who hangs up mid-sentence still leaves a draft
                 if self.app.drafts is not None:
                     self.app.drafts.keep(self.call.call_id, self.call.caller, listen_id, began)
+        if isinstance(action, LookUp):
+            return await self.look_up(action)
         raise TypeError(f"not an IVR action: {action!r}")
+
+    async def look_up(self, action: LookUp) -> Article:
+        """The knowledge base's article for the caller (empty without one); an offer goes
+        on the call event stream, so the record and the agent's screen show it."""
+        found = await self.app.kb.offer(action.transcript) if self.app.kb else Article()
+        if found.id:
+            self.offered = found
+            self._kb_event("offered", found)
+        return found
+
+    def _kb_event(self, what: str, article: Article) -> None:
+        if self.app.events is None:
+            return
+        data = {"action": what, "article": article.id, "version": article.version,
+                "title": article.title}  # fmt: skip
+        self.app.events.emit(CallEvent("kb", self.call.call_id, time.time(), "agi", data=data))
 
     async def collect(self, action: Collect) -> str:
         """Prompts interruptible by any key (the first key stops them), then one
@@ -137,6 +160,8 @@ class IvrDriver:
             await count_notice(self.app.policy, outcome.notice, self.call.call_id)
         for name, value in outcome.channel_variables():
             await self.session.set_variable(name, value)
+        if isinstance(action, Hangup) and action.reason == "self_served" and self.offered:
+            self._kb_event("self_served", self.offered)
         if self.app.events is not None:
             data = {"outcome": outcome.to_json(), "caller_flag": self.call.caller_flag}
             event = CallEvent("ivr", self.call.call_id, time.time(), "agi", data=data)

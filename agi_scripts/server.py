@@ -28,6 +28,7 @@ from agi_scripts.services import (
     EventSink,
     FlowFactory,
     HarassmentFlags,
+    KbOffers,
     Listener,
 )
 from agi_scripts.session import DEFAULT_TIMEOUT_S, AgiSession
@@ -90,6 +91,9 @@ class AgiApp:
     """Stores each listen's draft in the ticket store."""
     events: EventSink | None = None
     """The call event stream (``calls.stream.CallStream``)."""
+    kb: KbOffers | None = None
+    """Knowledge-base answers for callers (``kb.phone.CallerOffers``, seats in
+    ``kb.self_service`` only); ``None``: callers always reach an agent."""
     flow: FlowFactory | None = None
     """The call flow (default ``ivr.flow.call_flow``; tests put a stand-in here)."""
 

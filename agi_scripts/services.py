@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from hotline.call import CallEvent
 from hotline.config import HotlineConfig
-from ivr.actions import Action, CallInfo, Heard, Listen, Result
+from ivr.actions import Action, Article, CallInfo, Heard, Listen, Result
 
 if TYPE_CHECKING:
     from agi_scripts.session import AgiSession
@@ -25,6 +25,13 @@ class Listener(Protocol):
     async def listen(
         self, session: AgiSession, call: CallInfo, action: Listen, listen_id: str
     ) -> Heard: ...
+
+
+class KbOffers(Protocol):
+    """The knowledge base for callers (``kb.phone.CallerOffers``): the article to play for
+    what the caller said, or an empty one; never raises."""
+
+    async def offer(self, transcript: str) -> Article: ...
 
 
 class CallerScreen(Protocol):

@@ -13,6 +13,11 @@ Agents (role ``agent``, the config's agent id from the session)::
                                               call, audited)
     POST  /api/calls/{call_id}/harassment     {"note", "request_id"} (第二十九条; agent on the
                                               call, or a supervisor)
+    POST  /api/calls/{call_id}/kb             {"action": "answered", "article"} 直接答复 or
+                                              {"action": "referred", "department"} 流转交办:
+                                              into the call record (agent on the call)
+
+Knowledge base (``console/kb.py``): ``/api/kb/…`` of ``kb/api.py``.
 
 Drafts (agent, supervisor, qa read; agent, supervisor correct)::
 
@@ -36,10 +41,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -51,9 +57,13 @@ from access.store import AccessStore, User
 from access.web import ERRORS, Problem, note, protect, require
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
+from console.kb import KbSlot, mount
 from console.views import draft_view
+from hotline.call import CallEvent
 from hotline.config import EMERGENCY_LINES, HotlineConfig
 from hotline.privacy import mask
+from kb.boot import calibration
+from kb.model import ID_RE, MAX_DEPARTMENT, KbError, KbUnavailable
 from tickets.api import add_ticket_error_handlers
 from tickets.model import TicketError, TicketNotFound, TicketStoreUnavailable
 
@@ -122,6 +132,18 @@ class Lift(BaseModel):
     clear_referral: bool = False
 
 
+class KbMark(BaseModel):
+    """The agent's knowledge-base outcome: ``answered`` from a published article (直接答复),
+    or ``referred`` to a department (流转交办), optionally naming the article consulted."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["answered", "referred"]
+    article: str | None = Field(default=None, pattern=ID_RE.pattern)
+    department: str | None = Field(
+        default=None, min_length=1, max_length=MAX_DEPARTMENT, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+
+
 class Flagged(BaseModel):
     """``flags``: the caller's flags in the window (null when it could not be read back)."""
 
@@ -141,11 +163,17 @@ class Services:
         throttle: Any = None,
         follower: Any = None,
         hub: FeedHub | None = None,
+        kb: KbSlot | None = None,
+        calls: Any = None,
     ) -> None:
         self.store = store
         self.throttle = throttle
         self.follower = follower
         self.hub = hub or FeedHub()
+        self.kb = kb
+        """The knowledge base (``/api/kb`` and the screen-pop's articles)."""
+        self.calls = calls
+        """The call event stream (:class:`calls.stream.CallStream`): facts for the record."""
 
 
 def check_fields(config: HotlineConfig, fields: object) -> dict[str, Any]:
@@ -175,21 +203,33 @@ def make_app(
     own = services is None
     sv = services or Services()
     users = access or AccessStore.from_config(config)
+    threshold = None
+    if config.kb.enabled:
+        try:
+            _, threshold = calibration(config)
+        except KbError as exc:  # the console runs on without the knowledge base
+            log.error("knowledge base disabled: %s", exc)
+    if own and threshold is not None:
+        sv.kb = KbSlot()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        task = None
+        tasks = []
         redis = None
         if own:
+            if sv.kb is not None:
+                tasks.append(asyncio.create_task(sv.kb.load(config)))
             redis = await _build(config, sv)
-            task = asyncio.create_task(sv.follower.run())
+            tasks.append(asyncio.create_task(sv.follower.run()))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+            if own and sv.kb is not None:
+                sv.kb.close()
             for closer in (sv.store, sv.throttle, redis):
                 if closer is not None:
                     with contextlib.suppress(Exception):
@@ -200,6 +240,8 @@ def make_app(
     app.state.agents = frozenset(a.id for a in config.agents)
     protect(app, users, config.console.max_body_kb * 1024)
     add_ticket_error_handlers(app)
+    if sv.kb is not None and threshold is not None:
+        mount(app, sv.kb, threshold)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:
@@ -217,6 +259,7 @@ def make_app(
             "ok": True,
             "ami_connected": bool(f and f.ami_connected),
             "redis_connected": bool(f and f.redis_connected),
+            "kb_ready": bool(sv.kb is not None and sv.kb.kb is not None),
         }
 
     # ---- agents -------------------------------------------------------------------------
@@ -321,6 +364,28 @@ def make_app(
         throttle = need(sv.throttle, "the caller rules")
         caller = await caller_of(call_id)
         return await _flag(throttle, caller, user.name, body, call_id)
+
+    @app.post("/api/calls/{call_id}/kb", status_code=201, responses=_errors(404, 503))
+    async def kb_mark(
+        call_id: str, body: KbMark, user: Annotated[User, Depends(agent_on_call)]
+    ) -> dict[str, Any]:
+        rec = sv.follower.call(call_id)
+        fact: dict[str, Any] = {"action": body.action, "by": user.name}
+        if body.article is not None:
+            article = await _live_article(need(sv.kb, "the knowledge base"), body.article)
+            fact |= {"article": article.id, "version": article.version, "title": article.title}
+            fact["department"] = article.department
+        if body.action == "answered" and body.article is None:
+            raise TicketError("直接答复 names the article the answer came from ('article')")
+        if body.action == "referred":
+            if body.department is None:
+                raise TicketError("流转交办 names the department ('department')")
+            fact["department"] = body.department
+        event = CallEvent("kb", rec.linkedid, time.time(), "console", data=fact)
+        if await need(sv.calls, "the call event stream").publish(event) is None:
+            raise TicketStoreUnavailable("not recorded (call event stream unavailable); retry")
+        log.info("call %s: knowledge base %s by %s", rec.call_id, body.action, user.name)
+        return {"call_id": rec.call_id, "kb": fact}
 
     # ---- supervisors --------------------------------------------------------------------
     @app.post("/api/supervisor/callers/harassment", status_code=201, responses=_flagging())
@@ -455,6 +520,17 @@ async def _flag(throttle: Any, caller: str, by: str, body: CallFlag, call_id: st
     return Flagged(caller=mask(caller), call_id=call_id or None, flags=flags)
 
 
+async def _live_article(kb: KbSlot, article_id: str) -> Any:
+    """The published version of ``article_id`` (404 if none, 503 if the KB is down)."""
+    try:
+        article = await asyncio.to_thread(kb.store.live, article_id)
+    except KbUnavailable as exc:
+        raise TicketStoreUnavailable(str(exc)) from None
+    if article is None:
+        raise TicketNotFound(f"no published article {article_id!r}")
+    return article
+
+
 def _masked(field: str, value: object) -> object:
     return mask(str(value)) if field == "callback" and value else value
 
@@ -475,6 +551,7 @@ async def _build(config: HotlineConfig, sv: Services) -> Any:
     from redis.asyncio import Redis
 
     from callers.throttle import Throttle
+    from calls.stream import CallStream
     from console.follow import CallFollower
     from tickets import open_store
 
@@ -484,5 +561,9 @@ async def _build(config: HotlineConfig, sv: Services) -> Any:
         sv.throttle = sv.throttle or Throttle.from_config(config)
     except Exception as exc:  # the console still shows drafts
         log.error("caller rules unavailable in the console: %s", exc)
-    sv.follower = sv.follower or CallFollower(config, sv.hub, sv.store, redis)
+    c = config.calls
+    sv.calls = sv.calls or CallStream(
+        redis, maxlen=c.stream_maxlen, retention_s=c.retention_days * 86400
+    )
+    sv.follower = sv.follower or CallFollower(config, sv.hub, sv.store, redis, kb=sv.kb)
     return redis

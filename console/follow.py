@@ -7,6 +7,8 @@
   draft (the ticket store's, else the speech service's message in Redis, else ``None``).
 * ``draft`` events of the call event stream (``calls.stream``, consumer group
   ``console-feed``): a draft finished after the agent answered goes to that agent's feed.
+* ``kb`` events (action ``offered``): the knowledge-base article the IVR played the caller
+  goes on the agent's screen-pop as ``kb_played``.
 * ``Hangup`` of the caller's channel: a ``hangup`` event; the call is forgotten.
 
 Both connections are re-made with back-off when they drop; the console never affects calls.
@@ -33,6 +35,7 @@ from hotline.call import (
     agent_id_of,
     caller_number,
     draft_view,
+    kb_fact,
 )
 from hotline.config import HotlineConfig
 from hotline.privacy import mask
@@ -61,6 +64,8 @@ class CallRecord:
     agent: str | None = None
     answered_at: float | None = None
     seen_at: float = 0.0
+    kb_played: dict[str, Any] | None = None
+    """The knowledge-base article the IVR played the caller (第十一条), if any."""
 
 
 class CallFollower:
@@ -73,8 +78,11 @@ class CallFollower:
         store: Any,
         redis: Any,
         clock: Callable[[], float] = time.time,
+        kb: Any = None,
     ) -> None:
         self.config = config
+        self.kb = kb
+        """A :class:`console.kb.KbSlot`: the draft's top articles go with it to the screen."""
         self.hub = hub
         self.store = store
         self.redis = redis
@@ -117,6 +125,7 @@ class CallFollower:
             "caller": mask(rec.caller) if rec.caller else "withheld",
             "answered_at": rec.answered_at,
             "draft": draft_view(draft),
+            "kb_played": rec.kb_played,
         }
 
     def _seat_name(self, seat: str | None) -> str | None:
@@ -189,7 +198,8 @@ class CallFollower:
                 rec.ivr_path = rec.ivr_path or path or None
                 rec.seat = rec.seat or seat or None
                 self._alias(rec, call_id)
-        event_out = self.screen(rec, await self.draft_for(rec.call_id))
+        draft = await self.draft_for(rec.call_id)
+        event_out = self.screen(rec, draft) | await self._articles(draft)
         sent = self.hub.publish(agent, event_out)
         log.info("call %s answered by agent %s (%d screens)", rec.call_id, agent, sent)
 
@@ -217,6 +227,9 @@ class CallFollower:
         draft = event.data.get("draft")
         if event.kind == "draft" and isinstance(draft, dict):
             await self._push_draft(event.call_id, draft)
+        elif event.kind == "kb" and event.data.get("action") == "offered":
+            rec = self.call(event.call_id) or self._record(event.call_id)
+            rec.kb_played = kb_fact(event.data)
 
     async def _push_draft(self, call_id: str, fallback: dict[str, Any]) -> None:
         rec = self.call(call_id)
@@ -224,8 +237,19 @@ class CallFollower:
             return
         draft = await self.draft_for(rec.call_id) or fallback
         self.hub.publish(
-            rec.agent, {"event": "draft", "call_id": rec.call_id, "draft": draft_view(draft)}
+            rec.agent,
+            {"event": "draft", "call_id": rec.call_id, "draft": draft_view(draft)}
+            | await self._articles(draft),
         )
+
+    async def _articles(self, draft: dict[str, Any] | None) -> dict[str, Any]:
+        """``{"kb": …}``: the knowledge base's top articles for the draft's (masked)
+        transcript (None: no text or no index yet); nothing without a knowledge base."""
+        if self.kb is None:
+            return {}
+        view = draft_view(draft) or {}
+        text = view.get("transcript")
+        return {"kb": await self.kb.screen(text) if isinstance(text, str) else None}
 
     # ---- loops --------------------------------------------------------------------------
     async def run(self) -> None:

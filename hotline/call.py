@@ -246,9 +246,14 @@ EVENT_KINDS = (
     "queue_exit",  # a waiting caller pressed the emergency key (HotlineQueueExit)
     "harassment",  # an agent flagged the caller (HotlineHarassment)
     "agent",  # an agent answered (AgentConnect)
+    "kb",  # a knowledge-base fact: agent's 直接答复/流转交办, the IVR's self-service offer
     "ended",  # the caller's channel hung up
 )
 MAX_DATA_BYTES = 16_384
+KB_ACTIONS = ("answered", "referred", "offered", "self_served")
+"""``kb`` event actions: the agent answered from an article (直接答复) or registered the matter
+for a department (流转交办); the IVR played an article (``offered``) and the caller said it
+answered the question (``self_served``, 第十一条)."""
 
 
 class MalformedEvent(ValueError):
@@ -320,6 +325,21 @@ def _text(data: Mapping[str, Any], key: str, limit: int = 256) -> str:
     return value[:limit] if isinstance(value, str) else ""
 
 
+def kb_fact(data: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A ``kb`` event's fact, checked: its action and only the well-formed known keys."""
+    action = _text(data, "action", 16)
+    if action not in KB_ACTIONS:
+        return None
+    fact: dict[str, Any] = {"action": action}
+    for key, limit in (("article", 48), ("title", 100), ("department", 50), ("by", 64)):
+        if value := _text(data, key, limit):
+            fact[key] = value
+    version = data.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > 0:
+        fact["version"] = version
+    return fact
+
+
 @dataclass
 class CallRecord:
     """Everything known about one call (by call id = the caller channel's linkedid)."""
@@ -349,15 +369,21 @@ class CallRecord:
     """Later: recording files."""
     flags: list[str] = field(default_factory=list)
     """Marks set during the call (``harassment``)."""
+    kb: list[dict[str, Any]] = field(default_factory=list)
+    """Knowledge-base facts, in order: ``{"action": KB_ACTIONS, "article", "version",
+    "title", "department", "by", "at"}`` (only the keys that apply)."""
     hangup_cause: str = ""
     events: int = 0
 
     @property
     def outcome(self) -> str:
-        """One word for lists: ``agent``, ``queue``, ``emergency``, ``notice``, ``hangup``,
-        ``fallback`` or ``abandoned`` (hung up in the IVR)."""
+        """One word for lists: ``agent``, ``self_served`` (answered by a knowledge-base
+        article in the IVR), ``queue``, ``emergency``, ``notice``, ``hangup``, ``fallback`` or
+        ``abandoned`` (hung up in the IVR)."""
         if self.agents:
             return "agent"
+        if any(k.get("action") == "self_served" for k in self.kb):
+            return "self_served"
         if self.emergency_line:
             return "emergency"
         if self.notice and self.route == "hangup":
@@ -428,9 +454,16 @@ class CallRecord:
             agent = _text(d, "agent", 16)
             if agent and all(a.get("agent") != agent for a in self.agents):
                 self.agents.append({"agent": agent, "queue": _text(d, "queue", 64), "at": event.at})
+        elif event.kind == "kb":
+            self._kb_fact(d, event.at)
         elif event.kind == "ended":
             self.ended_at = max(self.ended_at or event.at, event.at)
             self.hangup_cause = _text(d, "cause", 32) or self.hangup_cause
+
+    def _kb_fact(self, d: Mapping[str, Any], at: float) -> None:
+        fact = kb_fact(d)
+        if fact and all({k: v for k, v in f.items() if k != "at"} != fact for f in self.kb):
+            self.kb.append(fact | {"at": at})  # a repeated fact is kept once
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -459,6 +492,7 @@ __all__ = [
     "DRAFT_CHANNEL",
     "DRAFT_KEY",
     "EVENTS_STREAM",
+    "KB_ACTIONS",
     "CallEvent",
     "CallRecord",
     "CallerId",
@@ -468,6 +502,7 @@ __all__ = [
     "caller_number",
     "draft_view",
     "is_withheld",
+    "kb_fact",
     "mask",
     "mask_text",
 ]

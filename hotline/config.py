@@ -453,6 +453,24 @@ class Calls(_Model):
     """The call record store (SQLite)."""
 
 
+class Kb(_Model):
+    """The knowledge base (``kb/``, 第十一至十三条): the agents' search under ``/api/kb`` of
+    the console and, per seat, callers' self-service in the IVR (off unless listed)."""
+
+    enabled: bool = True
+    path: str = "run/kb.sqlite3"
+    """Articles, versions and the review workflow (SQLite)."""
+    import_sample: bool = True
+    """On first start (no article yet) import and publish ``kb/data/sample_kb.md`` (SAMPLE
+    content, not official policy)."""
+    calibration: str = "kb/data/calibration.json"
+    """Confidence weights and the self-service ``threshold`` (``python -m kb.evaluate --fit``)."""
+    spoken_dir: str = "run/kb-sounds"
+    """Spoken answers as ``kb-<id>.wav`` (synthesised at publish time)."""
+    self_service: tuple[ID, ...] = ()
+    """Seats whose callers may hear an article themselves (第十一条); none by default."""
+
+
 class HotlineInfo(_Model):
     name: NAME = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -478,6 +496,7 @@ class HotlineConfig(_Model):
     tickets: Tickets = Tickets()
     console: Console = Console()
     calls: Calls = Calls()
+    kb: Kb = Kb()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
@@ -511,6 +530,9 @@ class HotlineConfig(_Model):
         out += self._target_problems(
             "business_hours.closed_target", self.business_hours.closed_target
         )
+        for i, seat in enumerate(self.kb.self_service):
+            if seat not in seat_ids:
+                out.append((f"kb.self_service.{i}", f"unknown seat {seat!r}"))
         return out
 
     def _target_problems(self, where: str, target: Target) -> list[tuple[str, str]]:

@@ -42,6 +42,14 @@ class Listen:
 
 
 @dataclass(frozen=True, slots=True)
+class LookUp:
+    """Ask the knowledge base for the one article to offer a caller for ``transcript``
+    (第十一条).  Result: :class:`Article` (empty when there is none; any failure too)."""
+
+    transcript: str
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """Terminal: hand the call to the ACD (a seat's queue)."""
 
@@ -72,7 +80,7 @@ class Hangup:
     """The out-of-scope notice (第九条 2–4) the caller heard, if the call ends for it."""
 
 
-Action = Play | Collect | Listen | Route | EmergencyTransfer | Hangup
+Action = Play | Collect | Listen | LookUp | Route | EmergencyTransfer | Hangup
 TERMINAL = (Route, EmergencyTransfer, Hangup)
 
 
@@ -99,7 +107,19 @@ class Heard:
     """Which listen the draft belongs to (a call may have several)."""
 
 
-Result = Done | Digits | Heard
+@dataclass(frozen=True, slots=True)
+class Article:
+    """The knowledge base's answer to a :class:`LookUp`: an article whose spoken answer is
+    ready, as prompt names (``about``: "关于<title>，为您播报"), or empty (``id == ""``)."""
+
+    id: str = ""
+    version: int = 0
+    title: str = ""
+    about: str = ""
+    answer: str = ""
+
+
+Result = Done | Digits | Heard | Article
 
 
 @dataclass(frozen=True, slots=True)

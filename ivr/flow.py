@@ -16,6 +16,10 @@ What a caller meets:
   during it counts: it leads the first menu round), the throttle notice for a *warned* caller
   (then greeting and notice are one uninterruptible Play), the progress offer when the
   caller has open demands (第十四条), then the ``main`` menu;
+* self-service (第十一条, seats listed in ``kb.self_service`` only): a consultation (咨询)
+  the knowledge base answers with confidence is played ("关于…，为您播报" and the spoken
+  answer), then 1 hears it again, 2 ends the call as answered, 0 (or anything else,
+  silence included) reaches an agent, who is told which article the caller heard;
 * a menu: its prompts (interruptible) → a key → the key's target; an unknown key plays
   ``invalid_prompt``, silence ``no_input_prompt``, and the menu is offered again; after
   ``retries`` failed rounds the caller goes to ``on_exhausted`` (the general seat by default,
@@ -39,6 +43,7 @@ from acd.interface import RouteRequest
 from hotline.config import BusinessHours, HotlineConfig, Menu, Target
 from ivr.actions import (
     Action,
+    Article,
     CallInfo,
     Collect,
     Digits,
@@ -46,6 +51,7 @@ from ivr.actions import (
     Hangup,
     Heard,
     Listen,
+    LookUp,
     Play,
     Result,
     Route,
@@ -71,6 +77,12 @@ CONFIRM_TIMEOUT_MS = 5000
 NOTICE_TIMEOUT_MS = 5000
 SUSPENDED_TIMEOUT_MS = 5000
 EMERGENCY_KEY = "9"
+KB_MENU = "kb-menu"
+"""重听请按1，问题已解决请按2，转人工服务请按0."""
+KB_TIMEOUT_MS = 6000
+KB_PLAYS = 3
+"""How often a caller may hear an article (then an agent takes the call)."""
+CONSULTATION = "咨询"
 STATUS_PROMPTS = {
     "accepted": "status-accepted",
     "已受理": "status-accepted",
@@ -319,7 +331,40 @@ def _after_speech(c: _Call, draft: Mapping[str, object] | None, chosen: str | No
     spoken = _confident_seat(c.config, draft, needed)
     if spoken and spoken != chosen:
         c.via = "speech"
-    return (yield from _route(c, spoken or chosen or c.config.general_seat.id, extra))
+    seat = spoken or chosen or c.config.general_seat.id
+    if draft and seat in c.config.kb.self_service and draft.get("type") == CONSULTATION:
+        article = yield from _self_service(c, str(draft.get("transcript") or ""))
+        if article is None:
+            return None  # answered: the call has ended
+        if article.id:
+            extra["kb_played"] = {"article": article.id, "version": article.version,
+                                  "title": article.title}  # fmt: skip
+    return (yield from _route(c, seat, extra))
+
+
+def _self_service(c: _Call, transcript: str) -> Generator[Action, Result | None, Article | None]:
+    """第十一条: play the knowledge base's article for a consultation, then 1 again, 2
+    answered (the call ends: ``None``), anything else an agent (the article played, or an
+    empty one when nothing was offered)."""
+    if not transcript.strip():
+        return Article()
+    found = yield LookUp(transcript)
+    if not isinstance(found, Article) or not found.id:
+        return Article()
+    c.path.append("kb")
+    for _ in range(KB_PLAYS):
+        key = yield from _collect(c, (found.about, found.answer, KB_MENU), KB_TIMEOUT_MS)
+        if key == "1":
+            c.path.append("1")
+            continue
+        if key == "2":
+            c.path.append("2")
+            yield from _goodbye(c, "self_served")
+            return None
+        if key == "0":
+            c.path.append("0")
+        break
+    return found
 
 
 def _spoken_emergency(config: HotlineConfig, draft: Mapping[str, object] | None) -> str:

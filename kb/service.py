@@ -71,15 +71,31 @@ class SpokenAnswers:
         """``kb-<id>`` (article ids are already safe prompt names)."""
         return f"kb-{article_id}"
 
+    @staticmethod
+    def about_name(article_id: str) -> str:
+        """``kb-<id>-about``: "关于<title>，为您播报" before the answer."""
+        return f"kb-{article_id}-about"
+
+    @staticmethod
+    def about_text(article: Article) -> str:
+        return f"关于{article.title}，为您播报。"
+
     def wav(self, article_id: str) -> Path:
         return self.out_dir / f"{self.prompt_name(article_id)}.wav"
 
+    def texts(self, article: Article) -> dict[str, str]:
+        """The article's prompts and their texts: the answer and its "关于…，为您播报"."""
+        return {
+            self.prompt_name(article.id): article.spoken,
+            self.about_name(article.id): self.about_text(article),
+        }
+
     def ready(self, article: Article) -> bool:
-        """Whether the wav exists and was made from this article's current spoken text."""
+        """Whether both wavs exist and were made from the article's current texts."""
         manifest = read_manifest(self.out_dir / MANIFEST_NAME)
-        return (
-            manifest.get(self.prompt_name(article.id)) == text_hash(article.spoken)
-            and self.wav(article.id).exists()
+        return all(
+            manifest.get(name) == text_hash(text) and (self.out_dir / f"{name}.wav").exists()
+            for name, text in self.texts(article).items()
         )
 
     def start(self) -> None:
@@ -137,7 +153,7 @@ class SpokenAnswers:
 
         Raises :class:`SynthesisError` or ``OSError``: the articles stay published for
         agents; callers are not offered them (:meth:`ready`)."""
-        texts = {self.prompt_name(a.id): a.spoken for a in published}
+        texts = {name: text for a in published for name, text in self.texts(a).items()}
         with self._lock:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             tsv = self.out_dir / SPOKEN_TSV

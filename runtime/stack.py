@@ -165,6 +165,7 @@ class Stack:
         self.timings["rootfs_s"] = round(time.monotonic() - started, 3)
         before = self.status()
         try:
+            self.link_kb_sounds()
             self.start_redis()
             self.start_fastagi(required=require_fastagi)
             self.start_records()
@@ -284,6 +285,21 @@ class Stack:
         sounds = REPO / "sounds" / "zh"
         self.timings["prompts_installed"] = rootfs_mod.install_sounds(self.rootfs, sounds)
         rootfs_mod.install_hold_music(self.rootfs, sounds)
+
+    def link_kb_sounds(self) -> Path | None:
+        """The knowledge base's spoken answers are written where Asterisk (in the chroot)
+        plays them: ``kb.spoken_dir`` becomes a link to ``<rootfs>/…/sounds/zh/hotline/
+        kb-<instance>`` (an existing real directory is left alone: the IVR then offers
+        nothing, see ``kb.phone``)."""
+        link = Path(self.config.kb.spoken_dir)
+        target = self.rootfs / rootfs_mod.SOUNDS_DIR / f"kb-{self.instance}"
+        target.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and link.resolve() != target.resolve():
+            link.unlink()
+        if not link.exists():
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(target, target_is_directory=True)
+        return target if link.resolve() == target.resolve() else None
 
     def asterisk_running(self) -> bool:
         return alive(read_pid(self._pidfile("asterisk")), "asterisk")

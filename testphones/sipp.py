@@ -756,4 +756,7 @@ def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = N
         data.setdefault("console", {})["users_db"] = str(run_dir / "console-access.sqlite3")
     if run_dir is not None and isinstance(data.get("calls"), dict):
         data["calls"]["path"] = str(run_dir / "calls.sqlite3")
+    if run_dir is not None and isinstance(data.get("kb"), dict):
+        data["kb"]["path"] = str(run_dir / "kb.sqlite3")
+        data["kb"]["spoken_dir"] = str(run_dir / "kb-sounds")
     return data

@@ -26,7 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ls.add_argument("--until", type=when, help="ISO date/time, or 30m / 2h / 7d ago")
     ls.add_argument("--seat", help="seat id (gjj, zonghe …)")
     ls.add_argument(
-        "--outcome", help="agent, queue, emergency, notice, hangup, fallback, abandoned"
+        "--outcome",
+        help="agent, self_served, queue, emergency, notice, hangup, fallback, abandoned",
     )
     ls.add_argument("--caller-hash", help="the caller's keyed hash (as in tickets)")
     ls.add_argument("--limit", type=int, default=50)

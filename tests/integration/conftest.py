@@ -5,7 +5,7 @@ moved by 10 000 (SIP 15060, AMI 15038, AGI 14573, Redis 16390, agents 151xx, car
 127.0.0.2:15060, emergency trunk 127.0.0.3:15060), written under tmp.  A sipp phone answers
 for every agent and for the emergency trunk.  ``HOTLINE_ITEST_PORT_OFFSET`` /
 ``HOTLINE_ITEST_INSTANCE`` move it (and the other test stacks) elsewhere; worker ``gwN`` adds
-N × 2000 to the offset and ``-gwN`` to the name (``instances.py``).
+N × 3000 to the offset and ``-gwN`` to the name (``instances.py``).
 
 To keep the suite's wall time reasonable the test config gives the main menu a 3 s time-out
 and 2 rounds (the tests read these numbers from the config, they do not assume them).

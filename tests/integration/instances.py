@@ -15,11 +15,12 @@ import re
 
 BASE_OFFSET = int(os.environ.get("HOTLINE_ITEST_PORT_OFFSET", "10000"))
 BASE_INSTANCE = os.environ.get("HOTLINE_ITEST_INSTANCE", "itest")
-WORKER_STRIDE = 2000
+WORKER_STRIDE = 3000
 SLOTS = {
     "calls": 0,
     "twolisten": 250,
     "security": 750,
+    "kb": 2000,
     "rules": 500,
     "speech": 1000,
     "stack": 1500,
@@ -27,7 +28,7 @@ SLOTS = {
     "busy": 1750,
 }
 """The call scenarios' stack (``hotline``), the two-listen speech stack, the security
-scenarios' stack (tests/security), the caller-rules
+scenarios' stack (tests/security), the knowledge-base self-service stack, the caller-rules
 stack, the speech stack, the stack that ``test_stack_up`` starts and stops and its two
 short-lived neighbours.  Checked for 4 workers: no difference between two offsets equals a
 difference between two ports of one stack (agents' media ports 5150–5170 and the

@@ -1,5 +1,6 @@
 """The agent's screen in real calls (issue 3): the console started by the Stack follows AMI
-and Redis, pushes the draft to the answering agent's SSE feed, and keeps corrections.  Each
+and Redis, pushes the draft and its knowledge-base articles to the answering agent's SSE feed,
+records the agent's 直接答复, and keeps corrections.  Each
 agent logs in as themselves (issue 8): users are made the way ``hotline users add`` makes them.
 
 Same kind of instance as test_speech_calls.py (speech after the key, Whisper, sipp phones).
@@ -64,6 +65,13 @@ async def read_feed(
                     ready.set()
 
 
+def articles_on(feed: list[dict]) -> list[tuple[str, list[dict]]]:
+    """The knowledge-base articles that came with the call or draft events of a feed, with
+    the (masked) transcript they were found for."""
+    return [(e["draft"]["transcript"], e["kb"]["articles"])
+            for e in feed if (e.get("kb") or {}).get("articles")]  # fmt: skip
+
+
 def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotline) -> None:
     h = screen_hotline
     caller = "13900008801"
@@ -73,7 +81,8 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
     live: dict[str, object] = {}
 
     async def while_up(client: httpx.AsyncClient) -> None:
-        """Once an agent has the call: the callback numbers, for that agent only."""
+        """Once an agent has the call: the callback numbers, for that agent only; then the
+        draft's top knowledge-base article, which the agent marks as the answer (直接答复)."""
         while not any(e["event"] == "call" for f in feeds.values() for e in f):
             await asyncio.sleep(0.2)
         who = next(a for a, f in feeds.items() if any(e["event"] == "call" for e in f))
@@ -83,6 +92,20 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
         other = live["other_agent"] = next(a for a in agents if a != who)
         live["other"] = await client.get(url, headers=auth[other])
         live["not_own_feed"] = await client.get(f"/api/agents/{who}/current", headers=auth[other])
+        # the knowledge base's top article for the draft: the agent answers from it (直接答复)
+        while not (shown := articles_on(feeds[who])):
+            await asyncio.sleep(0.2)
+        transcript, articles = shown[-1]
+        live["kb_top"] = articles[0]
+        live["kb_shown"] = [a["id"] for a in articles]
+        search = await client.get("/api/kb/search", params={"q": transcript, "limit": 3},
+                                  headers=auth[who])  # fmt: skip
+        live["kb_searched"] = [h["article"]["id"] for h in search.json()["hits"]]
+        live["kb_mark"] = await client.post(
+            f"/api/calls/{call_id}/kb",
+            json={"action": "answered", "article": articles[0]["id"]},
+            headers=auth[who],
+        )
 
     async def scenario() -> dict:
         async with httpx.AsyncClient(base_url=h.console_url, timeout=None) as client:
@@ -133,6 +156,19 @@ def test_the_answering_agent_sees_the_draft_and_a_correction_is_kept(screen_hotl
     assert live["own"].json()["caller"] == caller  # type: ignore[union-attr]
     assert live["other"].status_code == 403  # type: ignore[union-attr]
     assert live["not_own_feed"].status_code == 403  # type: ignore[union-attr]
+    # with the draft, the screen showed the knowledge base's top articles for what was
+    # recognised (the words vary from run to run: the same as the agent's own search), and
+    # the agent's 直接答复 went into the call record
+    top = live["kb_top"]
+    assert live["kb_shown"] == live["kb_searched"], live  # type: ignore[index]
+    assert top["title"] and top["spoken"] and 0 < top["confidence"] <= 1, top  # type: ignore[index]
+    assert live["kb_mark"].status_code == 201, live["kb_mark"].text  # type: ignore[union-attr]
+    from test_call_records import record_of
+
+    rec = record_of(h, call)
+    assert [(k["action"], k["article"], k["by"]) for k in rec.kb] == [
+        ("answered", top["id"], f"agent{answered}")  # type: ignore[index]
+    ], rec.kb
 
     # the agent corrects two fields; the correction is kept in the ticket store
     agent_auth = auth[answered]

@@ -276,3 +276,22 @@ async def test_the_second_listens_draft_is_stored_not_the_first_one() -> None:
         late, store, "c9", wait_s=2.0, listen_id="11111111-1111-4111-8111-111111111111"
     )
     assert [d["seat"] for d in store.saved] == ["renshe", "gjj"]
+
+
+def test_a_caller_who_heard_an_article_and_pressed_2_is_self_served() -> None:
+    rec = CallRecord("1700000000.9")
+    offered = {"action": "offered", "article": "gjj-rent", "version": 1, "title": "租房提取公积金"}
+    for e in (
+        event("started", "1700000000.9", 1.0, caller_masked="139****1111", withheld=False),
+        event("kb", "1700000000.9", 20.0, **offered),
+        event("kb", "1700000000.9", 20.0, **offered),  # delivered twice: kept once
+        event("kb", "1700000000.9", 80.0, action="self_served", article="gjj-rent"),
+        event("kb", "1700000000.9", 81.0, action="deleted-everything", article="gjj-rent"),
+        event("kb", "1700000000.9", 82.0, action="answered", version=True, article=["x"]),
+        event("ended", "1700000000.9", 90.0, cause="16"),
+    ):
+        rec.apply(e)
+    assert [k["action"] for k in rec.kb] == ["offered", "self_served", "answered"]
+    assert rec.kb[2] == {"action": "answered", "at": 82.0}  # bad values dropped, not kept
+    assert rec.outcome == "self_served" and rec.to_json()["outcome"] == "self_served"
+    assert CallRecord.from_json(rec.to_json()).kb == rec.kb
