@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException
 
 from access.store import User
-from access.web import require
+from access.web import ERRORS, Problem, require
 from hotline.config import HotlineConfig
 from kb.api import make_router
 from kb.model import Actor, KbError, KbUnavailable, Role
@@ -134,4 +134,10 @@ def _brief(hit: Any) -> dict[str, Any]:
 
 def mount(app: FastAPI, slot: KbSlot, threshold: float) -> None:
     """``/api/kb/…``: the knowledge base's router over ``slot``."""
-    app.include_router(make_router(slot, kb_actor, threshold=threshold), prefix="/api/kb")  # type: ignore[arg-type]
+    responses: dict[int | str, dict[str, Any]] = {
+        **ERRORS,
+        404: {"model": Problem, "description": "no such article"},
+        503: {"model": Problem, "description": "the knowledge base is not ready or is down"},
+    }
+    router = make_router(slot, kb_actor, threshold=threshold)  # type: ignore[arg-type]
+    app.include_router(router, prefix="/api/kb", responses=responses)

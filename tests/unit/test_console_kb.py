@@ -16,6 +16,7 @@ from console.app import Services, make_app
 from console.feed import FeedHub
 from console.follow import CallFollower
 from console.kb import KbSlot
+from hotline import safe_yaml
 from hotline.call import CallEvent, CallRecord
 from hotline.config import ConfigError, HotlineConfig, load_config, parse_config
 from kb.boot import open_kb
@@ -43,7 +44,7 @@ ARTICLE = {
 
 
 def kb_config(tmp_path: Path, **kb: object) -> HotlineConfig:
-    data = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(REPO / "hotline.yaml")
     data["kb"] = {**data["kb"], "path": str(tmp_path / "kb.sqlite3"),
                   "spoken_dir": str(tmp_path / "kb-sounds"), **kb}  # fmt: skip
     data["tickets"]["path"] = str(tmp_path / "t.sqlite3")
@@ -85,7 +86,7 @@ def test_a_bad_kb_section_is_refused_with_its_place(tmp_path: Path) -> None:
 
 
 def test_a_test_instance_keeps_its_knowledge_base_in_its_run_dir(tmp_path: Path) -> None:
-    data = yaml.safe_load((REPO / "hotline.yaml").read_text(encoding="utf-8"))
+    data = safe_yaml.load_file(REPO / "hotline.yaml")
     moved = offset_config(data, 40000, tmp_path)
     assert moved["kb"]["path"] == str(tmp_path / "kb.sqlite3")
     assert moved["kb"]["spoken_dir"] == str(tmp_path / "kb-sounds")
