@@ -71,8 +71,19 @@ class Sip(_Model):
     in the IVR, in a queue or talking to an agent (PJSIP ``rtp_timeout``)."""
     rtp_timeout_hold_s: int = Field(default=120, ge=5, le=7200)
     """The same while the carrier has put the call on hold (``rtp_timeout_hold``)."""
+    rtp_ports: tuple[int, int] = (10000, 20000)
+    """Asterisk's RTP port range (``rtp.conf`` rtpstart/rtpend): keep it clear of every fixed
+    port on the machine (SIP, AMI, FastAGI, Redis, phones), or a call's media may take one."""
 
     _check_host = field_validator("host")(_host)
+
+    @field_validator("rtp_ports")
+    @classmethod
+    def _rtp_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        low, high = value
+        if not (1024 <= low < high <= 65535 and high - low >= 100):
+            raise ValueError("rtp_ports: [low, high] with 1024 <= low, high <= 65535, 100+ ports")
+        return value
 
 
 class Trunk(_Model):

@@ -729,6 +729,11 @@ def start_phones(
 
 
 # ---- a test network beside the demo one ---------------------------------------------------
+TEST_RTP_PORTS = (40000, 44998)
+"""Test stacks' RTP range: with the default 10000–20000 an Asterisk of one parallel test stack
+took a port another stack's agent phone needed (errno 98, the phone never started)."""
+
+
 def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = None) -> dict:
     """A copy of a parsed hotline YAML whose every listening port is moved by ``offset``
     (SIP 5060 → 15060, AMI, AGI, Redis, agents' phones, both trunks), so a test instance runs
@@ -749,6 +754,8 @@ def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = N
         move(trunk, 5060)
     for agent in data.get("agents", []):
         move(agent, 5100)
+    # Asterisk's media ports: clear of every stack's fixed ports (offsets up to ~30 000 here)
+    data.setdefault("sip", {})["rtp_ports"] = list(TEST_RTP_PORTS)
     if run_dir is not None and isinstance(data.get("tickets"), dict):
         data["tickets"]["path"] = str(run_dir / "tickets.sqlite3")
         data["tickets"]["key_file"] = str(run_dir / "secrets" / "pii.key")

@@ -330,3 +330,23 @@ def test_carrier_calls_without_rtp_are_hung_up(config: HotlineConfig, rendered: 
 def test_rendered_files_are_for_root_only(rendered: Path) -> None:
     assert (rendered.stat().st_mode & 0o777) == 0o700
     assert {p.stat().st_mode & 0o777 for p in rendered.iterdir()} == {0o600}
+
+
+def test_asterisk_media_ports_come_from_the_config_and_test_stacks_keep_clear_of_theirs(
+    tmp_path: Path,
+) -> None:
+    from hotline import safe_yaml
+    from testphones.sipp import TEST_RTP_PORTS, offset_config
+
+    example = load_config(EXAMPLE)
+    text = (render(example, tmp_path / "demo", "demo") / "rtp.conf").read_text()
+    assert "rtpstart = 10000" in text and "rtpend = 20000" in text
+    moved = offset_config(safe_yaml.load_file(EXAMPLE), 10000)
+    low, high = moved["sip"]["rtp_ports"]
+    fixed = [moved[k]["port"] for k in ("sip", "ami", "agi", "redis")]
+    fixed += [a["port"] for a in moved["agents"]] + [t["port"] for t in moved["trunks"].values()]
+    assert (low, high) == TEST_RTP_PORTS and not [p for p in fixed if low <= p <= high]
+    with pytest.raises(ConfigError, match="rtp_ports"):
+        head = "sip:                      # Asterisk's PJSIP transport"
+        text = EXAMPLE.read_text(encoding="utf-8")
+        parse_config(text.replace(head, head + "\n  rtp_ports: [20000, 10000]"))
