@@ -15,7 +15,7 @@ import signal
 import sys
 
 from agi_scripts.server import AgiApp, AgiServer, load_handlers
-from hotline.config import ConfigError, load_config
+from hotline import service
 
 log = logging.getLogger("agi_scripts")
 
@@ -113,18 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--no-caller-rules", action="store_true", help="no throttle / open-demand look-up"
     )
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=service.LOG_LEVELS)
     args = parser.parse_args(argv)
 
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"refusing to start: {exc}", file=sys.stderr)
+    config = service.start(args.config, args.log_level)
+    if config is None:
         return 2
     if args.port is not None and not 0 <= args.port <= 65535:
         print(f"refusing to start: bad --port {args.port}", file=sys.stderr)

@@ -19,9 +19,10 @@ from typing import Any
 from calls.bridge import BRIDGE_READY, AmiBridge
 from calls.store import SqliteCallStore
 from calls.stream import CallStream, StreamConsumer
+from hotline import service
 from hotline.ami import AmiClient, follow_events
 from hotline.call import CallEvent
-from hotline.config import ConfigError, HotlineConfig, load_config
+from hotline.config import HotlineConfig
 
 log = logging.getLogger("calls")
 
@@ -93,17 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", required=True, help="hotline YAML config")
     p.add_argument("--name", default="records-1", help="consumer name in the group")
     p.add_argument("--no-bridge", action="store_true", help="record keeper only")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=service.LOG_LEVELS)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"refusing to start: {exc}", file=sys.stderr)
+    config = service.start(args.config, args.log_level)
+    if config is None:
         return 2
     asyncio.run(serve(config, args.name, not args.no_bridge))
     return 0

@@ -16,7 +16,8 @@ import re
 import sys
 from typing import TYPE_CHECKING
 
-from hotline.config import ConfigError, HotlineConfig, load_config
+from hotline import service
+from hotline.config import HotlineConfig
 from hotline.peers import PeerFilter, Peers
 
 if TYPE_CHECKING:
@@ -37,17 +38,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="hotline.yaml", help="hotline YAML config")
     p.add_argument("--host", help="listen address (default: console.host)")
     p.add_argument("--port", type=int, help="listen port (default: console port of the config)")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-level", default="INFO", choices=service.LOG_LEVELS)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"refusing to start: {exc}", file=sys.stderr)
+    config = service.start(args.config, args.log_level)
+    if config is None:
         return 2
     c = config.console
     host = args.host or c.host
