@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything the hotline needs on a fresh Debian (bookworm) machine, idempotently:
-# Debian packages (Redis, sipp, mmdebstrap, sox) and the Python virtual environment.
+# Debian packages (Redis, sipp, mmdebstrap, sox, chromium + a CJK font) and the Python virtual environment.
 # The Asterisk 22 root filesystem is built on first `hotline up` (runtime).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server sip-tester mmdebstrap sox libsox-fmt-all iproute2 procps python3-venv)
+APT_PACKAGES=(redis-server sip-tester mmdebstrap sox libsox-fmt-all iproute2 procps python3-venv
+              chromium fonts-wqy-microhei)  # the consoles are tested in a real browser
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -732,12 +732,18 @@ def start_phones(
 TEST_RTP_PORTS = (40000, 44998)
 """Test stacks' RTP range: with the default 10000–20000 an Asterisk of one parallel test stack
 took a port another stack's agent phone needed (errno 98, the phone never started)."""
+TEST_RTP_TIMEOUT_S = 300
+"""Test stacks' ``sip.rtp_timeout_s``: a sipp caller sends RTP only while it presses keys or
+speaks (a real phone never stops), so with the default 30 s Asterisk hung up a caller holding
+on after its words just as the caller hung up itself (CI: the two BYEs raced and sipp aborted
+the call).  The dead-leg time-out itself is tested with small values in tests/security."""
 
 
 def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = None) -> dict:
     """A copy of a parsed hotline YAML whose every listening port is moved by ``offset``
     (SIP 5060 → 15060, AMI, AGI, Redis, agents' phones, both trunks), so a test instance runs
-    beside the demo one.  Files under ``run/`` move to ``run_dir`` when given."""
+    beside the demo one, with Asterisk's RTP ports and time-out fit for sipp phones.  Files
+    under ``run/`` move to ``run_dir`` when given."""
     import copy
 
     data: dict = copy.deepcopy(base)  # type: ignore[arg-type]
@@ -756,6 +762,7 @@ def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = N
         move(agent, 5100)
     # Asterisk's media ports: clear of every stack's fixed ports (offsets up to ~30 000 here)
     data.setdefault("sip", {})["rtp_ports"] = list(TEST_RTP_PORTS)
+    data["sip"]["rtp_timeout_s"] = TEST_RTP_TIMEOUT_S
     if run_dir is not None and isinstance(data.get("tickets"), dict):
         data["tickets"]["path"] = str(run_dir / "tickets.sqlite3")
         data["tickets"]["key_file"] = str(run_dir / "secrets" / "pii.key")

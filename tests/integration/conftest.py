@@ -177,9 +177,6 @@ def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotline]:
     data["menus"]["main"]["timeout_s"] = MENU_TIMEOUT_S
     data["menus"]["main"]["retries"] = MENU_RETRIES
     data.setdefault("speech", {})["mode"] = "off"  # keypad scenarios: nobody is asked to speak
-    # sipp callers send RTP only while pressing keys or speaking (real phones never stop);
-    # the dead-leg time-out is tested with small values in tests/security
-    data["sip"]["rtp_timeout_s"] = 300
     config_path = tmp / f"{INSTANCE}.yaml"
     config_path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     config = load_config(config_path)

@@ -56,7 +56,6 @@ def rules_config_data(tmp: Path) -> dict:
     data["menus"]["main"]["timeout_s"] = 3
     data["menus"]["main"]["retries"] = 2
     data.setdefault("speech", {})["mode"] = "off"  # keypad scenarios: nobody is asked to speak
-    data["sip"]["rtp_timeout_s"] = 300  # silent sipp callers (see conftest.py)
     data["throttle"] = {**data.get("throttle", {}), **THROTTLE}
     data["throttle"]["key_file"] = str(tmp / "secrets" / "pii.key")
     return data

@@ -16,6 +16,7 @@ from hotline import safe_yaml
 from testphones.sipp import (
     CALLER_XML,
     MEDIA_MARKER,
+    TEST_RTP_TIMEOUT_S,
     CallerSpec,
     SippError,
     caller_argv,
@@ -200,6 +201,8 @@ def test_a_test_instance_moves_every_port_and_leaves_the_original_alone(tmp_path
     assert [a["port"] for a in moved["agents"]] == [a["port"] + 10000 for a in base["agents"]]
     assert moved["trunks"]["emergency"]["port"] == 15060
     assert base["sip"]["port"] == 5060
+    # silent sipp callers are not hung up as dead legs while they hold on
+    assert moved["sip"]["rtp_timeout_s"] == TEST_RTP_TIMEOUT_S > base["sip"]["rtp_timeout_s"]
     with pytest.raises(SippError, match="out of range"):
         offset_config(base, 62000)
 
