@@ -27,12 +27,12 @@ lint: deps
 unit: deps
 	$(VENV)/pytest -q -rs tests/unit
 
-# Unit and speech tests, then the real-call suite on two xdist workers (CI has 2 cores): each
+# Unit, speech, security and browser (chromium) tests, then the real-call suite on two xdist workers (CI has 2 cores): each
 # worker runs whole files (--dist loadfile), so a file's stack comes up once per worker, on
 # that worker's own instance and ports (tests/integration/instances.py).  -rs lists every
 # skip; with CI=true (.ci/run) a skip is a failure (tests/conftest.py).
 test: deps tts lint
-	$(VENV)/pytest -q -rs -p no:cacheprovider -m "not integration" tests/unit tests/speech tests/security
+	$(VENV)/pytest -q -rs -p no:cacheprovider -m "not integration" tests/unit tests/speech tests/security tests/browser
 	$(VENV)/pytest -q -rs -p no:cacheprovider -n 2 --dist loadfile -m integration tests/integration tests/security
 
 bench: deps
