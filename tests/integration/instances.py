@@ -15,7 +15,7 @@ import re
 
 BASE_OFFSET = int(os.environ.get("HOTLINE_ITEST_PORT_OFFSET", "10000"))
 BASE_INSTANCE = os.environ.get("HOTLINE_ITEST_INSTANCE", "itest")
-WORKER_STRIDE = 3000
+WORKER_STRIDE = 3250
 SLOTS = {
     "calls": 0,
     "twolisten": 250,
@@ -26,11 +26,16 @@ SLOTS = {
     "stack": 1500,
     "beside": 1250,
     "busy": 1750,
+    "acd": 2250,
+    "supervisor": 2500,
+    "qa": 2750,
+    "admin": 3000,
 }
 """The call scenarios' stack (``hotline``), the two-listen speech stack, the security
 scenarios' stack (tests/security), the knowledge-base self-service stack, the caller-rules
 stack, the speech stack, the stack that ``test_stack_up`` starts and stops and its two
-short-lived neighbours.  Checked for 4 workers: no difference between two offsets equals a
+short-lived neighbours, the ACD's, the supervisors' (wallboard, listen/barge), QA's
+(recordings) and the admins' (config apply) stacks.  Checked for 4 workers: no difference between two offsets equals a
 difference between two ports of one stack (agents' media ports 5150–5170 and the
 key-pressing phone's 5807 included)."""
 
