@@ -15,7 +15,7 @@ import re
 
 BASE_OFFSET = int(os.environ.get("HOTLINE_ITEST_PORT_OFFSET", "10000"))
 BASE_INSTANCE = os.environ.get("HOTLINE_ITEST_INSTANCE", "itest")
-WORKER_STRIDE = 3250
+WORKER_STRIDE = 3500
 SLOTS = {
     "calls": 0,
     "twolisten": 250,
@@ -30,12 +30,14 @@ SLOTS = {
     "supervisor": 2500,
     "qa": 2750,
     "admin": 3000,
+    "calendar": 3250,
 }
 """The call scenarios' stack (``hotline``), the two-listen speech stack, the security
 scenarios' stack (tests/security), the knowledge-base self-service stack, the caller-rules
 stack, the speech stack, the stack that ``test_stack_up`` starts and stops and its two
 short-lived neighbours, the ACD's, the supervisors' (wallboard, listen/barge), QA's
-(recordings) and the admins' (config apply) stacks.  Checked for 4 workers: no difference between two offsets equals a
+(recordings), the admins' (config apply) and the calendar's (hours, holidays, incident
+notices, prompts) stacks.  Checked for 4 workers: no difference between two offsets equals a
 difference between two ports of one stack (agents' media ports 5150–5170 and the
 key-pressing phone's 5807 included)."""
 
