@@ -37,6 +37,11 @@ ROLES = {
 }
 SCREEN_ARTICLES = 3
 """Articles shown with a draft on the screen-pop."""
+EXPIRY_SWEEP_S = 3600.0
+"""How often articles past ``valid_until`` are marked expired and listed for their owner
+(第十二条).  Searches filter by date on every read, so callers never hear an expired article
+in between; the sweep makes the expiry visible in the store, its history and to the owner."""
+EXPIRY_ACTOR = Actor("kb-expiry", Role.ADMIN)
 
 
 def kb_actor(user: Annotated[User, Depends(KB_USERS)]) -> Actor:
@@ -56,6 +61,7 @@ class KbSlot:
     def __init__(self, kb: KnowledgeBase | None = None) -> None:
         self.kb = kb
         self.error = ""
+        self.sweeper: asyncio.Task[None] | None = None
 
     def __getattr__(self, name: str) -> Any:
         kb = self.__dict__.get("kb")
@@ -75,8 +81,24 @@ class KbSlot:
             log.error("knowledge base unavailable: %s", exc)
         else:
             log.info("knowledge base ready: %d published articles", len(self.kb.searcher))
+            self.sweeper = asyncio.create_task(self.expire_every(EXPIRY_SWEEP_S))
             if config.kb.self_service:
                 await self._speak(self.kb)
+
+    async def expire_every(self, interval_s: float) -> None:
+        """Sweep expired articles now and every ``interval_s`` (a failure is logged and the
+        next sweep tries again; it never stops the console)."""
+        while True:
+            kb = self.__dict__.get("kb")
+            if kb is not None:
+                try:
+                    expired = await asyncio.to_thread(kb.sweep_expired, EXPIRY_ACTOR)
+                except (KbError, KbUnavailable, OSError, RuntimeError) as exc:
+                    log.warning("knowledge-base expiry sweep failed: %s", exc)
+                else:
+                    for a in expired:
+                        log.info("article %s expired (valid until %s)", a.id, a.valid_until)
+            await asyncio.sleep(interval_s)
 
     @staticmethod
     async def _speak(kb: KnowledgeBase) -> None:
@@ -95,7 +117,9 @@ class KbSlot:
             log.info("spoken answers ready in %s", kb.spoken.out_dir)
 
     def close(self) -> None:
-        """Stop the synthesiser (if it runs) and close the store."""
+        """Stop the expiry sweep and the synthesiser (if it runs) and close the store."""
+        if self.sweeper is not None:
+            self.sweeper.cancel()
         kb = self.__dict__.get("kb")
         if kb is not None:
             if kb.spoken is not None:

@@ -295,3 +295,36 @@ async def test_the_agent_sees_which_article_the_ivr_played_the_caller(tmp_path: 
     )  # fmt: skip
     shown = screen.get_nowait()["kb_played"]
     assert shown == played
+
+
+async def test_the_console_expires_articles_past_their_date_by_itself(tmp_path: Path) -> None:
+    """第十二条: an article whose valid_until has passed is marked expired by the console's
+    own sweep (no admin action), leaves the search and is listed for its owning department."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from kb.model import Actor, Role, article_from
+    from kb.search import Searcher
+    from kb.service import KnowledgeBase
+    from kb.sqlite import SqliteKbStore
+
+    now = [datetime(2026, 12, 30, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))]
+    store = SqliteKbStore(tmp_path / "kb.sqlite3", clock=lambda: now[0])
+    dept = Actor("li", Role.DEPARTMENT, GJJ)
+    store.propose(dept, article_from({**ARTICLE, "id": "gjj-move", "valid_until": "2026-12-31"}))
+    store.publish(Actor("wang", Role.ADMIN), "gjj-move")
+    kb = KnowledgeBase(store, Searcher(store.published()), None)
+    slot = KbSlot(kb)
+    sweep = asyncio.create_task(slot.expire_every(0.05))
+    await asyncio.sleep(0.2)
+    assert store.live("gjj-move") is not None  # still valid: the sweeps changed nothing
+    now[0] = datetime(2027, 1, 1, 0, 5, tzinfo=ZoneInfo("Asia/Shanghai"))
+    for _ in range(100):
+        if store.live("gjj-move") is None:
+            break
+        await asyncio.sleep(0.05)
+    sweep.cancel()
+    assert store.live("gjj-move") is None
+    assert [a.id for a in store.expired_for(dept)] == ["gjj-move"]
+    assert store.history("gjj-move")[-1]["actor"] == "kb-expiry"
+    assert not kb.search("外地的公积金怎么转过来").hits
