@@ -515,9 +515,17 @@ class Acd(_Model):
     ack_s: float = Field(default=4.0, ge=1, le=60, allow_inf_nan=False)
     """A waiting call the router has not queued within this time goes to app_queue."""
 
+    @field_validator("specialist_steps")
+    @classmethod
+    def _steps_valid(cls, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        try:
+            SkillPolicy(steps=steps)
+        except ValidationError as exc:
+            raise ValueError("; ".join(e["msg"] for e in exc.errors())) from None
+        return steps
+
     @model_validator(mode="after")
-    def _steps_valid(self) -> Acd:
-        SkillPolicy(service_level_s=self.service_level_s, steps=self.specialist_steps)
+    def _timers_valid(self) -> Acd:
         if self.stale_s <= self.heartbeat_s:
             raise ValueError("stale_s must be longer than heartbeat_s")
         return self

@@ -69,7 +69,8 @@ def test_level_for_a_seat_the_agent_does_not_have_is_refused() -> None:
 def test_steps_out_of_order_are_refused() -> None:
     text = example_text().replace("{level: 2, after_s: 20}", "{level: 2, after_s: 60}")
     (field, line, msg), *_ = problems_of(text)
-    assert field.startswith("acd")
+    assert field == "acd.specialist_steps"
+    assert line == line_of(text, "specialist_steps:")
     assert "order" in msg
 
 
