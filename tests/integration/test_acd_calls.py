@@ -6,7 +6,8 @@ config (公积金 overflows to the 综合席 after ``OVERFLOW_S``, ring time-out
 heartbeat staleness).  Agents 1002 (公积金, level 1), 1008 and 1009 (综合席; 1009 holds 公积金
 at level 2, below the specialist step) log in and change state through the agents' command
 stream (``acd.commands``), as the console and phones do.  Assertions are on AMI events, the
-engine's state and its counters, never on sleeps.
+engine's state and its counters, never on sleeps.  The main menu skips the greeting so that a
+caller presses the key within seconds (the file's calls stay short).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ pytestmark = pytest.mark.integration
 INSTANCE, OFFSET = stack_instance("acd")
 GJJ, GENERAL, GENERAL2 = "1002", "1008", "1009"
 OVERFLOW_S = 3
+KEY_AFTER_S = 2.0
+"""The caller presses the menu key this long after the answer (into the menu prompt)."""
 
 
 def acd_config_data(tmp) -> dict:  # type: ignore[no-untyped-def]
@@ -39,6 +42,7 @@ def acd_config_data(tmp) -> dict:  # type: ignore[no-untyped-def]
 
     data = offset_config(safe_yaml.load_file(REPO / "hotline.yaml"), OFFSET, tmp)
     data["menus"]["main"]["timeout_s"] = 3
+    data["menus"]["main"]["prompts"] = ["main-menu"]  # no greeting: keys from KEY_AFTER_S
     data["menus"]["main"]["retries"] = 2
     data.setdefault("speech", {})["mode"] = "off"
     data["throttle"] = {**data.get("throttle", {}), "enabled": False}
@@ -112,7 +116,7 @@ class Acd:
         return int(self.redis.hget(f"acd:n:{kind}:{name}", field) or 0)
 
     def place(self, digits: str = "2", hold_s: float = 6.0) -> dict:
-        spec = self.h.spec(digits, hold_s=hold_s)
+        spec = self.h.spec(digits, hold_s=hold_s, key_after_s=KEY_AFTER_S)
         (call,) = run_all(place_watching(self.h, spec))
         return call
 
@@ -221,6 +225,20 @@ def test_caller_hanging_up_while_waiting_is_counted_abandoned_with_the_wait(acd:
     )  # fmt: skip
     assert float(entry[b"wait"]) == pytest.approx(hangup - wait["t"], abs=0.5)
     assert float(entry[b"wait"]) > 1.0
+    assert acd.engine.call_state(call["linkedid"]) is None
+
+
+def test_waiting_caller_presses_9_then_2_and_reaches_119(acd: Acd) -> None:
+    acd.set_agents(not_ready=(GJJ, GENERAL, GENERAL2))
+    # 2 at once, 9 once the transfer prompt is over and the caller waits, then 2 for 119
+    spec = acd.h.spec([(KEY_AFTER_S, "2"), (6.0, "9"), (3.0, "2")], hold_s=8)
+    (call,) = run_all(place_watching(acd.h, spec))
+    seen = [(e["t"], e.get("UserEvent") or e["Event"], e.get("Reason", "")) for e in call["events"]]
+    assert [e["Reason"] for e in user_events(call, "AcdLeave")] == ["emergency-key"], seen
+    assert [e["Key"] for e in user_events(call, "HotlineQueueExit")] == ["9"]
+    (emergency,) = user_events(call, "HotlineEmergency")
+    assert (emergency["Line"], emergency["Reason"]) == ("119", "queue-key:9-2")
+    assert not dials(call)
     assert acd.engine.call_state(call["linkedid"]) is None
 
 
