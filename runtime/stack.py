@@ -637,22 +637,23 @@ class Stack:
         before that, a call's start and caller would not reach its record.  False (logged in
         ``timings``) when it did not within ``timeout``; calls never depend on it."""
         started = time.monotonic()
-        pidfile, log_file = self._pidfile("records"), self._logfile("records")
-        offset = self._records_log_from
-        ready = False
-        while time.monotonic() - started < timeout and alive(read_pid(pidfile), "calls"):
-            try:
-                with open(log_file, "rb") as f:
-                    f.seek(offset)
-                    ready = BRIDGE_READY.encode() in f.read()
-            except OSError:
-                ready = False
-            if ready:
-                break
-            time.sleep(0.05)
+        ready = self._wait_line("records", "calls", BRIDGE_READY, self._records_log_from, timeout)
         self.timings["records_bridge_s"] = round(time.monotonic() - started, 3)
         self.timings["records_bridge_ready"] = ready
         return ready
+
+    def _wait_line(self, name: str, marker: str, line: str, offset: int, timeout: float) -> bool:
+        """Whether ``line`` appears in process ``name``'s log after ``offset`` within
+        ``timeout`` (False at once when the process is gone)."""
+        started = time.monotonic()
+        pidfile, log_file = self._pidfile(name), self._logfile(name)
+        while time.monotonic() - started < timeout and alive(read_pid(pidfile), marker):
+            with contextlib.suppress(OSError), open(log_file, "rb") as f:
+                f.seek(offset)
+                if line.encode() in f.read():
+                    return True
+            time.sleep(0.05)
+        return False
 
     def stop_records(self) -> bool:
         return stop(self._pidfile("records"), "calls")
@@ -685,15 +686,7 @@ class Stack:
         if self.config.acd.mode != "router":
             return False
         started = time.monotonic()
-        pidfile, log_file = self._pidfile("acd"), self._logfile("acd")
-        ready = False
-        while time.monotonic() - started < timeout and alive(read_pid(pidfile), "acd"):
-            with contextlib.suppress(OSError), open(log_file, "rb") as f:
-                f.seek(self._acd_log_from)
-                ready = ACD_READY.encode() in f.read()
-            if ready:
-                break
-            time.sleep(0.05)
+        ready = self._wait_line("acd", "acd", ACD_READY, self._acd_log_from, timeout)
         self.timings["acd_ready_s"] = round(time.monotonic() - started, 3)
         self.timings["acd_ready"] = ready
         return ready

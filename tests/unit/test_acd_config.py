@@ -2,27 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from test_config import EXAMPLE, example_text, line_of, problems_of
 
-import pytest
-
-from hotline.config import ConfigError, load_config, parse_config
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "hotline.yaml"
-
-
-def example_text() -> str:
-    return EXAMPLE.read_text(encoding="utf-8")
-
-
-def line_of(text: str, needle: str) -> int:
-    return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
-
-
-def problems_of(text: str) -> list[tuple[str, int | None, str]]:
-    with pytest.raises(ConfigError) as info:
-        parse_config(text, "broken.yaml")
-    return info.value.problems
+from hotline.config import load_config, parse_config
 
 
 def test_example_routes_with_app_queue_and_every_seat_has_a_policy() -> None:
