@@ -239,3 +239,14 @@ def test_commands_change_agent_state_and_malformed_ones_are_refused(setup: tuple
     run(router.apply({"op": "ready", "agent": "1002;DROP", "at": "1"}))
     run(router.apply({"op": "login", "agent": "4242", "at": "1"}))  # not in the config
     assert engine.agent_state("1002")[0] == AgentState.NOT_READY
+
+
+def test_heartbeat_reaches_asterisk_only_while_redis_answers(setup: tuple) -> None:
+    router, _engine, redis, ami, clock = setup
+    assert asyncio.run(router.beat())
+    assert ami.actions[-1] == ("Setvar", {"Variable": V.ACD_BEAT, "Value": str(int(clock.now))})
+    assert "acd:router:router-1" in redis.keys
+    ami.actions.clear()
+    redis.down = True
+    assert not asyncio.run(router.beat())
+    assert ami.actions == []  # the beat in Asterisk ages: the dialplan fails open to app_queue
