@@ -13,7 +13,7 @@ import sys
 
 from redis import Redis
 
-from acd.router import AcdRouter, engine_for
+from acd.router import COMMAND_BLOCK_MS, AcdRouter, engine_for
 from hotline import service
 from hotline.ami import follow_events
 from hotline.config import HotlineConfig
@@ -28,7 +28,12 @@ async def serve(config: HotlineConfig, name: str) -> None:
         socket_timeout=REDIS_TIMEOUT_S,
         socket_connect_timeout=REDIS_TIMEOUT_S,
     )
-    router = AcdRouter(config, redis, engine_for(config, redis), name)
+    blocking = Redis(
+        **config.redis.client_kwargs(),  # type: ignore[arg-type]
+        socket_timeout=COMMAND_BLOCK_MS / 1000 + 2.0,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+    )
+    router = AcdRouter(config, redis, engine_for(config, redis), name, blocking_redis=blocking)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -47,6 +52,7 @@ async def serve(config: HotlineConfig, name: str) -> None:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     redis.close()
+    blocking.close()
 
 
 def main(argv: list[str] | None = None) -> int:

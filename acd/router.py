@@ -51,6 +51,8 @@ RING_GRACE_S = 3.0
 ``DialEnd`` decides; the timer only catches a lost event."""
 NOT_ANSWERED = frozenset({"NOANSWER", "BUSY", "CHANUNAVAIL", "CONGESTION"})
 READY_LINE = "ACD router: following AMI"
+COMMAND_BLOCK_MS = 1000
+"""How long one read of the command stream waits for a new command."""
 MAX_PRIORITY_TEXT = 3
 
 
@@ -75,9 +77,13 @@ class AcdRouter:
         engine: RedisEngine,
         name: str = "router-1",
         clock: Callable[[], float] = time.time,
+        blocking_redis: Any = None,
     ) -> None:
         self.config = config
         self.redis = redis
+        self.blocking_redis = blocking_redis or redis
+        """For the blocking read of the command stream: its socket time-out must exceed
+        :data:`COMMAND_BLOCK_MS` (the decision client's is short)."""
         self.engine = engine
         self.name = name
         self.clock = clock
@@ -300,8 +306,9 @@ class AcdRouter:
                     ready = True
                 start = "0" if pending else ">"
                 got = await asyncio.to_thread(
-                    self.redis.xreadgroup, commands.GROUP, self.name,
-                    {commands.STREAM: start}, count=50, block=None if pending else 1000,
+                    self.blocking_redis.xreadgroup, commands.GROUP, self.name,
+                    {commands.STREAM: start}, count=50,
+                    block=None if pending else COMMAND_BLOCK_MS,
                 )  # fmt: skip
                 entries = got[0][1] if got else []
                 pending = pending and bool(entries)

@@ -100,7 +100,7 @@ class Bench:
         self.n += 1
         plan, media, media_s = prepare_media(key_steps("2", 2.0), self.tmp / "media" / str(self.n))
         spec = CallerSpec.into(self.config, caller=f"1390000{self.n:04d}", digits=plan,
-                               hold_s=3.0, media_pcap=media, media_s=media_s)  # fmt: skip
+                               hold_s=10.0, media_pcap=media, media_s=media_s)  # fmt: skip
         work = Path(tempfile.mkdtemp(dir=self.tmp))
         return asyncio.create_task(place_call(self.config, spec, work, 60.0))
 
