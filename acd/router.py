@@ -12,9 +12,9 @@ One process (``python -m acd serve``) follows AMI and
   wrap-up); ``AcdLeave`` (emergency key, fail-open) → ``hangup`` too;
 - runs the engine's timers (escalation steps, wrap-up ends, the ring safety net);
 - applies the agents' state commands (``acd.commands``, consumer group ``acd-router``);
-- reconciles after its own or Asterisk's restart (``FullyBooted`` arrives on every AMI
-  login): calls whose channel is gone are released, live waiting channels the engine does
-  not know are queued again, lost offers are carried out again;
+- reconciles on every AMI login (its own start, a reconnect, Asterisk's restart) and on
+  ``FullyBooted``: calls whose channel is gone are released, live waiting channels the
+  engine does not know are queued again, lost offers are carried out again;
 - proves it is alive: a Redis key with a TTL and the Asterisk global ``HOTLINE_ACD_BEAT``,
   which the dialplan checks before routing to it (stale → the app_queue queues).
 
@@ -92,11 +92,15 @@ class AcdRouter:
         self.chan_key = engine.prefix + "chan"
         self.beat_key = f"{engine.prefix}router:{name}"
         self._installed = False
+        self._reconciling: asyncio.Task[None] | None = None
 
     # ---- AMI ------------------------------------------------------------------------------
     def connected(self, client: AmiClient | None) -> None:
+        """Each AMI login (the router's start, a reconnect, Asterisk's restart): reconcile.
+        Asterisk's ``FullyBooted`` comes with the login reply, before events are followed."""
         self.ami = client
         if client is not None:
+            self._reconciling = asyncio.get_running_loop().create_task(self._reconcile_logged())
             print(READY_LINE, flush=True)
 
     async def handle(self, event: dict[str, str], client: AmiClient) -> None:
@@ -253,6 +257,12 @@ class AcdRouter:
             requeued += 1
         log.info("reconciled: %d calls released, %d re-queued", released, requeued)
         await self.execute(offers)
+
+    async def _reconcile_logged(self) -> None:
+        try:
+            await self.reconcile()
+        except RedisError as exc:
+            log.error("reconcile: Redis unavailable (%s)", exc)
 
     async def _getvar(self, channel: str, name: str) -> str:
         if self.ami is None:

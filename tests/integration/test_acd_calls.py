@@ -242,6 +242,36 @@ def test_waiting_caller_presses_9_then_2_and_reaches_119(acd: Acd) -> None:
     assert acd.engine.call_state(call["linkedid"]) is None
 
 
+def test_router_stopped_while_caller_waits_fails_open_and_its_restart_reconciles(acd: Acd) -> None:
+    import asyncio
+
+    acd.set_agents(not_ready=(GJJ, GENERAL, GENERAL2))
+    stack = acd.h.stack
+    spec = acd.h.spec("2", hold_s=acd.h.config.acd.stale_s + 10, key_after_s=KEY_AFTER_S)
+
+    async def scenario() -> dict:
+        task = asyncio.create_task(place_watching(acd.h, spec))
+        deadline = time.monotonic() + 30
+        while acd.engine.waiting("gjj") < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.to_thread(stack.stop_acd)
+        return await task
+
+    try:
+        call = asyncio.run(scenario())
+    finally:
+        stack.start_acd()
+        assert stack.wait_acd()
+    assert [e["Reason"] for e in user_events(call, "AcdFallback")] == ["router-lost"]
+    seat_agents = {a.endpoint for a in acd.h.config.agents if "gjj" in a.seats}
+    assert [agent for _, agent in dials(call)][-1] in seat_agents, call["events"]
+    # the restarted router finds the call gone from its waiting room and releases it
+    deadline = time.monotonic() + 15
+    while acd.engine.call_state(call["linkedid"]) is not None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert acd.engine.call_state(call["linkedid"]) is None
+
+
 def test_redis_stopped_the_call_reaches_the_fallback_queue_agent(acd: Acd) -> None:
     acd.set_agents(not_ready=(GENERAL2,), ready=(GJJ, GENERAL))
     acd.h.stack.stop_redis()
