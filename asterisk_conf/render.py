@@ -241,6 +241,10 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "R": call_vars,
         "queue_emergency": queue_emergency(config),
         "agi_base": f"agi://{config.agi.host}:{config.agi.port}",
+        "acd": config.acd,
+        "acd_stale_s": max(1, round(config.acd.stale_s)),
+        "acd_ack_s": max(1, round(config.acd.ack_s)),
+        "acd_ring_s": max(1, round(config.acd.ring_timeout_s)),
     }
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from hotline import peers, safe_yaml
+from hotline.acd_settings import GENERAL, AcdSettings, AgentProfile, SkillPolicy, Step
 
 ID = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 """Identifiers that end up in Asterisk config (queue, endpoint, context names): ASCII only."""
@@ -187,6 +188,8 @@ class Agent(_Model):
     host: str
     port: int = Field(ge=1, le=65535)
     seats: tuple[ID, ...] = Field(min_length=1)
+    levels: dict[ID, Annotated[int, Field(ge=1, le=9)]] = Field(default_factory=dict)
+    """The ACD router's skill level per seat of this agent (1 = primary, the default)."""
 
     _check_host = field_validator("host")(_host)
 
@@ -482,6 +485,52 @@ class Kb(_Model):
     """Seats whose callers may hear an article themselves (第十一条); none by default."""
 
 
+def _specialist_steps() -> tuple[Step, ...]:
+    return (Step(level=1, after_s=0), Step(level=2, after_s=20), Step(level=GENERAL, after_s=45))
+
+
+class Acd(_Model):
+    """How calls reach agents (docs/acd.md).  ``app_queue``: static app_queue queues, one
+    per seat.  ``router``: the ACD router (``python -m acd serve``) decides in Redis and
+    carries calls by AMI Redirect; when its heartbeat is missing (router or Redis down)
+    calls go to the app_queue queues as before."""
+
+    mode: Literal["app_queue", "router"] = "app_queue"
+    specialist_steps: tuple[Step, ...] = Field(
+        default_factory=_specialist_steps, min_length=1, max_length=9
+    )
+    """Escalation of every specialist seat without its own entry in ``skills``."""
+    skills: dict[ID, SkillPolicy] = Field(default_factory=dict, max_length=200)
+    """Per seat id: its own steps and service-level target."""
+    service_level_s: float = Field(default=20.0, gt=0, le=3600, allow_inf_nan=False)
+    priority_boost: float = Field(default=1.0, ge=0, le=100, allow_inf_nan=False)
+    max_priority: int = Field(default=9, ge=0, le=100)
+    wrapup_s: float = Field(default=15.0, ge=0, le=3600, allow_inf_nan=False)
+    ring_timeout_s: float = Field(default=15.0, ge=2, le=300, allow_inf_nan=False)
+    reentry_s: float = Field(default=120.0, ge=0, le=86_400, allow_inf_nan=False)
+    heartbeat_s: float = Field(default=1.0, ge=0.2, le=30, allow_inf_nan=False)
+    """How often the router proves it is alive (Redis key with a TTL, Asterisk global)."""
+    stale_s: float = Field(default=5.0, ge=1, le=120, allow_inf_nan=False)
+    """A heartbeat older than this: calls go to app_queue (also callers already waiting)."""
+    ack_s: float = Field(default=4.0, ge=1, le=60, allow_inf_nan=False)
+    """A waiting call the router has not queued within this time goes to app_queue."""
+
+    @field_validator("specialist_steps")
+    @classmethod
+    def _steps_valid(cls, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        try:
+            SkillPolicy(steps=steps)
+        except ValidationError as exc:
+            raise ValueError("; ".join(e["msg"] for e in exc.errors())) from None
+        return steps
+
+    @model_validator(mode="after")
+    def _timers_valid(self) -> Acd:
+        if self.stale_s <= self.heartbeat_s:
+            raise ValueError("stale_s must be longer than heartbeat_s")
+        return self
+
+
 class HotlineInfo(_Model):
     name: NAME = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -508,6 +557,7 @@ class HotlineConfig(_Model):
     console: Console = Console()
     calls: Calls = Calls()
     kb: Kb = Kb()
+    acd: Acd = Acd()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
@@ -544,7 +594,58 @@ class HotlineConfig(_Model):
         for i, seat in enumerate(self.kb.self_service):
             if seat not in seat_ids:
                 out.append((f"kb.self_service.{i}", f"unknown seat {seat!r}"))
+        out += self._acd_problems(seat_ids)
         return out
+
+    def _acd_problems(self, seat_ids: list[str]) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        for seat in self.acd.skills:
+            if seat not in seat_ids:
+                out.append((f"acd.skills.{seat}", f"unknown seat {seat!r}"))
+        for i, agent in enumerate(self.agents):
+            for seat in agent.levels:
+                if seat not in agent.seats:
+                    out.append((f"agents.{i}.levels.{seat}", f"{seat!r} is not in its seats"))
+        general = next((s.id for s in self.seats if s.kind == "general"), None)
+        if general in self.acd.skills and self.acd.skills[general].general_tier is None:
+            out.append((f"acd.skills.{general}", "the general seat needs a 'general' step"))
+        return out
+
+    def acd_settings(self) -> AcdSettings:
+        """The ACD policy: one skill per seat (the general seat: its agents at once)."""
+        acd, skills = self.acd, {}
+        for seat in self.seats:
+            if seat.id in acd.skills:
+                skills[seat.id] = acd.skills[seat.id]
+            elif seat.kind == "general":
+                skills[seat.id] = SkillPolicy(
+                    service_level_s=acd.service_level_s, steps=(Step(level=GENERAL, after_s=0),)
+                )
+            else:
+                skills[seat.id] = SkillPolicy(
+                    service_level_s=acd.service_level_s, steps=acd.specialist_steps
+                )
+        return AcdSettings(
+            skills=skills,
+            priority_boost=acd.priority_boost,
+            max_priority=acd.max_priority,
+            wrapup_s=acd.wrapup_s,
+            ring_timeout_s=acd.ring_timeout_s,
+            reentry_s=acd.reentry_s,
+            fallback_skill=self.general_seat.id,
+        )
+
+    def acd_profiles(self) -> dict[str, AgentProfile]:
+        """Each agent's skills: its specialist seats at their ``levels`` (default 1);
+        the general seat makes it a 综合席 agent."""
+        general = self.general_seat.id
+        return {
+            a.id: AgentProfile(
+                skills={s: a.levels.get(s, 1) for s in a.seats if s != general},
+                general=general in a.seats,
+            )
+            for a in self.agents
+        }
 
     def _target_problems(self, where: str, target: Target) -> list[tuple[str, str]]:
         if target.kind == "seat" and target.value not in {s.id for s in self.seats}:

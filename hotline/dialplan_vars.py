@@ -38,6 +38,15 @@ CID_DIGITS = "HOTLINE_CID_DIGITS"
 """The digits of the INVITE's caller number (while [from-carrier] normalises it)."""
 CID_PLUS = "HOTLINE_CID_PLUS"
 """``+`` when the INVITE's caller number starts with one (the same step)."""
+# The ACD router (acd/router.py) and its contexts.
+ACD_BEAT = "HOTLINE_ACD_BEAT"
+"""Global: Unix time of the router's last heartbeat (set by AMI ``Setvar``)."""
+ACD_QUEUED = "HOTLINE_ACD_QUEUED"
+"""Set to 1 on the waiting channel by the router once the call is in its queue."""
+ACD_SINCE = "HOTLINE_ACD_SINCE"
+"""Unix time the caller entered the router's waiting context."""
+ACD_AGENT = "HOTLINE_ACD_AGENT"
+"""The agent id the router offers the call to (set before its Redirect to the Dial context)."""
 AGI_STATUS = "AGISTATUS"
 """Asterisk's result of AGI(): SUCCESS, FAILURE, NOTFOUND or HANGUP."""
 
@@ -57,4 +66,8 @@ ALL = (
     QUEUE_KEY,
     CID_DIGITS,
     CID_PLUS,
+    ACD_BEAT,
+    ACD_QUEUED,
+    ACD_SINCE,
+    ACD_AGENT,
 )

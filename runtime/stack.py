@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+from acd.router import READY_LINE as ACD_READY
 from asterisk_conf.render import INSTANCE_RE, MODULE_DIR, MODULES, render
 from calls.bridge import BRIDGE_READY
 from hotline.ami import AmiClient, AmiError
@@ -108,6 +109,7 @@ class Stack:
         self.timings: dict[str, float] = {}
         self._records_log_from = 0
         """Where the records process's latest run starts in its log."""
+        self._acd_log_from = 0
 
     # ---- paths ------------------------------------------------------------------------
     @property
@@ -169,8 +171,10 @@ class Stack:
             self.start_redis()
             self.start_fastagi(required=require_fastagi)
             self.start_records()
+            self.start_acd()
             self.start_asterisk()
             self.wait_records_bridge()
+            self.wait_acd()
             if speech:
                 self.start_speech()
             self.start_console()
@@ -182,6 +186,7 @@ class Stack:
                 "speech": self.stop_speech,
                 "console": self.stop_console,
                 "records": self.stop_records,
+                "acd": self.stop_acd,
                 "redis": self.stop_redis,
             }
             for name, stop_component in stops.items():
@@ -198,6 +203,7 @@ class Stack:
             "speech": self.stop_speech(),
             "console": self.stop_console(),
             "records": self.stop_records(),
+            "acd": self.stop_acd(),
             "redis": self.stop_redis(),
             "demo_phones": self.stop_demo_phones() > 0,
         }
@@ -210,6 +216,7 @@ class Stack:
         speech_pid = read_pid(self._pidfile("speech"))
         console_pid = read_pid(self._pidfile("console"))
         records_pid = read_pid(self._pidfile("records"))
+        acd_pid = read_pid(self._pidfile("acd"))
         ast_running = alive(ast_pid, "asterisk")
         return {
             "instance": self.instance,
@@ -261,6 +268,12 @@ class Stack:
                 "pid": records_pid if alive(records_pid, "calls") else None,
                 "store": str(cfg.calls.path),
                 "log": str(self._logfile("records")),
+            },
+            "acd": {
+                "mode": cfg.acd.mode,
+                "running": alive(acd_pid, "acd"),
+                "pid": acd_pid if alive(acd_pid, "acd") else None,
+                "log": str(self._logfile("acd")),
             },
             "timings": dict(self.timings),
         }
@@ -624,25 +637,62 @@ class Stack:
         before that, a call's start and caller would not reach its record.  False (logged in
         ``timings``) when it did not within ``timeout``; calls never depend on it."""
         started = time.monotonic()
-        pidfile, log_file = self._pidfile("records"), self._logfile("records")
-        offset = self._records_log_from
-        ready = False
-        while time.monotonic() - started < timeout and alive(read_pid(pidfile), "calls"):
-            try:
-                with open(log_file, "rb") as f:
-                    f.seek(offset)
-                    ready = BRIDGE_READY.encode() in f.read()
-            except OSError:
-                ready = False
-            if ready:
-                break
-            time.sleep(0.05)
+        ready = self._wait_line("records", "calls", BRIDGE_READY, self._records_log_from, timeout)
         self.timings["records_bridge_s"] = round(time.monotonic() - started, 3)
         self.timings["records_bridge_ready"] = ready
         return ready
 
+    def _wait_line(self, name: str, marker: str, line: str, offset: int, timeout: float) -> bool:
+        """Whether ``line`` appears in process ``name``'s log after ``offset`` within
+        ``timeout`` (False at once when the process is gone)."""
+        started = time.monotonic()
+        pidfile, log_file = self._pidfile(name), self._logfile(name)
+        while time.monotonic() - started < timeout and alive(read_pid(pidfile), marker):
+            with contextlib.suppress(OSError), open(log_file, "rb") as f:
+                f.seek(offset)
+                if line.encode() in f.read():
+                    return True
+            time.sleep(0.05)
+        return False
+
     def stop_records(self) -> bool:
         return stop(self._pidfile("records"), "calls")
+
+    # ---- the ACD router (acd.mode: router) -----------------------------------------------
+    def start_acd(self, timeout: float = 10.0) -> bool:
+        """Start ``python -m acd serve`` when ``acd.mode`` is ``router``; False if it is not
+        running.  Calls never depend on it: without its heartbeat they go to app_queue."""
+        pidfile = self._pidfile("acd")
+        if self.config.acd.mode != "router":
+            return False
+        if alive(read_pid(pidfile), "acd"):
+            return True
+        log_file = self._logfile("acd")
+        self._acd_log_from = log_file.stat().st_size if log_file.exists() else 0
+        argv = [sys.executable, "-m", "acd", "serve", "--config", str(self.config_path)]
+        spawn(argv, pidfile, log_file, cwd=REPO, env=self._service_env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "ACD router " in log_file.read_text(errors="replace"):
+                return True
+            if not alive(read_pid(pidfile)):
+                break
+            time.sleep(0.05)
+        return alive(read_pid(pidfile), "acd")
+
+    def wait_acd(self, timeout: float = 20.0) -> bool:
+        """Wait until the router follows AMI (after Asterisk is up); False (in ``timings``)
+        when it did not within ``timeout``."""
+        if self.config.acd.mode != "router":
+            return False
+        started = time.monotonic()
+        ready = self._wait_line("acd", "acd", ACD_READY, self._acd_log_from, timeout)
+        self.timings["acd_ready_s"] = round(time.monotonic() - started, 3)
+        self.timings["acd_ready"] = ready
+        return ready
+
+    def stop_acd(self) -> bool:
+        return stop(self._pidfile("acd"), "acd")
 
     # ---- demo phones ------------------------------------------------------------------
     def _phones(self) -> list[tuple[str, str, int]]:
