@@ -241,6 +241,7 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "R": call_vars,
         "queue_emergency": queue_emergency(config),
         "agi_base": f"agi://{config.agi.host}:{config.agi.port}",
+        "agent_codes": sorted(config.agent_codes.actions().items()),
     }
 
 
@@ -254,6 +255,7 @@ def _environment() -> Environment:
         autoescape=False,
     )
     env.filters["comment"] = _comment
+    env.filters["sip_host"] = lambda host: f"[{host}]" if ":" in host else host
     env.globals["var"] = _var
     return env
 
