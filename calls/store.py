@@ -211,7 +211,7 @@ class SqliteCallStore:
                        ON CONFLICT (stream) DO UPDATE SET last_id = excluded.last_id""",
                     (stream, last_id),
                 )
-                return cur.rowcount
+                return max(cur.rowcount, 0)
 
         return await self._run(tx)
 

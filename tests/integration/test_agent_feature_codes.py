@@ -117,3 +117,22 @@ def test_a_phone_changes_only_its_own_agent_and_an_unknown_phone_nothing(acd: St
     stranger = acd.dial(acd.config.agent_codes.ready, free_udp_port("127.0.0.1"))
     assert stranger.successful == 0
     assert len(acd.commands()) == before + 1
+
+
+def test_the_records_process_keeps_each_agents_state_changes(acd: Stack) -> None:
+    """``python -m calls serve`` copies ``acd:log`` into the call records' store."""
+    import asyncio
+
+    from calls.store import SqliteCallStore
+
+    async def kept() -> list[tuple[float, str, str]]:
+        store = SqliteCallStore(acd.config.calls.path)
+        try:
+            return await store.agent_states("1002", 0.0, time.time() + 60)
+        finally:
+            await store.close()
+
+    deadline = time.monotonic() + 20
+    while not (states := asyncio.run(kept())) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [s for _, s, _ in states][:1] == ["ready"]  # logged in ready by the fixture
