@@ -6,19 +6,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
-from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
-from redis_kit import free_port, redis_server
+from redis_kit import free_port
 
 from acd.agent_log import quick_client
 from acd.commands import STREAM, AgentCommand
 from acd.engine import RedisEngine
-from acd.settings import AcdSettings, AgentProfile
+from acd.settings import AgentProfile
 from agi_scripts.handlers import agent_codes
 from agi_scripts.protocol import parse_env
 from agi_scripts.server import AgiApp
@@ -103,25 +102,9 @@ class Phone:
         self.played.append(prompt)
 
 
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as port:
-        yield port
-
-
 @pytest.fixture
-def engine(redis_port: int) -> Iterator[RedisEngine]:
-    client = Redis(port=redis_port)
-    client.flushdb()
-    e = RedisEngine(client, AcdSettings())
-    e.install()
-    yield e
-    client.close()
-
-
-@pytest.fixture
-async def app(config, redis_port) -> AsyncIterator[AgiApp]:
-    client = AsyncRedis(port=redis_port)
+async def app(config, acd_redis_port) -> AsyncIterator[AgiApp]:
+    client = AsyncRedis(port=acd_redis_port)
     yield AgiApp(config=config, acd_redis=client)
     await client.aclose()
 

@@ -6,44 +6,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
-from redis_kit import redis_server
 
 from acd.agent_log import LOG, agent_view
 from acd.engine import RedisEngine
-from acd.settings import AcdSettings, AgentProfile
+from acd.settings import AgentProfile
 from calls.agent_events import AgentLogKeeper, agent_state_durations
 from calls.store import SqliteCallStore
 
 GJJ = AgentProfile(skills={"gjj": 1})
-
-
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as port:
-        yield port
-
-
-@pytest.fixture
-def engine(redis_port: int) -> Iterator[RedisEngine]:
-    client = Redis(port=redis_port)
-    client.flushdb()
-    e = RedisEngine(client, AcdSettings(wrapup_s=15))
-    e.install()
-    yield e
-    client.close()
-
-
-@pytest.fixture
-async def redis(redis_port: int) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis(port=redis_port)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,14 +15,13 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
-from redis_kit import free_port, redis_server
+from redis_kit import free_port
 
 from access import AccessStore
 from acd.agent_log import BadEntry, agent_view, parse_entry
 from acd.commands import STREAM, AgentCommand, Op
 from acd.engine import RedisEngine
-from acd.settings import AcdSettings, AgentProfile
+from acd.settings import AgentProfile
 from console.agent_state import AgentDesk
 from console.app import Services, make_app
 from console.feed import FeedHub
@@ -32,35 +31,13 @@ REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "agent-state-password"
 
 
-@pytest.fixture(scope="module")
-def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    with redis_server(tmp_path_factory.mktemp("redis")) as port:
-        yield port
-
-
 @pytest.fixture
 def config(tmp_path: Path) -> HotlineConfig:
     text = (REPO / "hotline.yaml").read_text(encoding="utf-8")
     path = tmp_path / "h.yaml"
-    path.write_text(text.replace("run/tickets.sqlite3", str(tmp_path / "t.sqlite3")))
+    text = text.replace("run/tickets.sqlite3", str(tmp_path / "t.sqlite3"))
+    path.write_text(text.replace("run/calls.sqlite3", str(tmp_path / "calls.sqlite3")))
     return load_config(path)
-
-
-@pytest.fixture
-def engine(redis_port: int) -> Iterator[RedisEngine]:
-    sync = Redis(port=redis_port)
-    sync.flushdb()
-    e = RedisEngine(sync, AcdSettings())
-    e.install()
-    yield e
-    sync.close()
-
-
-@pytest.fixture
-async def redis(redis_port: int) -> AsyncIterator[AsyncRedis]:
-    client = AsyncRedis(port=redis_port)
-    yield client
-    await client.aclose()
 
 
 class Console:
@@ -98,13 +75,13 @@ async def console(config: HotlineConfig, tmp_path: Path) -> AsyncIterator[Consol
 
 
 @pytest.fixture
-async def api(config, tmp_path, redis_port) -> AsyncIterator[Console]:
-    async with console(on_redis(config, redis_port), tmp_path) as c:
+async def api(config, tmp_path, acd_redis_port) -> AsyncIterator[Console]:
+    async with console(on_redis(config, acd_redis_port), tmp_path) as c:
         yield c
 
 
-def commands(redis_port: int) -> list[AgentCommand]:
-    with Redis(port=redis_port) as r:
+def commands(acd_redis_port: int) -> list[AgentCommand]:
+    with Redis(port=acd_redis_port) as r:
         return [AgentCommand.parse(raw) for _, raw in r.xrange(STREAM)]
 
 
@@ -122,7 +99,9 @@ def apply(engine: RedisEngine, cmd: AgentCommand) -> None:
         engine.logout(cmd.agent_id, now)
 
 
-async def test_agent_signs_in_goes_on_break_and_sees_each_state(api, engine, redis_port) -> None:
+async def test_agent_signs_in_goes_on_break_and_sees_each_state(
+    api, engine, acd_redis_port
+) -> None:
     c = api.client
     me = await api.as_("a1002")
     r = await c.get("/api/agents/1002/state", headers=me)
@@ -135,19 +114,19 @@ async def test_agent_signs_in_goes_on_break_and_sees_each_state(api, engine, red
     sent = r.json()
     assert (sent["op"], sent["agent"], sent["source"], sent["by"]) == (
         "login", "1002", "console", "a1002")  # fmt: skip
-    [cmd] = commands(redis_port)
+    [cmd] = commands(acd_redis_port)
     assert (cmd.op, cmd.agent_id, cmd.source, cmd.by) == ("login", "1002", "console", "a1002")
     apply(engine, cmd)
 
     r = await c.post("/api/agents/1002/ready", headers=me)
     assert r.status_code == 202
-    apply(engine, commands(redis_port)[-1])
+    apply(engine, commands(acd_redis_port)[-1])
     state = (await c.get("/api/agents/1002/state", headers=me)).json()
     assert state["state"] == "ready" and state["since"] == pytest.approx(time.time(), abs=10)
 
     r = await c.post("/api/agents/1002/not-ready", json={"reason": "break"}, headers=me)
     assert r.status_code == 202 and r.json()["reason"] == "break"
-    cmd = commands(redis_port)[-1]
+    cmd = commands(acd_redis_port)[-1]
     assert (cmd.op, cmd.reason) == ("not_ready", "break")
     apply(engine, cmd)
     state = (await c.get("/api/agents/1002/state", headers=me)).json()
@@ -155,7 +134,7 @@ async def test_agent_signs_in_goes_on_break_and_sees_each_state(api, engine, red
 
 
 async def test_a_bad_reason_is_refused_naming_the_field_and_nothing_is_sent(
-    api, engine, redis_port
+    api, engine, acd_redis_port
 ) -> None:
     me = await api.as_("a1002")
     engine.login("1002", AgentProfile(skills={"gjj": 1}), time.time())
@@ -163,10 +142,10 @@ async def test_a_bad_reason_is_refused_naming_the_field_and_nothing_is_sent(
         r = await api.client.post("/api/agents/1002/not-ready", json=body, headers=me)
         detail = r.json()["detail"]
         assert r.status_code == 422 and ("reason" in detail or "body.x" in detail), detail
-    assert commands(redis_port) == []
+    assert commands(acd_redis_port) == []
 
 
-async def test_an_agent_cannot_change_another_agents_state(api, engine, redis_port) -> None:
+async def test_an_agent_cannot_change_another_agents_state(api, engine, acd_redis_port) -> None:
     other = await api.as_("a1003")
     qa = await api.as_("qa1")
     for headers, status in ((other, 403), (qa, 403), ({}, 401)):
@@ -178,17 +157,17 @@ async def test_an_agent_cannot_change_another_agents_state(api, engine, redis_po
     sup = await api.as_("sup")
     r = await api.client.post("/api/agents/9999/login", headers=sup)
     assert r.status_code == 404
-    assert commands(redis_port) == []
+    assert commands(acd_redis_port) == []
 
 
 async def test_a_supervisor_sets_an_agent_not_ready_and_the_audit_log_says_so(
-    api, engine, redis_port
+    api, engine, acd_redis_port
 ) -> None:
     engine.login("1002", AgentProfile(skills={"gjj": 1}), time.time())
     sup = await api.as_("sup")
     r = await api.client.post("/api/agents/1002/not-ready", json={"reason": "meeting"}, headers=sup)
     assert r.status_code == 202
-    [cmd] = commands(redis_port)
+    [cmd] = commands(acd_redis_port)
     assert (cmd.source, cmd.by, cmd.reason) == ("supervisor", "sup", "meeting")
     [entry] = [a for a in api.access.audit(20) if a["action"].endswith("/not-ready")]
     assert entry["who"] == "sup" and "by supervisor" in entry["detail"]
@@ -200,7 +179,7 @@ async def test_a_supervisor_sets_an_agent_not_ready_and_the_audit_log_says_so(
 
 
 async def test_a_command_that_does_not_fit_the_state_is_refused_with_409(
-    api, engine, redis_port
+    api, engine, acd_redis_port
 ) -> None:
     me = await api.as_("a1002")
     for op in ("ready", "logout"):
@@ -208,7 +187,7 @@ async def test_a_command_that_does_not_fit_the_state_is_refused_with_409(
         assert r.status_code == 409 and "logged_out" in r.json()["detail"]
     engine.login("1002", AgentProfile(skills={"gjj": 1}), time.time())
     assert (await api.client.post("/api/agents/1002/login", headers=me)).status_code == 409
-    assert commands(redis_port) == []
+    assert commands(acd_redis_port) == []
 
 
 async def test_redis_down_answers_503_with_a_clear_message(config, tmp_path) -> None:
