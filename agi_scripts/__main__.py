@@ -61,6 +61,10 @@ async def serve(
         from speech.drafts import DraftKeeper
 
         app.drafts = DraftKeeper(events, policy.tickets)
+    if app.config is not None:
+        from acd.agent_log import quick_client
+
+        app.acd_redis = quick_client(app.config)  # agents' feature codes
     kb_task = asyncio.create_task(_self_service(app)) if app.config is not None else None
     server = AgiServer(app)
     bound = await server.start(host, port)
@@ -81,6 +85,8 @@ async def serve(
         await policy.close()
     if events is not None:
         await events.close()
+    if app.acd_redis is not None:
+        await app.acd_redis.aclose()
     if kb_task is not None:
         kb_task.cancel()
 

@@ -23,6 +23,7 @@ from acd.queues import StaticQueueRouter
 from agi_scripts.errors import AgiError, AgiHangup, AgiProtocolError, AgiTimeout
 from agi_scripts.protocol import HANGUP, ReplyParser, parse_env
 from agi_scripts.services import (
+    AcdRedis,
     CallerRules,
     DraftKeeper,
     EventSink,
@@ -96,6 +97,9 @@ class AgiApp:
     ``kb.self_service`` only); ``None``: callers always reach an agent."""
     flow: FlowFactory | None = None
     """The call flow (default ``ivr.flow.call_flow``; tests put a stand-in here)."""
+    acd_redis: AcdRedis | None = None
+    """The ACD's Redis (``redis.asyncio``) for agents' feature codes (``agent_codes``):
+    state read, commands sent to ``acd:commands``; ``None``: the agent hears it is down."""
 
     def __post_init__(self) -> None:
         if self.router is None and self.config is not None:

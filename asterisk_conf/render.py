@@ -245,6 +245,7 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "acd_stale_s": max(1, round(config.acd.stale_s)),
         "acd_ack_s": max(1, round(config.acd.ack_s)),
         "acd_ring_s": max(1, round(config.acd.ring_timeout_s)),
+        "agent_codes": sorted(config.agent_codes.actions().items()),
     }
 
 
@@ -258,6 +259,7 @@ def _environment() -> Environment:
         autoescape=False,
     )
     env.filters["comment"] = _comment
+    env.filters["sip_host"] = lambda host: f"[{host}]" if ":" in host else host
     env.globals["var"] = _var
     return env
 

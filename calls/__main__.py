@@ -5,6 +5,8 @@ It prints ``AMI bridge: logged in`` once the bridge follows AMI: the stack's rea
 (``hotline up``) waits for it, so a call placed right after it has its start and caller on
 record.  The record keeper is consumer ``records-1`` of group ``records``: stopped and
 started again, it goes on where it was (nothing lost).  Calls never depend on this process.
+The agent log keeper copies the ACD's agent state changes into the same store
+(``calls/agent_events.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import signal
 import sys
 from typing import Any
 
+from calls.agent_events import AgentLogKeeper
 from calls.bridge import BRIDGE_READY, AmiBridge
 from calls.store import SqliteCallStore
 from calls.stream import CallStream, StreamConsumer
@@ -60,7 +63,8 @@ async def serve(config: HotlineConfig, name: str, bridge: bool = True) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(keeper.run(stop))]
+    agent_log = AgentLogKeeper(stream.redis, store)
+    tasks = [asyncio.create_task(keeper.run(stop)), asyncio.create_task(agent_log.run(stop))]
     if bridge:
         ami = AmiBridge(caller_hasher(config))
 

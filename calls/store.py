@@ -5,7 +5,8 @@ thread), behind :class:`CallRecordStore`.
 A row holds the record as JSON (:class:`hotline.call.CallRecord`: masked caller and its keyed
 hash, never the number) plus indexed columns to query by call id, caller hash, date, seat
 and outcome.  Each stream entry is applied once (its id is remembered), so an event delivered
-again after a consumer restart changes nothing.
+again after a consumer restart changes nothing.  ``agent_events`` keeps the ACD's agent and
+call changes (``acd:log``, copied by ``calls/agent_events.py``) for reports.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any, Protocol, TypeVar
 from hotline.call import CallEvent, CallRecord
 
 T = TypeVar("T")
+AgentEventRow = tuple[str, int, int, float, str, str, str, str, str, str, float | None]
+"""entry_id, ms, seq, t, agent, ev, state, reason, call, skill, wait."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
@@ -40,6 +43,24 @@ CREATE INDEX IF NOT EXISTS calls_by_seat ON calls (seat, first_at);
 CREATE TABLE IF NOT EXISTS applied (
     entry_id TEXT PRIMARY KEY,
     call_id TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agent_events (
+    entry_id TEXT PRIMARY KEY,
+    ms INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    t REAL NOT NULL,
+    agent TEXT NOT NULL,
+    ev TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    call TEXT NOT NULL,
+    skill TEXT NOT NULL,
+    wait REAL
+);
+CREATE INDEX IF NOT EXISTS agent_events_by_agent ON agent_events (agent, t, ms, seq);
+CREATE TABLE IF NOT EXISTS stream_positions (
+    stream TEXT PRIMARY KEY,
+    last_id TEXT NOT NULL
 );
 """
 
@@ -170,6 +191,74 @@ class SqliteCallStore:
 
         def q(db: sqlite3.Connection) -> list[CallRecord]:
             return [CallRecord.from_json(json.loads(r[0])) for r in db.execute(sql, args)]
+
+        return await self._run(q)
+
+    async def keep_agent_events(self, stream: str, rows: list[AgentEventRow], last_id: str) -> int:
+        """Store ``rows`` (``acd:log`` entries, once per entry id) and remember ``last_id`` as
+        read from ``stream``, in one transaction; how many rows were new."""
+
+        def tx(db: sqlite3.Connection) -> int:
+            with db:
+                cur = db.executemany(
+                    """INSERT OR IGNORE INTO agent_events
+                       (entry_id, ms, seq, t, agent, ev, state, reason, call, skill, wait)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                    rows,
+                )
+                db.execute(
+                    """INSERT INTO stream_positions (stream, last_id) VALUES (?, ?)
+                       ON CONFLICT (stream) DO UPDATE SET last_id = excluded.last_id""",
+                    (stream, last_id),
+                )
+                return max(cur.rowcount, 0)
+
+        return await self._run(tx)
+
+    async def stream_position(self, stream: str) -> str:
+        """The last entry id kept from ``stream`` (``0-0`` before the first)."""
+
+        def q(db: sqlite3.Connection) -> str:
+            row = db.execute(
+                "SELECT last_id FROM stream_positions WHERE stream = ?", (stream,)
+            ).fetchone()
+            return str(row[0]) if row else "0-0"
+
+        return await self._run(q)
+
+    async def agent_states(
+        self, agent: str, start: float, end: float
+    ) -> list[tuple[float, str, str]]:
+        """``(t, state, reason)`` of ``agent``'s state changes in ``[start, end)``, in order,
+        preceded by the last one before ``start`` (the state the period began in)."""
+
+        def q(db: sqlite3.Connection) -> list[tuple[float, str, str]]:
+            before = db.execute(
+                """SELECT t, state, reason FROM agent_events
+                   WHERE agent = ? AND state != '' AND t < ?
+                   ORDER BY t DESC, ms DESC, seq DESC LIMIT 1""",
+                (agent, start),
+            ).fetchall()
+            inside = db.execute(
+                """SELECT t, state, reason FROM agent_events
+                   WHERE agent = ? AND state != '' AND t >= ? AND t < ?
+                   ORDER BY t, ms, seq""",
+                (agent, start, end),
+            ).fetchall()
+            return [(float(t), str(st), str(rs)) for t, st, rs in before + inside]
+
+        return await self._run(q)
+
+    async def last_agent_state(self, agent: str) -> tuple[float, str, str] | None:
+        """``(t, state, reason)`` of ``agent``'s last kept state change, or None."""
+
+        def q(db: sqlite3.Connection) -> tuple[float, str, str] | None:
+            row = db.execute(
+                """SELECT t, state, reason FROM agent_events WHERE agent = ? AND state != ''
+                   ORDER BY t DESC, ms DESC, seq DESC LIMIT 1""",
+                (agent,),
+            ).fetchone()
+            return (float(row[0]), str(row[1]), str(row[2])) if row else None
 
         return await self._run(q)
 

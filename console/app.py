@@ -19,6 +19,9 @@ Agents (role ``agent``, the config's agent id from the session)::
 
 Knowledge base (``console/kb.py``): ``/api/kb/…`` of ``kb/api.py``.
 
+Agent state (``console/agent_state.py``): ``/api/agents/{agent}/state``, ``…/login``,
+``…/logout``, ``…/ready``, ``…/not-ready``.
+
 Drafts (agent, supervisor, qa read; agent, supervisor correct)::
 
     GET   /api/drafts/{call_id}               the draft (numbers masked) and the call's facts
@@ -55,6 +58,7 @@ from starlette.requests import HTTPConnection
 
 from access.store import AccessStore, User
 from access.web import ERRORS, Problem, note, protect, require
+from console import agent_state
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.kb import KbSlot, mount
@@ -242,6 +246,7 @@ def make_app(
     add_ticket_error_handlers(app)
     if sv.kb is not None and threshold is not None:
         mount(app, sv.kb, threshold)
+    agent_state.mount(app, config, sv.hub)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:

@@ -530,6 +530,38 @@ class Acd(_Model):
             raise ValueError("stale_s must be longer than heartbeat_s")
         return self
 
+AGENT_CODE = Annotated[str, Field(pattern=r"^\*[0-9]{2,3}$")]
+
+
+class AgentCodes(_Model):
+    """Feature codes an agent dials from the phone to change the ACD state (docs/acd.md):
+    the agent is the endpoint the call comes from, never a number the phone sends."""
+
+    login: AGENT_CODE = "*20"
+    ready: AGENT_CODE = "*21"
+    not_ready_break: AGENT_CODE = "*22"
+    after_call_work: AGENT_CODE = "*23"
+    training: AGENT_CODE = "*24"
+    meeting: AGENT_CODE = "*25"
+    logout: AGENT_CODE = "*29"
+
+    @model_validator(mode="after")
+    def _distinct(self) -> AgentCodes:
+        codes = list(self.model_dump().values())
+        twice = sorted({c for c in codes if codes.count(c) > 1})
+        if twice:
+            raise ValueError(f"each code must do one thing; used twice: {', '.join(twice)}")
+        return self
+
+    def actions(self) -> dict[str, tuple[str, str | None]]:
+        """Code → (command op, not-ready reason or None)."""
+        reasons = {"not_ready_break": "break", "after_call_work": "after_call_work",
+                   "training": "training", "meeting": "meeting"}  # fmt: skip
+        return {
+            code: (("not_ready", reasons[name]) if name in reasons else (name, None))
+            for name, code in self.model_dump().items()
+        }
+
 
 class HotlineInfo(_Model):
     name: NAME = "12345政务服务便民热线"
@@ -558,6 +590,7 @@ class HotlineConfig(_Model):
     calls: Calls = Calls()
     kb: Kb = Kb()
     acd: Acd = Acd()
+    agent_codes: AgentCodes = AgentCodes()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
@@ -595,6 +628,9 @@ class HotlineConfig(_Model):
             if seat not in seat_ids:
                 out.append((f"kb.self_service.{i}", f"unknown seat {seat!r}"))
         out += self._acd_problems(seat_ids)
+        if self.emergency.agent_feature_code in self.agent_codes.actions():
+            code = self.emergency.agent_feature_code
+            out.append(("agent_codes", f"{code} is the emergency feature code"))
         return out
 
     def _acd_problems(self, seat_ids: list[str]) -> list[tuple[str, str]]:

@@ -342,6 +342,9 @@ class CallerSpec:
     media_s: float = 0.0
     """Its length: the hold starts when it ends."""
     local_ip: str = CARRIER_IP
+    local_port: int | None = None
+    """The phone's own SIP port (an agent's phone, identified by address and port); a free
+    one when None."""
     calls: int = 1
     rate: float = 1.0
     limit: int | None = None
@@ -365,8 +368,8 @@ class CallerSpec:
     def validate(self) -> None:
         check_number(self.caller)
         sip_display_name(self.name)
-        if not re.fullmatch(r"[0-9]{1,16}", self.dialed):
-            raise SippError(f"dialed number {self.dialed!r} must be digits")
+        if not re.fullmatch(r"[0-9*#]{1,16}", self.dialed):
+            raise SippError(f"dialed number {self.dialed!r} must be digits (or * #)")
         if self.digits:
             for step in self.digits.split(";"):
                 if not re.fullmatch(r"[0-9]+:[0-9*#]", step):
@@ -418,7 +421,7 @@ def caller_argv(spec: CallerSpec, workdir: Path, timeout_s: float) -> list[str]:
         f"{spec.target_host}:{spec.target_port}",
         "-sf", str(scenario),
         "-i", spec.local_ip,
-        "-p", str(free_udp_port(spec.local_ip)),
+        "-p", str(spec.local_port or free_udp_port(spec.local_ip)),
         "-mi", spec.local_ip,
         "-mp", str(free_udp_port(spec.local_ip, pair=True)),
         *control_args(spec.local_ip),
