@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -135,6 +136,7 @@ def _router(config: HotlineConfig, board: Board, metrics: HotlineMetrics) -> API
             seat_names={seat.id: seat.name for seat in config.seats},
             agent_names={a.id: a.name for a in config.agents},
             agent_events=history,
+            now=time.time(),
         )
         if as_ == "csv":
             name = f"hotline-{period}-{start.date().isoformat()}.csv"

@@ -95,8 +95,10 @@ def build_report(
     seat_names: dict[str, str] | None = None,
     agent_names: dict[str, str] | None = None,
     agent_events: list[tuple[str, str, str, float]] | None = None,
+    now: float | None = None,
 ) -> dict[str, Any]:
-    """The report of ``records`` (those first seen in ``[start, end)``)."""
+    """The report of ``records`` (those first seen in ``[start, end)``); an agent still not
+    ready counts until ``now`` (or the period's end)."""
     zone = start.tzinfo
     seats: dict[str, _Tally] = defaultdict(_Tally)
     agents: dict[str, _Tally] = defaultdict(_Tally)
@@ -140,7 +142,8 @@ def build_report(
                 t.abandoned += 1
                 t.abandon_wait += max(0.0, rec.ended_at - joined)
             buckets[bucket]["abandoned"] += 1
-    not_ready = not_ready_by_reason(agent_events, lo, hi) if agent_events is not None else None
+    upto = min(hi, now) if now is not None else hi
+    not_ready = not_ready_by_reason(agent_events, lo, upto) if agent_events is not None else None
     seat_names = seat_names or {}
     agent_names = agent_names or {}
     agent_rows = []
