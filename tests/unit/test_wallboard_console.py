@@ -136,7 +136,7 @@ async def test_reports_export_csv_and_refuse_bad_periods(api) -> None:
     rows = list(csv.reader(io.StringIO(r.text.lstrip("\ufeff"))))
     assert rows[0][:5] == ["范围", "编号", "名称", "呼入", "接通"]
     assert rows[1][:5] == ["合计", "", "", "4", "3"]
-    assert ["席位", "gjj", "公积金专席", "3", "2"] == rows[2][:5]
+    assert rows[2][:5] == ["席位", "gjj", "公积金专席", "3", "2"]
     for bad in ("period=year", "date=2026-13-01", "date=tomorrow", "format=xls"):
         assert (await api.get(f"/api/supervisor/reports?{bad}", headers=sup)).status_code == 422
 
