@@ -93,7 +93,8 @@ class Board:
 
     @classmethod
     def from_config(cls, config: Any, **kwargs: Any) -> Board:
-        """The board for ``config``: its seats, agents, Redis, call records and drafts."""
+        """The board for ``config``: its seats, agents, Redis, call records and drafts
+        (``kwargs`` override any of them, e.g. ``redis=`` a client factory)."""
         from redis.asyncio import Redis
 
         s = config.supervise
@@ -104,14 +105,12 @@ class Board:
             timezone=config.business_hours.timezone,
         )
         tickets = config.tickets.path if config.tickets.backend == "sqlite" else None
-        return cls(
-            model,
-            s,
-            redis=lambda: Redis(**config.redis.client_kwargs(), socket_connect_timeout=2.0),  # type: ignore[arg-type]
-            calls_path=config.calls.path,
-            tickets_path=tickets,
-            **kwargs,
-        )
+        options: dict[str, Any] = {
+            "redis": lambda: Redis(**config.redis.client_kwargs(), socket_connect_timeout=2.0),  # type: ignore[arg-type]
+            "calls_path": config.calls.path,
+            "tickets_path": tickets,
+        }
+        return cls(model, s, **(options | kwargs))
 
     # ---- screens ------------------------------------------------------------------------
     def subscribe(self) -> asyncio.Queue[str]:

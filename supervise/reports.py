@@ -149,6 +149,8 @@ def build_report(
     agent_rows = []
     for a in sorted(set(agents) | set(not_ready or {})):
         row = {"agent": a, "name": agent_names.get(a, a), **agents[a].row()}
+        t = agents[a]  # an agent's service level: the share of its answers within the time
+        row["service_level"] = round(t.in_sl / t.answered, 3) if t.answered else None
         row.pop("offered")
         row.pop("abandoned")
         row.pop("abandoned_wait_s")
