@@ -221,3 +221,79 @@ async def test_one_subscriber_feeds_every_screen_and_reads_nothing_per_screen(co
         await board.stop()
     assert {s["seats"][0]["waiting"] for s in latest} == {2}
     assert board.screens == 50 and reads < 20
+
+
+class AlertRedis(StreamRedis):
+    """The stream fake plus ``XADD``: what the board publishes."""
+
+    def __init__(self) -> None:
+        super().__init__(set(), [])
+        self.added: list[tuple[str, dict]] = []
+
+    async def xadd(self, key: str, fields: dict, **_: object) -> str:
+        self.added.append((key, fields))
+        return f"{len(self.added)}-0"
+
+
+async def test_twenty_drafts_from_one_district_raise_the_hotspot_on_the_board(config) -> None:
+    """Drafts kept by the ticket store (its own SQLite file) within minutes: the board shows
+    the hotspot and publishes it once on ``hotline:supervise:alerts``."""
+    from hotline.privacy import CallerKey
+    from tickets.sqlite import SqliteTicketStore
+
+    now = datetime.now(TZ)
+    store = SqliteTicketStore(config.tickets.path, CallerKey(b"k" * 32), clock=lambda: now)
+    for i in range(20):
+        body = {"type": "投诉", "seat": "zonghe", "department": "城管", "district": "上城区"}
+        await store.save_draft(f"h{i}", body)
+    await store.close()
+    redis = AlertRedis()
+    board = Board.from_config(config, redis=lambda: redis)
+    await board.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not board.hotspots and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        first = board.snapshot()
+        board.snapshot()  # still active: not published again
+        await asyncio.sleep(0.1)
+    finally:
+        await board.stop()
+    shown = {a["key"] for a in first["alerts"] if a["kind"] == "hotspot"}
+    assert "department:城管:上城区" in shown and "type:投诉:上城区" in shown
+    published = [f["key"] for k, f in redis.added if k == "hotline:supervise:alerts"]
+    assert sorted(published) == sorted(shown)
+
+
+def test_metrics_count_each_events_effect_and_the_dashboard_reads_only_those() -> None:
+    import re
+
+    from supervise.metrics import HotlineMetrics
+
+    model = LiveModel({"gjj": "公积金专席"}, {"1002": "张三"}, timezone="Asia/Shanghai")
+    board = Board(model, load_config(REPO / "hotline.yaml").supervise, redis=lambda: None)
+    metrics = HotlineMetrics()
+    metrics.attach(board)
+    now = time.time()
+    for e in [ev("route", "m1", now - 30, seat="gjj"), ev("agent", "m1", now - 15, agent="1002"),
+              ev("route", "m2", now - 20, seat="gjj"), ev("ended", "m2", now),
+              ev("emergency", "m3", now, line="119"),
+              ev("draft", "m4", now, draft={"latency_s": 0.8}),
+              ev("route", "m5", now - 5, seat="gjj")]:  # fmt: skip
+        metrics.observe(model.apply(e))
+    text = metrics.render().decode()
+    for line in (
+        'hotline_calls_offered_total{seat="gjj"} 3.0',
+        'hotline_calls_answered_total{seat="gjj"} 1.0',
+        'hotline_calls_abandoned_total{seat="gjj"} 1.0',
+        'hotline_queue_wait_seconds_bucket{le="20.0",outcome="answered",seat="gjj"} 1.0',
+        'hotline_emergency_transfers_total{line="119"} 1.0',
+        "hotline_speech_draft_latency_seconds_count 1.0",
+        'hotline_calls_waiting{seat="gjj"} 1.0',
+        'hotline_agents{state="on_call"} 1.0',
+    ):
+        assert line in text, line
+    exposed = set(re.findall(r"^(hotline_[a-z_]+)", text, re.M))
+    dashboard = (REPO / "docker" / "grafana-dashboard.json").read_text(encoding="utf-8")
+    used = set(re.findall(r"hotline_[a-z_]+", dashboard)) - {"hotline_console"}
+    assert used and used <= exposed, used - exposed
