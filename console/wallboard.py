@@ -95,7 +95,7 @@ def _router(config: HotlineConfig, board: Board, metrics: HotlineMetrics) -> API
     ) -> StreamingResponse:
         q = board.subscribe()
 
-        async def events() -> AsyncIterator[str]:
+        async def events() -> AsyncIterator[bytes]:
             try:
                 while True:
                     try:
@@ -103,7 +103,7 @@ def _router(config: HotlineConfig, board: Board, metrics: HotlineMetrics) -> API
                     except TimeoutError:
                         if await request.is_disconnected():
                             return
-                        yield ": keep-alive\n\n"
+                        yield b": keep-alive\n\n"
                         continue
                     yield message
             finally:

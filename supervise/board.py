@@ -47,9 +47,10 @@ RECONNECT_S = (0.5, 1.0, 2.0, 5.0)
 QUEUE_MAX = 1
 
 
-def sse_message(kind: str, payload: dict[str, Any]) -> str:
+def sse_message(kind: str, payload: dict[str, Any]) -> bytes:
+    """One Server-Sent Events message, encoded once for every screen."""
     data = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {kind}\ndata: {data}\n\n"
+    return f"event: {kind}\ndata: {data}\n\n".encode()
 
 
 class Board:
@@ -77,10 +78,10 @@ class Board:
         self.observe = observe
         self.clock = clock
         self.interval_s = settings.push_interval_ms / 1000
-        self._subs: set[asyncio.Queue[str]] = set()
+        self._subs: set[asyncio.Queue[bytes]] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._changed = asyncio.Event()
-        self._message = ""
+        self._message = b""
         self.alerts: dict[tuple[str, str], al.Alert] = {}
         self.hotspots: list[al.Alert] = []
         self.connected = False
@@ -113,14 +114,14 @@ class Board:
         return cls(model, s, **(options | kwargs))
 
     # ---- screens ------------------------------------------------------------------------
-    def subscribe(self) -> asyncio.Queue[str]:
+    def subscribe(self) -> asyncio.Queue[bytes]:
         """A screen's queue; it gets the current snapshot at once, then each new one."""
-        q: asyncio.Queue[str] = asyncio.Queue(QUEUE_MAX)
+        q: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_MAX)
         q.put_nowait(self._message or self._build())
         self._subs.add(q)
         return q
 
-    def unsubscribe(self, q: asyncio.Queue[str]) -> None:
+    def unsubscribe(self, q: asyncio.Queue[bytes]) -> None:
         self._subs.discard(q)
 
     @property
@@ -142,7 +143,7 @@ class Board:
         snap["connected"] = self.connected
         return snap
 
-    def _build(self) -> str:
+    def _build(self) -> bytes:
         self._message = sse_message("board", self.snapshot())
         return self._message
 

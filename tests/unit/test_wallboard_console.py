@@ -208,7 +208,7 @@ async def test_one_subscriber_feeds_every_screen_and_reads_nothing_per_screen(co
     model = LiveModel({"gjj": "公积金专席"}, {}, timezone="Asia/Shanghai")
     board = Board(model, config.supervise, redis=lambda: redis)
     screens = [board.subscribe() for _ in range(50)]
-    first = [json.loads((await q.get()).split("data: ", 1)[1]) for q in screens]
+    first = [json.loads((await q.get()).decode().split("data: ", 1)[1]) for q in screens]
     assert {s["seats"][0]["waiting"] for s in first} == {0}
     await board.start()
     try:
@@ -216,7 +216,7 @@ async def test_one_subscriber_feeds_every_screen_and_reads_nothing_per_screen(co
         while model.snapshot()["seats"][0]["waiting"] < 2 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await asyncio.sleep(config.supervise.push_interval_ms / 1000 * 2)
-        latest = [json.loads((await q.get()).split("data: ", 1)[1]) for q in screens]
+        latest = [json.loads((await q.get()).decode().split("data: ", 1)[1]) for q in screens]
     finally:
         await board.stop()
     assert {s["seats"][0]["waiting"] for s in latest} == {2}
