@@ -61,6 +61,12 @@ def serve_console(redis_port: int, port: int, workdir: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=2048)
 
 
+def cpu_wait_s(pid: int) -> float:
+    """Seconds the process's main thread (the event loop) was runnable but waiting for a
+    CPU (``/proc/PID/schedstat``): how much the machine's other load held it back."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
@@ -99,13 +105,13 @@ class Screen:
             f"Authorization: Bearer {token}\r\n\r\n".encode()
         )
         await writer.drain()
-        ready.set()
         try:
             while not stop.is_set():
                 line = await reader.readline()
                 if not line:
                     return
                 if line.startswith(b"data: "):
+                    ready.set()  # connected: the first snapshot came
                     self.messages += 1
                     at = line.find(b'"last_id":"')  # cheaper than parsing all of it
                     last = line[at + 11 : line.find(b'"', at + 11)].decode() if at > 0 else ""
@@ -170,14 +176,16 @@ async def one_run(
         asyncio.create_task(s.run(port, token, r, stop))
         for s, r in zip(screens, readies, strict=True)
     ]
-    await asyncio.gather(*(r.wait() for r in readies))
-    await asyncio.sleep(2.0)  # every screen has its first snapshot
+    began = time.monotonic()
+    await asyncio.gather(*(r.wait() for r in readies))  # every screen has its first snapshot
+    connect_s = time.monotonic() - began
+    await asyncio.sleep(1.0)
     cpu0, cmd0, t0 = cpu_s(pid), commands(redis_port), time.monotonic()
-    own0 = cpu_s(os.getpid())
+    own0, wait0 = cpu_s(os.getpid()), cpu_wait_s(pid)
     await produce(redis_port, rate, seconds, published)
     await asyncio.sleep(1.5)  # the last pushes arrive
     cpu1, cmd1, t1 = cpu_s(pid), commands(redis_port), time.monotonic()
-    own1 = cpu_s(os.getpid())
+    own1, wait1 = cpu_s(os.getpid()), cpu_wait_s(pid)
     stop.set()
     for t in tasks:
         t.cancel()
@@ -186,6 +194,7 @@ async def one_run(
     expected = len(published) * screens_n
     return {
         "screens": screens_n,
+        "connect_s": connect_s,
         "events": len(published),
         "delivered": f"{len(lat)}/{expected}",
         "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"),
@@ -193,6 +202,7 @@ async def one_run(
         "max_ms": 1000 * lat[-1] if lat else float("nan"),
         "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
         "client_cpu_pct": 100 * (own1 - own0) / (t1 - t0),
+        "wait_pct": 100 * (wait1 - wait0) / (t1 - t0),
         "redis_cmd_s": console_commands(cmd0, cmd1) / (t1 - t0),
     }
 
@@ -232,13 +242,14 @@ def main() -> int:
     print(f"wallboard fan-out: {args.rate:.0f} events/s for {args.seconds:.0f} s per run")
     print(
         f"{'screens':>8} {'events':>7} {'delivered':>13} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
-        f"{'console CPU %':>14} {'console Redis cmd/s':>20} {'screens CPU %':>14}"
+        f"{'console CPU %':>14} {'…waiting for CPU %':>19} {'console Redis cmd/s':>20} "
+        f"{'screens CPU %':>14} {'all open s':>11}"
     )
     for r in rows:
         print(
             f"{r['screens']:>8} {r['events']:>7} {r['delivered']:>13} {r['p50_ms']:>8.0f} "
-            f"{r['p95_ms']:>8.0f} {r['max_ms']:>8.0f} {r['cpu_pct']:>14.1f} "
-            f"{r['redis_cmd_s']:>20.1f} {r['client_cpu_pct']:>14.1f}"
+            f"{r['p95_ms']:>8.0f} {r['max_ms']:>8.0f} {r['cpu_pct']:>14.1f} {r['wait_pct']:>19.1f} "
+            f"{r['redis_cmd_s']:>20.1f} {r['client_cpu_pct']:>14.1f} {r['connect_s']:>11.1f}"
         )
     if len(rows) >= 2:
         a, b = rows[0], rows[-1]
