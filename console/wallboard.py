@@ -38,6 +38,7 @@ from supervise.sources import agent_events, call_records
 
 IS_SUPERVISOR = require("supervisor")
 KEEPALIVE_S = 15.0
+SCRIPT = Path(__file__).with_name("supervisor.js")
 PAGES = {
     "wallboard": Path(__file__).with_name("wallboard.html"),
     "reports": Path(__file__).with_name("reports.html"),
@@ -75,6 +76,10 @@ def _router(config: HotlineConfig, board: Board, metrics: HotlineMetrics) -> API
     router = APIRouter()
     s = config.supervise
     allowed = Peers(tuple(network(n) for n in s.metrics_allow_from))
+
+    @router.get("/supervisor.js", include_in_schema=False)
+    async def script() -> Response:
+        return Response(SCRIPT.read_text(encoding="utf-8"), media_type="text/javascript")
 
     for name, path in PAGES.items():
         router.add_api_route(
