@@ -2,8 +2,10 @@
 
 :class:`Board` seeds a :class:`supervise.live.LiveModel` with today's call records, then
 reads the call event stream with ``XREAD`` (no consumer group: it acknowledges nothing and
-holds nothing back from other readers) from a little before the seed, so an event both in
-the records and in the stream is applied once (the model counts transitions only).  Once a
+holds nothing back from other readers) from the day's start too: the records may lag the
+stream (the record keeper down or slow), and an event both in the records and in the stream
+is applied once (the model counts transitions only).  The records cover what the bounded
+stream no longer holds.  Once a
 second it asks the ACD's Redis hashes for the agents' states (when the ACD routes), and once
 a minute it reads the last hour's drafts for the hotspot.
 
@@ -39,8 +41,6 @@ ALERTS_STREAM = "hotline:supervise:alerts"
 ALERTS_MAXLEN = 10_000
 ACD_AGENT_KEY = "acd:a:{agent}"
 """The ACD's agent hash (``acd/lua.py``): ``st`` state, ``rs`` reason, ``call``."""
-OVERLAP_S = 300.0
-"""The stream is read from this long before the seed (records lag the stream a little)."""
 ACD_EVERY_S = 1.0
 HOTSPOT_EVERY_S = 60.0
 RECONNECT_S = (0.5, 1.0, 2.0, 5.0)
@@ -160,11 +160,10 @@ class Board:
         """Seed from the call records, then run the readers and the pusher."""
         self.redis = self._make_redis()
         start = self.clock()
+        midnight = datetime.fromtimestamp(start, self.model.zone).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
         if self.calls_path is not None:
-            zone = self.model.zone
-            midnight = datetime.fromtimestamp(start, zone).replace(
-                hour=0, minute=0, second=0, microsecond=0
-            )
             try:
                 records = await asyncio.to_thread(
                     call_records, self.calls_path, midnight.timestamp(), start + 1
@@ -172,7 +171,7 @@ class Board:
                 self.seeded = self.model.seed(records)
             except Exception as exc:  # the board runs on from the stream alone
                 log.error("wallboard: call records not read (%s: %s)", type(exc).__name__, exc)
-        first = f"{max(0, int((start - OVERLAP_S) * 1000))}-0"
+        first = f"{int(midnight.timestamp() * 1000)}-0"  # what the records may lag behind
         self._tasks = [
             asyncio.create_task(self._read(first)),
             asyncio.create_task(self._pusher()),
