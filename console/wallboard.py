@@ -117,7 +117,10 @@ def _router(config: HotlineConfig, board: Board, metrics: HotlineMetrics) -> API
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
-    @router.get("/api/supervisor/reports", responses=ERRORS)
+    @router.get(
+        "/api/supervisor/reports",
+        responses={200: {"content": {"application/json": {}, "text/csv": {}}}, **ERRORS},
+    )
     async def reports(
         _: Annotated[User, Depends(IS_SUPERVISOR)],
         period: Annotated[str, Query(pattern="^(day|week|month)$")] = "day",
