@@ -104,7 +104,8 @@ def _router(config: HotlineConfig, board: Board, metrics: HotlineMetrics) -> API
             try:
                 while True:
                     try:
-                        message = await asyncio.wait_for(q.get(), KEEPALIVE_S)
+                        async with asyncio.timeout(KEEPALIVE_S):  # no task per message
+                            message = await q.get()
                     except TimeoutError:
                         if await request.is_disconnected():
                             return
