@@ -33,7 +33,8 @@ class Fact:
     """What one event did: ``offered``, ``answered`` (``value``: the wait), ``abandoned``
     (the wait), ``exited`` (left the queue for an emergency line), ``emergency`` (``key``: the
     line), ``draft_latency`` (seconds from the end of speech to the draft), ``handled`` (an
-    answered call ended; the talk time)."""
+    answered call ended; the talk time), ``fallback`` (``key``: why the dialplan failed
+    open)."""
 
     name: str
     key: str
@@ -60,6 +61,8 @@ class SeatDay:
     abandoned: int = 0
     abandoned_wait_s: float = 0.0
     exited: int = 0
+    overflowed: int = 0
+    """Left this seat's queue unanswered for the general seat's (the dialplan's fallback)."""
     waiting: dict[str, float] = field(default_factory=dict)
     """Call id → when it joined the queue."""
 
@@ -136,11 +139,13 @@ class LiveModel:
             latency = draft.get("latency_s") if isinstance(draft, dict) else None
             ok = isinstance(latency, int | float) and not isinstance(latency, bool) and latency >= 0
             return [Fact("draft_latency", "", float(latency))] if ok else []
-        if kind not in ("route", "agent", "queue_exit", "ended"):
+        if kind not in ("route", "fallback", "agent", "queue_exit", "ended"):
             return []
         call = self.calls.setdefault(event.call_id, _Call())
         if kind == "route":
             return self._joined(event, call, today)
+        if kind == "fallback":
+            return self._fell_back(event, call, today)
         if kind == "agent":
             return self._answered(event, call, today)
         if kind == "queue_exit":
@@ -159,6 +164,28 @@ class LiveModel:
             return []
         day.offered += 1
         return [Fact("offered", seat)]
+
+    def _fell_back(self, event: CallEvent, call: _Call, today: bool) -> list[Fact]:
+        """The dialplan failed open (``HotlineFallback``): the caller goes to the general
+        seat's queue — from no queue (the IVR failed) or from a seat's queue nobody answered
+        (it leaves that seat's waiting, counted as ``overflowed`` there).  A fallback after
+        the general queue itself (``general-queue-…``) ends the call: only counted."""
+        reason = str(event.data.get("reason") or "")[:64]
+        seat = str(event.data.get("seat") or "")[:32]
+        facts = [Fact("fallback", reason)] if reason else []
+        if reason.startswith("general-queue-") or not seat or call.ended is not None:
+            return facts
+        if call.answered is not None or call.seat == seat:
+            return facts
+        if call.joined is not None:
+            old = self._seat(call.seat)
+            if old.waiting.pop(event.call_id, None) is not None and today:
+                old.overflowed += 1
+            call.joined = None
+        routed = CallEvent(
+            "route", event.call_id, event.at, event.source, event.uniqueid, {"seat": seat}
+        )
+        return facts + self._joined(routed, call, today)
 
     def _answered(self, event: CallEvent, call: _Call, today: bool) -> list[Fact]:
         agent = str(event.data.get("agent") or "")[:16]
@@ -259,6 +286,7 @@ class LiveModel:
                     "answered": d.answered,
                     "abandoned": d.abandoned,
                     "exited": d.exited,
+                    "overflowed": d.overflowed,
                     "service_level": round(d.in_service_level / d.offered, 3)
                     if d.offered
                     else None,

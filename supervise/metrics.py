@@ -63,6 +63,12 @@ class HotlineMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.fail_open = PCounter(
+            "hotline_fail_open",
+            "Calls the dialplan sent to the general seat's queue because something failed",
+            ["reason"],
+            registry=r,
+        )
         self.board: Any = None
 
     def observe(self, facts: Iterable[Fact]) -> None:
@@ -79,6 +85,8 @@ class HotlineMetrics:
                 self.handle.labels(f.key).observe(f.value)
             elif f.name == "emergency":
                 self.emergency.labels(f.key).inc()
+            elif f.name == "fallback":
+                self.fail_open.labels(f.key).inc()
             elif f.name == "draft_latency":
                 self.draft_latency.observe(f.value)
 

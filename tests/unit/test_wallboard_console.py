@@ -283,6 +283,7 @@ def test_metrics_count_each_events_effect_and_the_dashboard_reads_only_those() -
         ev("emergency", "m3", now, line="119"),
         ev("draft", "m4", now, draft={"latency_s": 0.8}),
         ev("route", "m5", now - 5, seat="gjj"),
+        ev("fallback", "m6", now, reason="agi-FAILURE", seat="zonghe"),
     ]:
         metrics.observe(model.apply(e))
     text = metrics.render().decode()
@@ -295,6 +296,7 @@ def test_metrics_count_each_events_effect_and_the_dashboard_reads_only_those() -
         "hotline_speech_draft_latency_seconds_count 1.0",
         'hotline_calls_waiting{seat="gjj"} 1.0',
         'hotline_agents{state="on_call"} 1.0',
+        'hotline_fail_open_total{reason="agi-FAILURE"} 1.0',
     ):
         assert line in text, line
     exposed = set(re.findall(r"^(hotline_[a-z_]+)", text, re.M))

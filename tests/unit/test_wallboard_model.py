@@ -118,6 +118,40 @@ def test_a_restart_seeded_from_the_records_keeps_the_day() -> None:
     assert seat(restarted)["waiting"] == 1 and seat(restarted)["offered"] == 3
 
 
+def test_an_unanswered_seat_queue_fails_open_to_the_general_seat() -> None:
+    m = model(Clock(NINE + 200))
+    m.apply(joins("c1", NINE))
+    fell = CallEvent(
+        "fallback",
+        "c1",
+        NINE + 60,
+        "ami",
+        "c1",
+        {"reason": "queue-TIMEOUT", "seat": "zonghe", "queue": "q-zonghe"},
+    )
+    facts = m.apply(fell)
+    assert [(f.name, f.key) for f in facts] == [
+        ("fallback", "queue-TIMEOUT"),
+        ("offered", "zonghe"),
+    ]
+    gjj, zonghe = seat(m), seat(m, "zonghe")
+    assert (gjj["waiting"], gjj["overflowed"], gjj["offered"]) == (0, 1, 1)
+    assert (zonghe["waiting"], zonghe["offered"], zonghe["longest_wait_s"]) == (1, 1, 140.0)
+    m.apply(answers("c1", NINE + 70, "1008"))
+    assert (seat(m, "zonghe")["answered"], seat(m, "zonghe")["asa_s"]) == (1, 10.0)
+    m.apply(fell)  # repeated: nothing more
+    after = CallEvent(
+        "fallback",
+        "c1",
+        NINE + 90,
+        "ami",
+        "c1",
+        {"reason": "general-queue-TIMEOUT", "seat": "zonghe"},
+    )
+    assert [f.name for f in m.apply(after)] == ["fallback"]
+    assert seat(m, "zonghe")["offered"] == 1
+
+
 def test_the_counters_start_again_at_midnight_but_waiting_callers_stay() -> None:
     midnight = datetime(2026, 5, 5, 0, 0, tzinfo=ZONE).timestamp()
     clock = Clock(midnight - 120)
