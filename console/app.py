@@ -63,6 +63,7 @@ from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.kb import KbSlot, mount
 from console.views import draft_view
+from console.wallboard import mount_supervise
 from hotline.call import CallEvent
 from hotline.config import EMERGENCY_LINES, HotlineConfig
 from hotline.privacy import mask
@@ -247,6 +248,7 @@ def make_app(
     if sv.kb is not None and threshold is not None:
         mount(app, sv.kb, threshold)
     agent_state.mount(app, config, sv.hub)
+    mount_supervise(app, config, sv, own)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:

@@ -355,6 +355,8 @@ class CallRecord:
     (the caller hung up before the IVR decided)."""
     seat: str = ""
     queue: str = ""
+    queued_at: float | None = None
+    """When the caller joined the seat's queue (the first ``route`` event): waits count from it."""
     notice: str = ""
     emergency_line: str = ""
     emergency_reason: str = ""
@@ -429,6 +431,7 @@ class CallRecord:
                 self.drafts.append(view)
         elif event.kind == "route":
             self.route = self.route or "queue"
+            self.queued_at = min(self.queued_at or event.at, event.at)
             self.seat = _text(d, "seat", 32) or self.seat
             self.queue = _text(d, "queue", 64) or self.queue
         elif event.kind == "fallback":

@@ -467,6 +467,43 @@ class Calls(_Model):
     """The call record store (SQLite)."""
 
 
+class Supervise(_Model):
+    """The supervisors' wallboard, alerts, reports and ``/metrics`` (``supervise/``, served by
+    the console)."""
+
+    service_level_s: float = Field(default=20.0, gt=0, le=600)
+    """A call answered within this many seconds of joining its seat's queue is in service level."""
+    service_level_target: float = Field(default=0.8, gt=0, le=1)
+    """Alert when a seat's service level today falls under this (once ``alert_min_offered``)."""
+    alert_min_offered: int = Field(default=10, ge=1, le=100_000)
+    wait_alert_s: float = Field(default=60.0, gt=0, le=3600)
+    """Alert when a caller has waited longer than this."""
+    not_ready_alert_s: float = Field(default=900.0, gt=0, le=86_400)
+    """Alert when an agent has been not ready longer than this."""
+    hotspot_window_min: int = Field(default=60, ge=5, le=24 * 60)
+    hotspot_history_days: int = Field(default=28, ge=1, le=365)
+    """The usual rate of a matter: its drafts in the same hour of day over this many days."""
+    hotspot_min_count: int = Field(default=8, ge=2, le=10_000)
+    hotspot_floor_per_hour: float = Field(default=0.5, gt=0, le=1000)
+    """The usual rate is never taken lower than this (a matter never seen before)."""
+    hotspot_p: float = Field(default=1e-4, gt=0, lt=0.5)
+    """Raise the hotspot when P(Poisson(usual) ≥ count) is under this."""
+    push_interval_ms: int = Field(default=200, ge=20, le=5000)
+    """Screens get at most one update per interval (changes within it are merged)."""
+    metrics_token: str | None = Field(default=None, min_length=16, max_length=128,
+                                      pattern=r"^[A-Za-z0-9_.-]+$")  # fmt: skip
+    """``/metrics`` also answers a request with ``Authorization: Bearer <token>``."""
+    metrics_allow_from: tuple[str, ...] = Field(default=("127.0.0.1", "::1"), max_length=256)
+    """Peers that may read ``/metrics`` without the token (loopback by default)."""
+
+    @field_validator("metrics_allow_from")
+    @classmethod
+    def _metrics_peers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            peers.network(entry)  # refuses a network that admits everyone
+        return value
+
+
 class Kb(_Model):
     """The knowledge base (``kb/``, 第十一至十三条): the agents' search under ``/api/kb`` of
     the console and, per seat, callers' self-service in the IVR (off unless listed)."""
@@ -591,6 +628,7 @@ class HotlineConfig(_Model):
     kb: Kb = Kb()
     acd: Acd = Acd()
     agent_codes: AgentCodes = AgentCodes()
+    supervise: Supervise = Supervise()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
