@@ -195,6 +195,29 @@ class Agent(_Model):
         return f"agent{self.id}"
 
 
+class Supervisor(_Model):
+    """A supervisor's phone: a SIP endpoint at a fixed address, only ever called (to listen
+    to, whisper to or barge into an agent's call)."""
+
+    id: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")]
+    name: str = Field(min_length=1, max_length=32)
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    _check_host = field_validator("host")(_host)
+
+    @property
+    def endpoint(self) -> str:
+        return f"supervisor{self.id}"
+
+
+class Supervise(_Model):
+    """Listening to agents' calls (ChanSpy through AMI): how long the supervisor's phone
+    rings before the attempt is given up."""
+
+    ring_s: int = Field(default=20, ge=5, le=120)
+
+
 TARGET_KINDS = ("seat", "menu", "emergency", "notice", "speech", "progress", "repeat")
 
 
@@ -508,6 +531,8 @@ class HotlineConfig(_Model):
     console: Console = Console()
     calls: Calls = Calls()
     kb: Kb = Kb()
+    supervisors: tuple[Supervisor, ...] = Field(default=(), max_length=500)
+    supervise: Supervise = Supervise()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
@@ -532,6 +557,12 @@ class HotlineConfig(_Model):
             for seat in agent.seats:
                 if seat not in seat_ids:
                     out.append((f"agents.{i}.seats", f"unknown seat {seat!r}"))
+        sup_ids = [s.id for s in self.supervisors]
+        for i, sup in enumerate(self.supervisors):
+            if sup_ids.index(sup.id) != i:
+                out.append((f"supervisors.{i}.id", f"duplicate supervisor id {sup.id!r}"))
+            if (sup.host, sup.port) in {(a.host, a.port) for a in self.agents}:
+                out.append((f"supervisors.{i}.port", "an agent's phone has this address"))
         if "main" not in self.menus:
             out.append(("menus", "a menu named 'main' is required"))
         for name, menu in self.menus.items():

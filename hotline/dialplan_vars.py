@@ -38,6 +38,9 @@ CID_DIGITS = "HOTLINE_CID_DIGITS"
 """The digits of the INVITE's caller number (while [from-carrier] normalises it)."""
 CID_PLUS = "HOTLINE_CID_PLUS"
 """``+`` when the INVITE's caller number starts with one (the same step)."""
+SPY_TARGET = "HOTLINE_SPY_TARGET"
+"""The uniqueid of the agent's channel a supervisor's phone listens to (set by the
+console's AMI Originate into :data:`SPY_CONTEXT`)."""
 AGI_STATUS = "AGISTATUS"
 """Asterisk's result of AGI(): SUCCESS, FAILURE, NOTFOUND or HANGUP."""
 
@@ -57,4 +60,15 @@ ALL = (
     QUEUE_KEY,
     CID_DIGITS,
     CID_PLUS,
+    SPY_TARGET,
 )
+
+# Listening to an agent's call (console/spy.py): the supervisor's phone is originated into
+# SPY_CONTEXT at the mode's extension, which runs ChanSpy on the agent's channel by uniqueid.
+SPY_CONTEXT = "hotline-spy"
+SPY_COMMON_OPTIONS = "qdEu"
+"""ChanSpy: no beep, DTMF 4/5/6 switch mode, end with the agent's channel, target by uniqueid."""
+SPY_MODES: dict[str, str] = {"listen": "", "whisper": "w", "barge": "B"}
+"""Mode → the ChanSpy option added (listen: the supervisor only hears)."""
+SPY_DTMF: dict[str, str] = {"listen": "4", "whisper": "5", "barge": "6"}
+"""Mode → the key that switches ChanSpy (option ``d``) into it during the call."""
