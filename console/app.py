@@ -58,6 +58,7 @@ from access.web import ERRORS, Problem, note, protect, require
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.kb import KbSlot, mount
+from console.spy import mount_spy
 from console.views import draft_view
 from hotline.call import CallEvent
 from hotline.config import EMERGENCY_LINES, HotlineConfig
@@ -242,6 +243,7 @@ def make_app(
     add_ticket_error_handlers(app)
     if sv.kb is not None and threshold is not None:
         mount(app, sv.kb, threshold)
+    mount_spy(app, config, sv)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:
