@@ -304,5 +304,6 @@ def spy_router(config: HotlineConfig, services: Any, desk: SpyDesk | None = None
 
 
 def mount_spy(app: FastAPI, config: HotlineConfig, services: Any) -> None:
-    """Add the listen/whisper/barge routes to the console ``app``."""
-    app.include_router(spy_router(config, services))
+    """Add the listen/whisper/barge routes to the console ``app`` (``services.spy``, when
+    set, is the :class:`SpyDesk` to use: a test's over a fake AMI)."""
+    app.include_router(spy_router(config, services, getattr(services, "spy", None)))
