@@ -10,8 +10,9 @@ sipp does the SIP side (the scenario's SDP names this socket's port, see
     phone.press("2")                                 # an RFC 4733 key, in the same stream
     levels = phone.tone_levels([600, 1100], since, until)   # share of the received energy
 
-It starts sending when the first packet arrives (symmetric RTP: Asterisk's media address is
-where that packet came from).  Every received 20 ms frame is kept with its arrival time.
+It starts sending when the first packet arrives and always sends to where the latest packet
+came from (symmetric RTP: that is Asterisk's media address of the current call; one phone
+answers one call after another).  Every received 20 ms frame is kept with its arrival time.
 """
 
 from __future__ import annotations
@@ -131,6 +132,17 @@ class RtpPhone:
         samples = self.received(since, until)
         return {hz: round(band_share(samples, hz), 4) for hz in tones}
 
+    def onset(self, hz: float, since: float, share: float = 0.05, chunk: int = 4) -> float | None:
+        """Seconds from ``since`` to the first ``chunk`` frames (80 ms) received in which
+        ``hz`` holds at least ``share`` of the energy (None: not yet)."""
+        with self._lock:
+            frames = [(t, f) for t, f in self.frames if t >= since]
+        for i in range(0, len(frames) - chunk + 1):
+            group = np.concatenate([f for _, f in frames[i : i + chunk]])
+            if band_share(group, hz) >= share:
+                return round(frames[i][0] - since, 3)
+        return None
+
     def _receive(self) -> None:
         while not self._stop.is_set():
             try:
@@ -144,8 +156,7 @@ class RtpPhone:
             payload = data[12 + 4 * cc :]
             with self._lock:
                 self.packets += 1
-                if self.remote is None:
-                    self.remote = addr
+                self.remote = addr  # the latest call's media address (phones outlive calls)
                 if pt in DECODE:
                     table = DECODE[pt]
                     frame = table[np.frombuffer(payload, dtype=np.uint8)]

@@ -51,6 +51,12 @@ HEARS = 0.05
 """A tone holding at least this share of the received audio is heard (measured: 0.2–0.6)."""
 SILENT = 0.01
 """…and at most this share is not (measured: below 0.001)."""
+EFFECT = {
+    "listen": ("supervisor", AGENT_HZ),
+    "whisper": ("agent", SUPERVISOR_HZ),
+    "barge": ("caller", SUPERVISOR_HZ),
+}
+"""Where each mode's change shows first (timed from the request: ``onset``)."""
 SETTLE_S, WINDOW_S = 0.7, 2.5
 """After a mode change: time for it to take effect, then the measuring window."""
 
@@ -157,6 +163,23 @@ async def hang_up_call(config: HotlineConfig, linkedid: str) -> None:
                 await ami.action("Hangup", Channel=ch["Channel"])
 
 
+async def reach_agent(http: httpx.Client, sup: dict[str, str], caller: RtpPhone) -> str:
+    """Press 2 every 2 s until the console shows the call on the agent; its call id."""
+    deadline = time.monotonic() + 60
+    last_key = 0.0
+    while time.monotonic() < deadline:
+        r = await asyncio.to_thread(http.get, "/api/supervisor/calls", headers=sup)
+        calls = [c for c in r.json().get("calls", []) if c["agent"] == AGENT]
+        if calls:
+            await asyncio.sleep(1.0)  # both directions of the bridge flowing
+            return calls[0]["call_id"]
+        if caller.remote is not None and time.monotonic() - last_key > 2.0:
+            caller.press("2")
+            last_key = time.monotonic()
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"the call never reached agent {AGENT}: {r.text}")
+
+
 def test_supervisor_listens_then_whispers_then_barges_then_leaves(spy_stack) -> None:
     s = spy_stack
     caller_rtp = RtpPhone(CARRIER_IP, CALLER_HZ).start()
@@ -165,11 +188,15 @@ def test_supervisor_listens_then_whispers_then_barges_then_leaves(spy_stack) -> 
     sup, agent, admin = login(http, "sup1"), login(http, f"agent{AGENT}"), login(http, "admin1")
     levels: dict[str, dict[str, dict[float, float]]] = {}
     answers: dict[str, httpx.Response] = {}
+    answered_s: dict[str, float] = {}
+    sup_phone = s.phones.phones[f"supervisor{SUPERVISOR}"]
+    answered_before = [e.kind for e in sup_phone.events()].count("answered")
+    onsets: dict[str, float | None] = {}
 
     async def scenario() -> str:
         proc = await place_caller(s, caller_rtp, hold_s=90)
         try:
-            call_id = await reach_agent()
+            call_id = await reach_agent(http, sup, caller_rtp)
             url = f"/api/supervisor/calls/{call_id}/spy"
             body = {"mode": "listen", "phone": SUPERVISOR}
             answers["agent_tries"] = await asyncio.to_thread(http.post, url, json=body,
@@ -184,12 +211,17 @@ def test_supervisor_listens_then_whispers_then_barges_then_leaves(spy_stack) -> 
             for mode in ("listen", "whisper", "barge", "listen"):
                 body = {"mode": mode, "phone": SUPERVISOR}
                 send = http.post if mode == "listen" and "listen" not in levels else http.patch
+                sent = time.monotonic()
                 r = await asyncio.to_thread(send, url, json=body, headers=sup)
+                answered_s.setdefault(mode, round(time.monotonic() - sent, 3))
                 answers[mode if mode not in answers else "back_to_listen"] = r
                 assert r.status_code in (200, 201), r.text
                 levels[mode if mode not in levels else "back_to_listen"] = await heard(
                     time.monotonic(), phones
                 )
+                if mode not in onsets:
+                    who, hz = EFFECT[mode]
+                    onsets[mode] = phones[who].onset(hz, sent)
             answers["stop"] = await asyncio.to_thread(
                 http.delete, url, params={"phone": SUPERVISOR}, headers=sup
             )
@@ -205,22 +237,6 @@ def test_supervisor_listens_then_whispers_then_barges_then_leaves(spy_stack) -> 
                 proc.kill()
                 await proc.wait()
 
-    async def reach_agent() -> str:
-        """Press 2 every 2 s until the console shows the call on the agent."""
-        deadline = time.monotonic() + 60
-        last_key = 0.0
-        while time.monotonic() < deadline:
-            r = await asyncio.to_thread(http.get, "/api/supervisor/calls", headers=sup)
-            calls = [c for c in r.json().get("calls", []) if c["agent"] == AGENT]
-            if calls:
-                await asyncio.sleep(1.0)  # both directions of the bridge flowing
-                return calls[0]["call_id"]
-            if caller_rtp.remote is not None and time.monotonic() - last_key > 2.0:
-                caller_rtp.press("2")
-                last_key = time.monotonic()
-            await asyncio.sleep(0.3)
-        raise AssertionError(f"the call never reached agent {AGENT}: {r.text}")
-
     try:
         call_id = asyncio.run(scenario())
         audit = http.get("/api/admin/audit", params={"count": 200}, headers=admin).json()
@@ -229,6 +245,8 @@ def test_supervisor_listens_then_whispers_then_barges_then_leaves(spy_stack) -> 
         http.close()
     print("tone shares heard (caller 600 Hz, agent 1100 Hz, supervisor 1700 Hz):")
     print(json.dumps(levels, indent=1))
+    print("API answered after (s):", answered_s)
+    print("request sent → effect heard (s):", onsets)
 
     def hears(mode: str, who: str, hz: float) -> bool:
         share = levels[mode][who][hz]
@@ -259,8 +277,8 @@ def test_supervisor_listens_then_whispers_then_barges_then_leaves(spy_stack) -> 
     assert answers["agent_tries"].status_code == 403
     assert answers["bad_mode"].status_code == 422 and "mode" in answers["bad_mode"].json()["detail"]
     assert answers["no_call"].status_code == 404
-    sup_calls = [e for e in s.phones.phones[f"supervisor{SUPERVISOR}"].events()]
-    assert [e.kind for e in sup_calls].count("answered") == 1, sup_calls
+    answered_now = [e.kind for e in sup_phone.events()].count("answered") - answered_before
+    assert answered_now == 1  # rung and answered once: switches do not ring it again
 
     spy_audit = [r for r in audit["records"] if "/spy" in str(r.get("action", ""))]
     mine = [r for r in spy_audit if f"call_id={call_id}" in str(r.get("target"))]
@@ -269,3 +287,65 @@ def test_supervisor_listens_then_whispers_then_barges_then_leaves(spy_stack) -> 
     for detail in ("spy start mode=listen", "spy switch mode=whisper", "spy switch mode=barge",
                    "spy stop phone=9001"):  # fmt: skip
         assert any(d and d.startswith(detail) and st < 300 for _, st, d in details), details
+
+
+def test_how_a_mode_switch_reaches_chanspy(spy_stack) -> None:
+    """The measurement behind the PATCH (docs/decisions.md): a key played *out* to the
+    supervisor's phone (PlayDTMF without Receive) does not switch ChanSpy; the same key
+    emulated as *received* does (the PATCH, above); an AMI Redirect of the supervisor's channel
+    to another mode's extension restarts ChanSpy in that mode without ringing the phone again."""
+    s = spy_stack
+    caller_rtp = RtpPhone(CARRIER_IP, CALLER_HZ).start()
+    phones = {"caller": caller_rtp, "agent": s.agent, "supervisor": s.supervisor}
+    http = httpx.Client(base_url=s.console, timeout=60)
+    sup = login(http, "sup1")
+    levels: dict[str, dict[str, dict[float, float]]] = {}
+    onsets: dict[str, float | None] = {}
+    sup_phone = s.phones.phones[f"supervisor{SUPERVISOR}"]
+    rung_before = len(sup_phone.invites())
+
+    async def scenario() -> None:
+        proc = await place_caller(s, caller_rtp, hold_s=90)
+        a = s.config.ami
+        ami = await AmiClient.connect(a.host, a.port, a.username, a.secret)
+        try:
+            call_id = await reach_agent(http, sup, caller_rtp)
+            url = f"/api/supervisor/calls/{call_id}/spy"
+            r = await asyncio.to_thread(
+                http.post, url, json={"mode": "listen", "phone": SUPERVISOR}, headers=sup
+            )
+            assert r.status_code == 201, r.text
+            channel = r.json()["channel"]
+            sent = time.monotonic()
+            reply = await ami.action("PlayDTMF", Channel=channel, Digit="5", Duration=120)
+            assert reply["Response"] == "Success", reply
+            levels["dtmf_sent_out"] = await heard(sent, phones)
+            sent = time.monotonic()
+            reply = await ami.action("Redirect", Channel=channel, Context="hotline-spy",
+                                     Exten="whisper", Priority=1)  # fmt: skip
+            assert reply["Response"] == "Success", reply
+            levels["redirect_whisper"] = await heard(sent, phones)
+            onsets["redirect_whisper"] = s.agent.onset(SUPERVISOR_HZ, sent)
+            r = await asyncio.to_thread(http.delete, url, params={"phone": SUPERVISOR}, headers=sup)
+            assert r.status_code == 200, r.text
+            await hang_up_call(s.config, call_id)
+            await asyncio.wait_for(proc.wait(), 30)
+        finally:
+            await ami.close()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        caller_rtp.stop()
+        http.close()
+    print("tone shares heard:", json.dumps(levels, indent=1))
+    print("Redirect sent → agent hears the supervisor (s):", onsets)
+    sent_out, redirect = levels["dtmf_sent_out"], levels["redirect_whisper"]
+    assert sent_out["agent"][SUPERVISOR_HZ] <= SILENT  # still listening only
+    assert sent_out["supervisor"][AGENT_HZ] >= HEARS
+    assert redirect["agent"][SUPERVISOR_HZ] >= HEARS  # whispering after the Redirect
+    assert redirect["caller"][SUPERVISOR_HZ] <= SILENT
+    assert len(sup_phone.invites()) == rung_before + 1  # rung once: never again on a switch
