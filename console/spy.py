@@ -202,6 +202,11 @@ class SpyDesk:
         self.sessions.pop((rec.linkedid, phone_id), None)
         return session
 
+    def forget_all_but(self, linkedids: set[str]) -> None:
+        """Drop the sessions of calls that ended (ChanSpy hung up with the agent's channel)."""
+        for key in [k for k in self.sessions if k[0] not in linkedids]:
+            self.sessions.pop(key, None)
+
     def on_call(self, linkedid: str) -> list[SpySession]:
         return [s for (lid, _), s in self.sessions.items() if lid == linkedid]
 
@@ -254,6 +259,7 @@ def spy_router(config: HotlineConfig, services: Any, desk: SpyDesk | None = None
         follower = services.follower
         if follower is None:
             raise HTTPException(503, "the call follower (AMI) is not available")
+        desk.forget_all_but(set(follower.calls))
         out = [
             {"call_id": r.call_id, "agent": r.agent, "seat": r.seat, "answered_at": r.answered_at,
              "spies": [{"phone": s.phone, "mode": s.mode, "by": s.by}
@@ -299,7 +305,6 @@ def spy_router(config: HotlineConfig, services: Any, desk: SpyDesk | None = None
         log.info("call %s: %s ended phone %s", rec.call_id, user.name, phone)
         return out
 
-    router.desk = desk  # type: ignore[attr-defined]
     return router
 
 

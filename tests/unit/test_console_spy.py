@@ -119,10 +119,10 @@ async def spy(config, tmp_path):
 
     follower = CallFollower(config, FeedHub(), None, redis=None)
     follower.ami_connected = True
-    services = SimpleNamespace(follower=follower)
+    services = SimpleNamespace(follower=follower, desk=SpyDesk(config, connect=connect))
     app = FastAPI()
     protect(app, access, 64 * 1024)
-    app.include_router(spy_router(config, services, SpyDesk(config, connect=connect)))
+    app.include_router(spy_router(config, services, services.desk))
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
     async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
         yield Spy(client, ami, follower, access, services)
@@ -225,6 +225,20 @@ async def test_ami_down_is_503_and_an_unanswered_phone_is_502(spy) -> None:
     spy.ami.channels, spy.ami.answer = channels, False
     r = await spy.client.post(URL, json=body, headers=sup)
     assert r.status_code == 502 and "did not answer" in r.json()["detail"]
+
+
+async def test_when_the_call_ends_its_listening_sessions_are_forgotten(spy) -> None:
+    sup = await spy.as_("sup1")
+    await spy.agent_answers()
+    body = {"mode": "barge", "phone": "9001"}
+    assert (await spy.client.post(URL, json=body, headers=sup)).status_code == 201
+    await spy.follower.on_ami_event(
+        {"Event": "Hangup", "Linkedid": CALL, "Channel": "PJSIP/carrier-0000000a"}
+    )
+    listed = (await spy.client.get("/api/supervisor/calls", headers=sup)).json()
+    assert listed["calls"] == []
+    desk = spy.services.desk
+    assert desk.sessions == {}
 
 
 async def test_one_supervisor_phone_is_on_one_call_at_a_time(spy) -> None:
