@@ -62,6 +62,7 @@ from console import agent_state
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.kb import KbSlot, mount
+from console.spy import mount_spy
 from console.views import draft_view
 from console.wallboard import mount_supervise
 from hotline.call import CallEvent
@@ -249,6 +250,7 @@ def make_app(
         mount(app, sv.kb, threshold)
     agent_state.mount(app, config, sv.hub)
     mount_supervise(app, config, sv, own)
+    mount_spy(app, config, sv)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:

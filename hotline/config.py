@@ -198,6 +198,22 @@ class Agent(_Model):
         return f"agent{self.id}"
 
 
+class Supervisor(_Model):
+    """A supervisor's phone: a SIP endpoint at a fixed address, only ever called (to listen
+    to, whisper to or barge into an agent's call)."""
+
+    id: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")]
+    name: str = Field(min_length=1, max_length=32)
+    host: str
+    port: int = Field(ge=1, le=65535)
+
+    _check_host = field_validator("host")(_host)
+
+    @property
+    def endpoint(self) -> str:
+        return f"supervisor{self.id}"
+
+
 TARGET_KINDS = ("seat", "menu", "emergency", "notice", "speech", "progress", "repeat")
 
 
@@ -469,7 +485,7 @@ class Calls(_Model):
 
 class Supervise(_Model):
     """The supervisors' wallboard, alerts, reports and ``/metrics`` (``supervise/``, served by
-    the console)."""
+    the console), and listening to agents' calls (``console/spy.py``)."""
 
     service_level_s: float = Field(default=20.0, gt=0, le=600)
     """A call answered within this many seconds of joining its seat's queue is in service level."""
@@ -480,6 +496,9 @@ class Supervise(_Model):
     """Alert when a caller has waited longer than this."""
     not_ready_alert_s: float = Field(default=900.0, gt=0, le=86_400)
     """Alert when an agent has been not ready longer than this."""
+    ring_s: int = Field(default=20, ge=5, le=120)
+    """Listen/whisper/barge (console/spy.py): how long the supervisor's phone rings before
+    the attempt is given up."""
     hotspot_window_min: int = Field(default=60, ge=5, le=24 * 60)
     hotspot_history_days: int = Field(default=28, ge=1, le=365)
     """The usual rate of a matter: its drafts in the same hour of day over this many days."""
@@ -628,6 +647,7 @@ class HotlineConfig(_Model):
     kb: Kb = Kb()
     acd: Acd = Acd()
     agent_codes: AgentCodes = AgentCodes()
+    supervisors: tuple[Supervisor, ...] = Field(default=(), max_length=500)
     supervise: Supervise = Supervise()
 
     @model_validator(mode="after")
@@ -653,6 +673,12 @@ class HotlineConfig(_Model):
             for seat in agent.seats:
                 if seat not in seat_ids:
                     out.append((f"agents.{i}.seats", f"unknown seat {seat!r}"))
+        sup_ids = [s.id for s in self.supervisors]
+        for i, sup in enumerate(self.supervisors):
+            if sup_ids.index(sup.id) != i:
+                out.append((f"supervisors.{i}.id", f"duplicate supervisor id {sup.id!r}"))
+            if (sup.host, sup.port) in {(a.host, a.port) for a in self.agents}:
+                out.append((f"supervisors.{i}.port", "an agent's phone has this address"))
         if "main" not in self.menus:
             out.append(("menus", "a menu named 'main' is required"))
         for name, menu in self.menus.items():

@@ -47,6 +47,9 @@ ACD_SINCE = "HOTLINE_ACD_SINCE"
 """Unix time the caller entered the router's waiting context."""
 ACD_AGENT = "HOTLINE_ACD_AGENT"
 """The agent id the router offers the call to (set before its Redirect to the Dial context)."""
+SPY_TARGET = "HOTLINE_SPY_TARGET"
+"""The uniqueid of the agent's channel a supervisor's phone listens to (set by the
+console's AMI Originate into :data:`SPY_CONTEXT`)."""
 AGI_STATUS = "AGISTATUS"
 """Asterisk's result of AGI(): SUCCESS, FAILURE, NOTFOUND or HANGUP."""
 
@@ -70,4 +73,15 @@ ALL = (
     ACD_QUEUED,
     ACD_SINCE,
     ACD_AGENT,
+    SPY_TARGET,
 )
+
+# Listening to an agent's call (console/spy.py): the supervisor's phone is originated into
+# SPY_CONTEXT at the mode's extension, which runs ChanSpy on the agent's channel by uniqueid.
+SPY_CONTEXT = "hotline-spy"
+SPY_COMMON_OPTIONS = "qdEu"
+"""ChanSpy: no beep, DTMF 4/5/6 switch mode, end with the agent's channel, target by uniqueid."""
+SPY_MODES: dict[str, str] = {"listen": "", "whisper": "w", "barge": "B"}
+"""Mode → the ChanSpy option added (listen: the supervisor only hears)."""
+SPY_DTMF: dict[str, str] = {"listen": "4", "whisper": "5", "barge": "6"}
+"""Mode → the key that switches ChanSpy (option ``d``) into it during the call."""

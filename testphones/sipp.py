@@ -602,17 +602,39 @@ class Phone:
         return self.proc is not None and self.proc.poll() is None
 
 
+def media_at(scenario: Path, workdir: Path) -> Path:
+    """A copy of ``scenario`` whose SDP offers the media port ``-set rtp_port`` instead of
+    sipp's own: the phone's RTP is then a Python :class:`testphones.rtp.RtpPhone`."""
+    text = scenario.read_text()
+    if "m=audio [media_port]" not in text or '<Global variables="' not in text:
+        raise SippError(f"{scenario} has no SDP media port or Global variables to replace")
+    text = text.replace("m=audio [media_port]", "m=audio [$rtp_port]")
+    text = text.replace('<Global variables="', '<Global variables="rtp_port,', 1)
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / f"{scenario.stem}_rtp_port.xml"
+    out.write_text(text)
+    return out
+
+
 def start_phone(
-    role: str, host: str, port: int, workdir: Path, ring_s: float = 0.3, wait_s: float = 5.0
+    role: str,
+    host: str,
+    port: int,
+    workdir: Path,
+    ring_s: float = 0.3,
+    wait_s: float = 5.0,
+    rtp_port: int | None = None,
 ) -> Phone:
-    """Start a phone that answers on ``host:port``; SippError if it does not bind."""
+    """Start a phone that answers on ``host:port``; SippError if it does not bind.  With
+    ``rtp_port`` its SDP names that port (a Python RTP phone's) instead of sipp's."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", role):
         raise SippError(f"phone role {role!r}: letters, digits, '_', '-', '.' only")
     workdir.mkdir(parents=True, exist_ok=True)
     phone = Phone(role, host, port, workdir)
+    scenario = UAS_XML if rtp_port is None else media_at(UAS_XML, workdir)
     argv = [
         sipp_binary(),
-        "-sf", str(UAS_XML),
+        "-sf", str(scenario),
         "-i", host,
         "-p", str(port),
         "-mi", host,
@@ -626,6 +648,8 @@ def start_phone(
         "-trace_err", "-error_file", str(workdir / f"{role}.errors.log"),
         "-trace_msg", "-message_file", str(workdir / f"{role}.messages.log"),
     ]  # fmt: skip
+    if rtp_port is not None:
+        argv += ["-set", "rtp_port", str(rtp_port)]
     out = open(workdir / f"{role}.out", "wb")  # noqa: SIM115 - lives as long as the process
     phone.proc = subprocess.Popen(
         argv, stdout=out, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True
@@ -763,6 +787,8 @@ def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = N
         move(trunk, 5060)
     for agent in data.get("agents", []):
         move(agent, 5100)
+    for supervisor in data.get("supervisors", []):
+        move(supervisor, 5120)
     # Asterisk's media ports: clear of every stack's fixed ports (offsets up to ~30 000 here)
     data.setdefault("sip", {})["rtp_ports"] = list(TEST_RTP_PORTS)
     data["sip"]["rtp_timeout_s"] = TEST_RTP_TIMEOUT_S

@@ -31,13 +31,15 @@ def instances(monkeypatch: pytest.MonkeyPatch, worker: str | None, base: str = "
 
 def stack_ports(offset: int) -> set[tuple[str, int]]:
     """Every (address, port) a test stack of hotline.yaml at ``offset`` listens on, with the
-    agents' media ports test_stack_up uses and the rules stack's key-pressing phone."""
+    agents' media ports test_stack_up uses, the rules stack's key-pressing phone and the
+    supervisors' phones."""
     data = offset_config(safe_yaml.load_file(REPO / "hotline.yaml"), offset)
     out = {(data[k].get("host", "127.0.0.1"), data[k]["port"]) for k in ("sip", "ami", "redis")}
     agi = data["agi"]["port"]
     out |= {("127.0.0.1", agi + i) for i in range(3)}  # FastAGI, speech, console
     out |= {(t["host"], t["port"]) for t in data["trunks"].values()}
     out |= {("127.0.0.1", a["port"]) for a in data["agents"]}
+    out |= {(s["host"], s["port"]) for s in data.get("supervisors", [])}
     out |= {("127.0.0.1", 5150 + offset + i) for i in range(22)} | {("127.0.0.1", 5807 + offset)}
     out |= {("127.0.0.2", 5061 + offset), ("127.0.0.3", 5062 + offset)}
     return out
