@@ -241,7 +241,22 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "R": call_vars,
         "queue_emergency": queue_emergency(config),
         "agi_base": f"agi://{config.agi.host}:{config.agi.port}",
+        "recording": config.recording,
+        "queue_record": queue_record(config),
+        "record_name": RECORD_NAME,
     }
+
+
+RECORD_NAME = "hotline/${FILTER(0-9.,${CHANNEL(linkedid)})}_${FILTER(0-9.,${UNIQUEID})}"
+"""A recording's files in the spool's ``monitor/hotline``: ``<call id>_<leg uniqueid>_<side>.wav``
+(``recordings.mover`` parses the same shape)."""
+
+
+def queue_record(config: HotlineConfig) -> str:
+    """Queue()'s trailing arguments: the agent-side recording gosub when only agent calls
+    are recorded (``recording.include_ivr`` records from the answer instead)."""
+    r = config.recording
+    return ",,,,,hotline-agent-record" if r.enabled and not r.include_ivr else ""
 
 
 def _environment() -> Environment:

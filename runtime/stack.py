@@ -169,6 +169,7 @@ class Stack:
             self.start_redis()
             self.start_fastagi(required=require_fastagi)
             self.start_records()
+            self.start_recordings()
             self.start_asterisk()
             self.wait_records_bridge()
             if speech:
@@ -182,6 +183,7 @@ class Stack:
                 "speech": self.stop_speech,
                 "console": self.stop_console,
                 "records": self.stop_records,
+                "recordings": self.stop_recordings,
                 "redis": self.stop_redis,
             }
             for name, stop_component in stops.items():
@@ -198,6 +200,7 @@ class Stack:
             "speech": self.stop_speech(),
             "console": self.stop_console(),
             "records": self.stop_records(),
+            "recordings": self.stop_recordings(),
             "redis": self.stop_redis(),
             "demo_phones": self.stop_demo_phones() > 0,
         }
@@ -261,6 +264,11 @@ class Stack:
                 "pid": records_pid if alive(records_pid, "calls") else None,
                 "store": str(cfg.calls.path),
                 "log": str(self._logfile("records")),
+            },
+            "recordings": {
+                "running": alive(read_pid(self._pidfile("recordings")), "recordings"),
+                "store": str(cfg.recording.store_dir),
+                "log": str(self._logfile("recordings")),
             },
             "timings": dict(self.timings),
         }
@@ -643,6 +651,40 @@ class Stack:
 
     def stop_records(self) -> bool:
         return stop(self._pidfile("records"), "calls")
+
+    # ---- recordings (issue 11) ----------------------------------------------------------
+    @property
+    def recording_spool(self) -> Path:
+        """Where MixMonitor writes this instance's recordings (inside the rootfs, 0700)."""
+        return self._inside(f"/var/spool/asterisk-{self.instance}/monitor/hotline")
+
+    def start_recordings(self, timeout: float = 10.0) -> bool:
+        """Start ``python -m recordings serve`` when recording is on; False if it did not
+        come up.  Calls never depend on it (unmoved files wait in the spool)."""
+        pidfile = self._pidfile("recordings")
+        if not self.config.recording.enabled:
+            return False
+        if alive(read_pid(pidfile), "recordings"):
+            return True
+        self.recording_spool.mkdir(parents=True, exist_ok=True)
+        argv = [
+            *(sys.executable, "-m", "recordings", "serve", "--config", str(self.config_path)),
+            *("--spool", str(self.recording_spool)),
+        ]
+        log_file = self._logfile("recordings")
+        start = log_file.stat().st_size if log_file.exists() else 0
+        spawn(argv, pidfile, log_file, cwd=REPO, env=self._service_env())
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and alive(read_pid(pidfile)):
+            with open(log_file, "rb") as f:
+                f.seek(start)
+                if b"recordings: watching" in f.read():
+                    return True
+            time.sleep(0.05)
+        return alive(read_pid(pidfile), "recordings")
+
+    def stop_recordings(self) -> bool:
+        return stop(self._pidfile("recordings"), "recordings")
 
     # ---- demo phones ------------------------------------------------------------------
     def _phones(self) -> list[tuple[str, str, int]]:
