@@ -19,6 +19,9 @@ Agents (role ``agent``, the config's agent id from the session)::
 
 Knowledge base (``console/kb.py``): ``/api/kb/…`` of ``kb/api.py``.
 
+QA (``console/qa.py``, roles qa and supervisor): ``/qa`` and ``/api/qa/…`` (recordings,
+transcripts, scores).
+
 Drafts (agent, supervisor, qa read; agent, supervisor correct)::
 
     GET   /api/drafts/{call_id}               the draft (numbers masked) and the call's facts
@@ -58,6 +61,7 @@ from access.web import ERRORS, Problem, note, protect, require
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.kb import KbSlot, mount
+from console.qa import mount as mount_qa
 from console.views import draft_view
 from hotline.call import CallEvent
 from hotline.config import EMERGENCY_LINES, HotlineConfig
@@ -242,6 +246,7 @@ def make_app(
     add_ticket_error_handlers(app)
     if sv.kb is not None and threshold is not None:
         mount(app, sv.kb, threshold)
+    mount_qa(app, config)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:

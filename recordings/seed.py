@@ -7,6 +7,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from calls.store import SqliteCallStore
@@ -65,5 +66,7 @@ def seed_call(
             index.set_transcript(rec, lines)
     finally:
         index.close()
-    asyncio.run(_record(config, call_id, at, agent, seat, rec, caller_masked, caller_hash))
+    facts = _record(config, call_id, at, agent, seat, rec, caller_masked, caller_hash)
+    with ThreadPoolExecutor(1) as pool:  # its own loop: callers may be inside one already
+        pool.submit(asyncio.run, facts).result()
     return rec
