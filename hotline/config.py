@@ -531,10 +531,11 @@ class Qa(_Model):
         min_length=1,
         max_length=50,
     )
-    greetings: tuple[WORD, ...] = ("您好", "很高兴为您服务", "12345")
+    greetings: tuple[WORD, ...] = ("您好", "你好", "很高兴为您服务", "12345")
+    """Whisper writes 您好 as 你好 and 12345 as 一二三四五 (bench/qa_agreement.py, dev calls)."""
     repeat_phrases: tuple[WORD, ...] = ("您反映的是", "您是说", "您的诉求是", "确认一下")
-    callback_phrases: tuple[WORD, ...] = ("联系电话", "回访", "号码", "这个电话")
-    closings: tuple[WORD, ...] = ("感谢您的来电", "再见", "还有其他", "祝您")
+    callback_phrases: tuple[WORD, ...] = ("联系电话", "回访", "号码", "电话")
+    closings: tuple[WORD, ...] = ("感谢您", "再见", "还有其他", "祝您")
     forbidden: tuple[WORD, ...] = (
         "不知道",
         "不归我们管",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
@@ -29,29 +28,13 @@ class RecordingKeyError(ValueError):
 
 def load_secret(path: str | Path | None) -> bytes:
     """The recording secret: ``$HOTLINE_RECORDING_KEY`` (hex), else the key file (created
-    0600 with its folder 0700 when missing)."""
-    env = os.environ.get(ENV_KEY)
-    if env:
-        try:
-            key = bytes.fromhex(env.strip())
-        except ValueError:
-            raise RecordingKeyError(f"{ENV_KEY} must be hex") from None
-    else:
-        if path is None:
-            raise RecordingKeyError(f"no recording key: set {ENV_KEY} or give a key file")
-        p = Path(path)
-        if not p.exists():
-            p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32) + "\n")
-        try:
-            key = bytes.fromhex(p.read_text().strip())
-        except ValueError:
-            raise RecordingKeyError(f"{p}: the recording key file must hold hex digits") from None
-    if len(key) < 16:
-        raise RecordingKeyError("the recording key must be at least 16 bytes (32 hex digits)")
-    return key
+    0600 when missing), read like the PII secret (:func:`hotline.privacy.load_secret`)."""
+    from hotline.privacy import load_secret as load
+
+    try:
+        return load(path, env_var=ENV_KEY)
+    except ValueError as exc:
+        raise RecordingKeyError(str(exc).replace("PII", "recording")) from None
 
 
 class RecordingKey:

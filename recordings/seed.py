@@ -37,6 +37,25 @@ async def _record(config: HotlineConfig, call_id: str, at: float, agent: str, se
         await store.close()
 
 
+def local_config(base: Path, folder: Path) -> HotlineConfig:
+    """``base`` (a hotline YAML) with every store, key and index moved into ``folder`` and the
+    knowledge base off: a console of its own for a demo or a test."""
+    import yaml
+
+    from hotline import safe_yaml
+    from hotline.config import load_config
+
+    data = safe_yaml.load_file(base)
+    data["kb"]["enabled"] = False
+    data["tickets"].update(path=str(folder / "t.sqlite3"), key_file=str(folder / "pii.key"))
+    data["calls"]["path"] = str(folder / "calls.sqlite3")
+    data["recording"].update(store_dir=str(folder / "store"), index=str(folder / "rec.db"),
+                             key_file=str(folder / "rec.key"))  # fmt: skip
+    path = folder / "hotline.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return load_config(path)
+
+
 def seed_call(
     config: HotlineConfig,
     call_id: str,

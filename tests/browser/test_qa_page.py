@@ -13,16 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from argon2 import PasswordHasher
 from browser_kit import screenshot, serve
 
 from access import AccessStore
 from console.app import Services, make_app
-from hotline import safe_yaml
-from hotline.config import load_config
 from recordings.index import TLine
-from recordings.seed import seed_call
+from recordings.seed import local_config, seed_call
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("HOTLINE_SHARED", REPO.parent / "shared"))
@@ -42,15 +39,7 @@ def qa_url(tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
         if not wav.is_file():
             pytest.skip(f"test speech {wav} is missing")
     monkeypatch.delenv("HOTLINE_RECORDING_KEY", raising=False)
-    data = safe_yaml.load_file(REPO / "hotline.yaml")
-    data["kb"]["enabled"] = False
-    data["tickets"].update(path=str(tmp_path / "t.sqlite3"), key_file=str(tmp_path / "pii.key"))
-    data["calls"]["path"] = str(tmp_path / "calls.sqlite3")
-    data["recording"].update(store_dir=str(tmp_path / "store"), index=str(tmp_path / "rec.db"),
-                             key_file=str(tmp_path / "rec.key"))  # fmt: skip
-    path = tmp_path / "h.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    config = load_config(path)
+    config = local_config(REPO / "hotline.yaml", tmp_path)
     # the agent greets first, the caller speaks after: two sides of one call
     from speech.audio import read_wav, write_wav
 

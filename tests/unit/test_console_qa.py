@@ -12,16 +12,13 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import yaml
 from test_console import PASSWORD, fast_store
 from test_console_kb import Client
 
 from console.app import Services, make_app
-from hotline import safe_yaml
-from hotline.config import load_config
 from hotline.privacy import CallerKey
 from recordings.index import TLine
-from recordings.seed import seed_call
+from recordings.seed import local_config, seed_call
 from speech.stereo import rms, split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,15 +48,7 @@ def wav(path: Path, freq: float, at: float, seconds: float, total: float = 4.0) 
 def qa_config(tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.delenv("HOTLINE_RECORDING_KEY", raising=False)
     monkeypatch.delenv("HOTLINE_PII_KEY", raising=False)
-    data = safe_yaml.load_file(REPO / "hotline.yaml")
-    data["kb"]["enabled"] = False
-    data["tickets"].update(path=str(tmp_path / "t.sqlite3"), key_file=str(tmp_path / "pii.key"))
-    data["calls"]["path"] = str(tmp_path / "calls.sqlite3")
-    data["recording"].update(store_dir=str(tmp_path / "store"), index=str(tmp_path / "rec.db"),
-                             key_file=str(tmp_path / "rec.key"))  # fmt: skip
-    path = tmp_path / "h.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    config = load_config(path)
+    config = local_config(REPO / "hotline.yaml", tmp_path)
     hashed = CallerKey.from_file(config.tickets.key_file).hash("13805712345")
     lines = [TLine("agent", 0.2, 1.0, "您好，很高兴为您服务"),
              TLine("caller", 2.0, 3.0, "我要投诉小区噪音扰民")]  # fmt: skip
