@@ -798,6 +798,7 @@ def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = N
             store_dir=str(run_dir / "recordings"),
             index=str(run_dir / "recordings.sqlite3"),
             key_file=str(run_dir / "secrets" / "recording.key"),
+            transcribe=False,  # a Whisper per test stack is too much for CI: the QA test asks
         )
     if run_dir is not None and isinstance(data.get("kb"), dict):
         data["kb"]["path"] = str(run_dir / "kb.sqlite3")

@@ -86,6 +86,7 @@ def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RecordingHotli
     data = offset_config(safe_yaml.load_file(REPO / "hotline.yaml"), OFFSET, tmp)
     data["speech"]["mode"] = "off"
     data["kb"]["enabled"] = False
+    data["recording"]["transcribe"] = True
     path = tmp / f"{INSTANCE}.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     config = load_config(path)

@@ -289,3 +289,15 @@ def test_recording_off_or_from_the_answer_changes_the_dialplan(tmp_path) -> None
         assert not any("hotline-agent-record" in q for q in queues)
         entry = ext.split("[hotline-entry]")[1].split("\n[")[0]
         assert ("MixMonitor" in entry) == (ivr == "true")
+
+
+def test_a_test_stack_keeps_its_recordings_in_its_run_dir_without_transcribing(tmp_path) -> None:
+    from hotline import safe_yaml
+    from testphones.sipp import offset_config
+
+    moved = offset_config(safe_yaml.load_file(REPO / "hotline.yaml"), 40000, tmp_path)
+    r = moved["recording"]
+    assert r["store_dir"] == str(tmp_path / "recordings")
+    assert r["index"] == str(tmp_path / "recordings.sqlite3")
+    assert r["key_file"] == str(tmp_path / "secrets" / "recording.key")
+    assert r["transcribe"] is False
