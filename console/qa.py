@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import re
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -301,16 +302,12 @@ def make_router(config: HotlineConfig, sv: QaServices) -> APIRouter:
 
 
 def _call_id(call_id: str) -> str:
-    import re
-
     if not re.fullmatch(CALL_ID, call_id):
         raise HTTPException(422, "call_id: not a call id")
     return call_id
 
 
 def _rec_id(rec_id: str) -> str:
-    import re
-
     if not re.fullmatch(REC_ID, rec_id):
         raise HTTPException(422, "rec_id: not a recording id")
     return rec_id
