@@ -246,7 +246,22 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "acd_ack_s": max(1, round(config.acd.ack_s)),
         "acd_ring_s": max(1, round(config.acd.ring_timeout_s)),
         "agent_codes": sorted(config.agent_codes.actions().items()),
+        "recording": config.recording,
+        "queue_record": queue_record(config),
+        "record_name": RECORD_NAME,
     }
+
+
+RECORD_NAME = "hotline/${FILTER(0-9.,${CHANNEL(linkedid)})}_${FILTER(0-9.,${UNIQUEID})}"
+"""A recording's files in the spool's ``monitor/hotline``: ``<call id>_<leg uniqueid>_<side>.wav``
+(``recordings.mover`` parses the same shape)."""
+
+
+def queue_record(config: HotlineConfig) -> str:
+    """Queue()'s trailing arguments: the agent-side recording gosub when only agent calls
+    are recorded (``recording.include_ivr`` records from the answer instead)."""
+    r = config.recording
+    return ",,,,,hotline-agent-record" if r.enabled and not r.include_ivr else ""
 
 
 def _environment() -> Environment:

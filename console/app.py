@@ -21,6 +21,8 @@ Knowledge base (``console/kb.py``): ``/api/kb/…`` of ``kb/api.py``.
 
 Agent state (``console/agent_state.py``): ``/api/agents/{agent}/state``, ``…/login``,
 ``…/logout``, ``…/ready``, ``…/not-ready``.
+QA (``console/qa.py``, roles qa and supervisor): ``/qa`` and ``/api/qa/…`` (recordings,
+transcripts, scores).
 
 Drafts (agent, supervisor, qa read; agent, supervisor correct)::
 
@@ -62,6 +64,7 @@ from console import agent_state
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.kb import KbSlot, mount
+from console.qa import mount as mount_qa
 from console.spy import mount_spy
 from console.views import draft_view
 from console.wallboard import mount_supervise
@@ -251,6 +254,7 @@ def make_app(
     agent_state.mount(app, config, sv.hub)
     mount_supervise(app, config, sv, own)
     mount_spy(app, config, sv)
+    mount_qa(app, config)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:

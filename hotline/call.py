@@ -248,6 +248,7 @@ EVENT_KINDS = (
     "agent",  # an agent answered (AgentConnect)
     "kb",  # a knowledge-base fact: agent's 直接答复/流转交办, the IVR's self-service offer
     "ended",  # the caller's channel hung up
+    "recording",  # a recording of the call was stored (python -m recordings)
 )
 MAX_DATA_BYTES = 16_384
 KB_ACTIONS = ("answered", "referred", "offered", "self_served")
@@ -368,7 +369,7 @@ class CallRecord:
     transfers: list[dict[str, Any]] = field(default_factory=list)
     """Later: blind/attended transfers, queue exits to emergency lines."""
     recordings: list[str] = field(default_factory=list)
-    """Later: recording files."""
+    """Ids of the call's encrypted recordings (``recordings.index``), one per agent leg."""
     flags: list[str] = field(default_factory=list)
     """Marks set during the call (``harassment``)."""
     kb: list[dict[str, Any]] = field(default_factory=list)
@@ -459,6 +460,10 @@ class CallRecord:
                 self.agents.append({"agent": agent, "queue": _text(d, "queue", 64), "at": event.at})
         elif event.kind == "kb":
             self._kb_fact(d, event.at)
+        elif event.kind == "recording":
+            rec_id = _text(d, "recording", 64)
+            if rec_id and rec_id not in self.recordings:
+                self.recordings.append(rec_id)
         elif event.kind == "ended":
             self.ended_at = max(self.ended_at or event.at, event.at)
             self.hangup_cause = _text(d, "cause", 32) or self.hangup_cause

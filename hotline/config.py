@@ -586,6 +586,7 @@ class Acd(_Model):
             raise ValueError("stale_s must be longer than heartbeat_s")
         return self
 
+
 AGENT_CODE = Annotated[str, Field(pattern=r"^\*[0-9]{2,3}$")]
 
 
@@ -619,6 +620,80 @@ class AgentCodes(_Model):
         }
 
 
+class Recording(_Model):
+    """Call recordings (issue 11): every call that reaches an agent, caller and agent on
+    separate channels (MixMonitor ``r()``/``t()``), moved after hang-up by
+    ``python -m recordings serve`` into ``store_dir`` (outside the Asterisk rootfs), encrypted
+    with AES-GCM, and deleted after ``retention_days``."""
+
+    enabled: bool = True
+    include_ivr: bool = False
+    """Also record the IVR part and the wait (from the answer; one channel is the caller)."""
+    store_dir: PATH = "run/recordings"
+    """Encrypted recordings (``<call id>-<leg>.rec``, mode 0600; the folder 0700)."""
+    index: PATH = "run/recordings.sqlite3"
+    """Recordings, transcripts (FTS5) and QA scores (SQLite)."""
+    retention_days: float = Field(default=180.0, gt=0, le=3650)
+    key_file: PATH = "run/secrets/recording.key"
+    """The recording key (hex, created 0600 if missing); ``$HOTLINE_RECORDING_KEY`` wins."""
+    settle_s: float = Field(default=1.0, ge=0.2, le=30)
+    """A finished call's files are moved once untouched this long."""
+    orphan_after_s: float = Field(default=600.0, ge=10, le=86_400)
+    """Files of a call with no ended record are moved anyway once untouched this long."""
+    transcribe: bool = True
+    """Transcribe each channel after the move (background, one at a time, niced)."""
+
+
+class RubricItem(_Model):
+    id: ID
+    name: NAME
+    weight: float = Field(default=1.0, gt=0, le=100)
+    kind: Literal["yesno", "scale5"] = "yesno"
+    check: Literal["", "greeting", "repeat", "callback", "closing", "forbidden", "wait"] = ""
+    """What the pre-filled scorecard proposes for this item (``""``: nothing)."""
+
+
+class Qa(_Model):
+    """Quality assurance: the scoring rubric and what the pre-filled scorecard looks for."""
+
+    rubric: tuple[RubricItem, ...] = Field(
+        default=(
+            RubricItem(id="greeting", name="规范问候语", weight=2, check="greeting"),
+            RubricItem(id="repeat", name="复述诉求", weight=2, check="repeat"),
+            RubricItem(id="callback", name="核实回访号码", weight=2, check="callback"),
+            RubricItem(id="closing", name="规范结束语", weight=1, check="closing"),
+            RubricItem(id="forbidden", name="无服务禁语", weight=3, check="forbidden"),
+            RubricItem(id="wait", name="等待时长合理", weight=1, check="wait"),
+            RubricItem(id="attitude", name="服务态度", weight=3, kind="scale5"),
+        ),
+        min_length=1,
+        max_length=50,
+    )
+    greetings: tuple[WORD, ...] = ("您好", "你好", "很高兴为您服务", "12345")
+    """Whisper writes 您好 as 你好 and 12345 as 一二三四五 (bench/qa_agreement.py, dev calls)."""
+    repeat_phrases: tuple[WORD, ...] = ("您反映的是", "您是说", "您的诉求是", "确认一下")
+    callback_phrases: tuple[WORD, ...] = ("联系电话", "回访", "号码", "电话")
+    closings: tuple[WORD, ...] = ("感谢您", "再见", "还有其他", "祝您")
+    forbidden: tuple[WORD, ...] = (
+        "不知道",
+        "不归我们管",
+        "自己去",
+        "没办法",
+        "烦不烦",
+        "你听不懂吗",
+    )
+    wait_max_s: float = Field(default=60.0, gt=0, le=3600)
+    """Queue wait above this fails the ``wait`` item."""
+
+    @field_validator("rubric")
+    @classmethod
+    def _unique(cls, items: tuple[RubricItem, ...]) -> tuple[RubricItem, ...]:
+        ids = [i.id for i in items]
+        if len(set(ids)) != len(ids):
+            raise ValueError("rubric item ids must be unique")
+        return items
+
+
 class HotlineInfo(_Model):
     name: NAME = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -649,6 +724,8 @@ class HotlineConfig(_Model):
     agent_codes: AgentCodes = AgentCodes()
     supervisors: tuple[Supervisor, ...] = Field(default=(), max_length=500)
     supervise: Supervise = Supervise()
+    recording: Recording = Recording()
+    qa: Qa = Qa()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:

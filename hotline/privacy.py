@@ -163,19 +163,21 @@ def mask_text(text: str, phones: bool = True) -> str:
     return "".join(out)
 
 
-def load_secret(path: str | Path | None) -> bytes:
-    """The PII secret: ``$HOTLINE_PII_KEY`` (hex), else the key file (created if missing)."""
-    env = os.environ.get(ENV_KEY)
+def load_secret(path: str | Path | None, env_var: str = ENV_KEY) -> bytes:
+    """The PII secret: ``$HOTLINE_PII_KEY`` (or ``env_var``; hex), else the key file
+    (created 0600 if missing)."""
+    name = env_var
+    env = os.environ.get(name)
     if env:
         try:
             key = bytes.fromhex(env.strip())
         except ValueError:
-            raise ValueError(f"{ENV_KEY} must be hex (at least 32 hex digits)") from None
+            raise ValueError(f"{name} must be hex (at least 32 hex digits)") from None
         if len(key) < 16:
-            raise ValueError(f"{ENV_KEY} must be at least 16 bytes (32 hex digits)")
+            raise ValueError(f"{name} must be at least 16 bytes (32 hex digits)")
         return key
     if path is None:
-        raise ValueError(f"no PII key: set {ENV_KEY} or give a key file")
+        raise ValueError(f"no PII key: set {name} or give a key file")
     p = Path(path)
     if not p.exists():
         p.parent.mkdir(parents=True, exist_ok=True)

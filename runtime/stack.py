@@ -172,6 +172,7 @@ class Stack:
             self.start_fastagi(required=require_fastagi)
             self.start_records()
             self.start_acd()
+            self.start_recordings()
             self.start_asterisk()
             self.wait_records_bridge()
             self.wait_acd()
@@ -187,6 +188,7 @@ class Stack:
                 "console": self.stop_console,
                 "records": self.stop_records,
                 "acd": self.stop_acd,
+                "recordings": self.stop_recordings,
                 "redis": self.stop_redis,
             }
             for name, stop_component in stops.items():
@@ -204,6 +206,7 @@ class Stack:
             "console": self.stop_console(),
             "records": self.stop_records(),
             "acd": self.stop_acd(),
+            "recordings": self.stop_recordings(),
             "redis": self.stop_redis(),
             "demo_phones": self.stop_demo_phones() > 0,
         }
@@ -274,6 +277,11 @@ class Stack:
                 "running": alive(acd_pid, "acd"),
                 "pid": acd_pid if alive(acd_pid, "acd") else None,
                 "log": str(self._logfile("acd")),
+            },
+            "recordings": {
+                "running": alive(read_pid(self._pidfile("recordings")), "recordings"),
+                "store": str(cfg.recording.store_dir),
+                "log": str(self._logfile("recordings")),
             },
             "timings": dict(self.timings),
         }
@@ -693,6 +701,35 @@ class Stack:
 
     def stop_acd(self) -> bool:
         return stop(self._pidfile("acd"), "acd")
+
+    # ---- recordings (issue 11) ----------------------------------------------------------
+    @property
+    def recording_spool(self) -> Path:
+        """Where MixMonitor writes this instance's recordings (inside the rootfs, 0700)."""
+        return self._inside(f"/var/spool/asterisk-{self.instance}/monitor/hotline")
+
+    def start_recordings(self, timeout: float = 10.0) -> bool:
+        """Start ``python -m recordings serve`` when recording is on; False if it did not
+        come up.  Calls never depend on it (unmoved files wait in the spool)."""
+        pidfile = self._pidfile("recordings")
+        if not self.config.recording.enabled:
+            return False
+        if alive(read_pid(pidfile), "recordings"):
+            return True
+        self.recording_spool.mkdir(parents=True, exist_ok=True)
+        argv = [
+            *(sys.executable, "-m", "recordings", "serve", "--config", str(self.config_path)),
+            *("--spool", str(self.recording_spool)),
+        ]
+        log_file = self._logfile("recordings")
+        start = log_file.stat().st_size if log_file.exists() else 0
+        spawn(argv, pidfile, log_file, cwd=REPO, env=self._service_env())
+        if self._wait_line("recordings", "recordings", "recordings: watching", start, timeout):
+            return True
+        return alive(read_pid(pidfile), "recordings")
+
+    def stop_recordings(self) -> bool:
+        return stop(self._pidfile("recordings"), "recordings")
 
     # ---- demo phones ------------------------------------------------------------------
     def _phones(self) -> list[tuple[str, str, int]]:

@@ -624,14 +624,18 @@ def start_phone(
     ring_s: float = 0.3,
     wait_s: float = 5.0,
     rtp_port: int | None = None,
+    scenario: Path | None = None,
 ) -> Phone:
-    """Start a phone that answers on ``host:port``; SippError if it does not bind.  With
-    ``rtp_port`` its SDP names that port (a Python RTP phone's) instead of sipp's."""
+    """Start a phone that answers on ``host:port`` (``scenario``: a variant of ``uas.xml``,
+    e.g. :func:`speaking_phone_scenario`); SippError if it does not bind.  With ``rtp_port``
+    its SDP names that port (a Python RTP phone's) instead of sipp's."""
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", role):
         raise SippError(f"phone role {role!r}: letters, digits, '_', '-', '.' only")
     workdir.mkdir(parents=True, exist_ok=True)
     phone = Phone(role, host, port, workdir)
-    scenario = UAS_XML if rtp_port is None else media_at(UAS_XML, workdir)
+    scenario = scenario or UAS_XML
+    if rtp_port is not None:
+        scenario = media_at(scenario, workdir)
     argv = [
         sipp_binary(),
         "-sf", str(scenario),
@@ -665,6 +669,22 @@ def start_phone(
         time.sleep(0.05)
     stop_phone(phone)
     raise SippError(f"phone {role} did not bind {host}:{port} within {wait_s} s")
+
+
+def speaking_phone_scenario(workdir: Path, media_pcap: Path) -> Path:
+    """``uas.xml`` for a phone that speaks: once a call is answered it sends the RTP of
+    ``media_pcap`` (an agent greeting the caller), then holds until the BYE."""
+    if not re.fullmatch(r"[A-Za-z0-9_./-]{1,512}", str(media_pcap)):
+        raise SippError(f"media path {media_pcap} has characters sipp's XML would mangle")
+    text = UAS_XML.read_text(encoding="utf-8")
+    head, sep, tail = text.partition('<label id="talk" />')
+    if not sep or '<log message="answered' not in head:
+        raise SippError("uas.xml changed: no place to start the agent's speech")
+    play = f'<nop><action><exec play_pcap_audio="{media_pcap}" /></action></nop>\n  '
+    workdir.mkdir(parents=True, exist_ok=True)
+    out = workdir / "uas-speaking.xml"
+    out.write_text(head + play + sep + tail, encoding="utf-8")
+    return out
 
 
 def _udp_bound(host: str, port: int, pid: int | None = None) -> bool:
@@ -799,6 +819,13 @@ def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = N
         data.setdefault("console", {})["users_db"] = str(run_dir / "console-access.sqlite3")
     if run_dir is not None and isinstance(data.get("calls"), dict):
         data["calls"]["path"] = str(run_dir / "calls.sqlite3")
+    if run_dir is not None and isinstance(data.get("recording"), dict):
+        data["recording"].update(
+            store_dir=str(run_dir / "recordings"),
+            index=str(run_dir / "recordings.sqlite3"),
+            key_file=str(run_dir / "secrets" / "recording.key"),
+            transcribe=False,  # a Whisper per test stack is too much for CI: the QA test asks
+        )
     if run_dir is not None and isinstance(data.get("kb"), dict):
         data["kb"]["path"] = str(run_dir / "kb.sqlite3")
         data["kb"]["spoken_dir"] = str(run_dir / "kb-sounds")
