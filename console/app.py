@@ -55,7 +55,9 @@ from starlette.requests import HTTPConnection
 
 from access.store import AccessStore, User
 from access.web import ERRORS, Problem, note, protect, require
+from admin.lifecycle import Lifecycle
 from console import stats as stats_mod
+from console.admin import admin_router
 from console.feed import FeedHub, sse
 from console.kb import KbSlot, mount
 from console.views import draft_view
@@ -196,10 +198,15 @@ def check_fields(config: HotlineConfig, fields: object) -> dict[str, Any]:
 
 
 def make_app(
-    config: HotlineConfig, services: Services | None = None, *, access: AccessStore | None = None
+    config: HotlineConfig,
+    services: Services | None = None,
+    *,
+    access: AccessStore | None = None,
+    admin: Lifecycle | None = None,
 ) -> FastAPI:
     """The console app; without ``services`` they are built from ``config`` at start-up,
-    without ``access`` the config's users database is opened."""
+    without ``access`` the config's users database is opened; with ``admin`` the admins'
+    config page and API (``console/admin.py``)."""
     own = services is None
     sv = services or Services()
     users = access or AccessStore.from_config(config)
@@ -242,6 +249,8 @@ def make_app(
     add_ticket_error_handlers(app)
     if sv.kb is not None and threshold is not None:
         mount(app, sv.kb, threshold)
+    if admin is not None:
+        app.include_router(admin_router(admin))
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:

@@ -216,3 +216,41 @@ def test_who_and_comment_are_one_bounded_line(tmp_path: Path) -> None:
     store = VersionStore(tmp_path / "versions.sqlite3")
     v = store.adopt("a: 1\n", who="ad\nmin", comment="x" * 900 + "\x1b[2J")
     assert v.who == "ad min" and len(v.comment) == 500 and "\x1b" not in v.comment
+
+
+def test_form_edits_change_only_their_line(life: Lifecycle) -> None:
+    from admin.yaml_edit import EditError, add_key, remove_key, set_value
+
+    text = life.running().text
+    moved = set_value(text, "menus.main.options.2", "seat:jiaotong")
+    assert unified_lines(text, moved) == ['-      "2": seat:gjj', '+      "2": seat:jiaotong']
+    renamed = set_value(text, "seats.1.name", "住房 公积金")
+    assert '{id: gjj, name: "住房 公积金", prompt: seat-gjj}' in renamed
+    assert parse_config(renamed).seat("gjj").name == "住房 公积金"
+    added = add_key(text, "menus.notices.options", "4", "seat:zonghe")
+    assert unified_lines(text, added) == ['+      "4": seat:zonghe']
+    assert str(parse_config(added).menus["notices"].options["4"]) == "seat:zonghe"
+    removed = remove_key(text, "menus.main.options.*")
+    assert "*" not in parse_config(removed).menus["main"].options
+    limit = set_value(text, "throttle.warning.calls_per_hour", 6)
+    assert parse_config(limit).throttle.warning.calls_per_hour == 6
+    prompts = set_value(text, "menus.main.prompts", ["greeting", "main-menu-v2"])
+    assert parse_config(prompts).menus["main"].prompts == ("greeting", "main-menu-v2")
+    for bad in (
+        lambda: set_value(text, "menus.main.options.#", "seat:gjj"),
+        lambda: add_key(text, "seats.1", "x", "y"),
+        lambda: remove_key(text, "emergency.lines.119"),
+        lambda: set_value(text, "menus", "x"),
+    ):
+        with pytest.raises(EditError):
+            bad()
+
+
+def unified_lines(old: str, new: str) -> list[str]:
+    import difflib
+
+    return [
+        line.rstrip("\n")
+        for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="")
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
