@@ -254,3 +254,62 @@ def unified_lines(old: str, new: str) -> list[str]:
         for line in difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="")
         if line[:1] in "+-" and line[:3] not in ("+++", "---")
     ]
+
+
+def test_every_admin_config_endpoint_refuses_other_roles_and_audits_it(
+    life: Lifecycle, tmp_path: Path
+) -> None:
+    from argon2 import PasswordHasher
+    from fastapi.testclient import TestClient
+
+    from access import AccessStore
+    from console.app import Services, make_app
+
+    config = parse_config(life.path.read_text(encoding="utf-8"))
+    access = AccessStore(
+        tmp_path / "access.sqlite3",
+        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
+    )
+    password = "unit-test-password"
+    for name, role, agent in (("a1002", "agent", "1002"), ("sup", "supervisor", None),
+                              ("qa1", "qa", None), ("boss", "admin", None)):  # fmt: skip
+        access.add_user(name, password, role, agent)
+    app = make_app(config, Services(), access=access, admin=life)
+    routes = [
+        ("GET", "/api/admin/config", None),
+        (
+            "POST",
+            "/api/admin/config/edit",
+            {"text": "a: 1", "edits": [{"op": "remove", "path": "a"}]},
+        ),
+        ("POST", "/api/admin/config/preview", {"text": "a: 1"}),
+        ("POST", "/api/admin/config/apply", {"text": "a: 1", "base": 1, "comment": "x"}),
+        ("GET", "/api/admin/config/versions", None),
+        ("GET", "/api/admin/config/versions/1", None),
+        ("GET", "/api/admin/config/versions/1/diff", None),
+        ("POST", "/api/admin/config/rollback", {"version": 1, "base": 1}),
+    ]
+    mounted = {p for p in app.openapi()["paths"] if p.startswith("/api/admin/config")}
+    assert mounted == {p.replace("/1", "/{version}") for _, p, _ in routes}
+    with TestClient(app) as client:
+        for name in ("a1002", "sup", "qa1"):
+            token = client.post(
+                "/api/login", json={"name": name, "password": password, "bearer": True}
+            ).json()["token"]
+            client.cookies.clear()
+            for method, path, body in routes:
+                r = client.request(
+                    method, path, json=body, headers={"Authorization": f"Bearer {token}"}
+                )
+                assert r.status_code == 403, (name, path, r.status_code)
+        refused = [r for r in access.audit(1000) if r["outcome"] == 403]
+        assert len(refused) == 3 * len(routes)
+        assert life.store.history() == []  # nothing was read, written or recorded
+        client.cookies.clear()
+        token = client.post(
+            "/api/login", json={"name": "boss", "password": password, "bearer": True}
+        ).json()["token"]
+        ok = client.get("/api/admin/config", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200 and ok.json()["version"]["id"] == 1
+        assert config.ami.secret not in ok.text
+    access.close()
