@@ -142,6 +142,14 @@ def admin_router(life: Lifecycle) -> APIRouter:
     def preview_view(p: Preview, secrets: dict[str, str]) -> dict[str, Any]:
         return p.as_dict(secrets)
 
+    def applied(v: Version, p: Preview, out: dict[str, str]) -> dict[str, Any]:
+        shown = secrets_for(v.text)
+        return {
+            "version": v.summary(),
+            "preview": preview_view(p, shown),
+            "reload": {k: mask(str(o), shown) for k, o in out.items()},
+        }
+
     @router.get("/admin", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> str:
         return PAGE.read_text(encoding="utf-8")
@@ -195,26 +203,14 @@ def admin_router(life: Lifecycle) -> APIRouter:
         def run() -> dict[str, Any]:
             secrets = life.secrets()
             text = unmask(body.text, secrets)
-            v, p, out = life.apply(text, body.base, user.name, body.comment)
-            shown = secrets_for(text)
-            return {
-                "version": {**v.summary()},
-                "preview": preview_view(p, shown),
-                "reload": {k: mask(str(o), shown) for k, o in out.items()},
-            }
+            return applied(*life.apply(text, body.base, user.name, body.comment))
 
         return await _answer(request, run, f"config apply based on {body.base}")
 
     @router.post("/api/admin/config/rollback", responses=RESPONSES)
     async def rollback(body: Rollback, request: Request, user: Admin) -> dict[str, Any]:
         def run() -> dict[str, Any]:
-            v, p, out = life.rollback(body.version, body.base, user.name, body.comment)
-            shown = secrets_for(v.text)
-            return {
-                "version": {**v.summary()},
-                "preview": preview_view(p, shown),
-                "reload": {k: mask(str(o), shown) for k, o in out.items()},
-            }
+            return applied(*life.rollback(body.version, body.base, user.name, body.comment))
 
         return await _answer(request, run, f"config rollback to {body.version}")
 

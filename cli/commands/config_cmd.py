@@ -33,6 +33,7 @@ from admin.lifecycle import (
     secrets_of,
     unmask,
 )
+from admin.versions import Version
 from hotline.config import ConfigError, HotlineConfig, load_config, parse_config
 
 
@@ -143,6 +144,16 @@ def _print_preview(preview: Preview, secrets: dict[str, str]) -> None:
         print(f"needs a restart: {item}")
 
 
+def _report(version: Version, preview: Preview, out: dict[str, str], secrets: dict) -> int:
+    _print_preview(preview, secrets)
+    running = {
+        "running": version.summary(),
+        "reload": {k: mask(v, secrets) for k, v in out.items()},
+    }
+    print(json.dumps(running, ensure_ascii=False, indent=2))
+    return 0
+
+
 def _lifecycle_errors(func: Callable[[argparse.Namespace], int]) -> Callable:
     def run(args: argparse.Namespace) -> int:
         try:
@@ -189,20 +200,14 @@ def apply_cmd(args: argparse.Namespace) -> int:
     life = _lifecycle(args)
     secrets = life.secrets()
     text = unmask(_read(args.file), secrets)
-    version, preview, out = life.apply(text, args.base, _who(), args.comment)
-    _print_preview(preview, secrets)
-    print(json.dumps({"running": version.summary(), "reload": out}, ensure_ascii=False, indent=2))
-    return 0
+    return _report(*life.apply(text, args.base, _who(), args.comment), secrets)
 
 
 @_lifecycle_errors
 def rollback_cmd(args: argparse.Namespace) -> int:
     life = _lifecycle(args)
     secrets = life.secrets()
-    version, preview, out = life.rollback(args.version, args.base, _who(), args.comment)
-    _print_preview(preview, secrets)
-    print(json.dumps({"running": version.summary(), "reload": out}, ensure_ascii=False, indent=2))
-    return 0
+    return _report(*life.rollback(args.version, args.base, _who(), args.comment), secrets)
 
 
 @_lifecycle_errors
