@@ -35,7 +35,7 @@ def _render(value: Scalar | list[Scalar]) -> str:
     if not isinstance(value, str):
         raise EditError(f"unsupported value {value!r:.40}")
     text = value
-    if PLAIN.match(text) and yaml.safe_load(text) == text:
+    if PLAIN.match(text) and safe_yaml.load(text) == text:
         return text
     return json.dumps(text, ensure_ascii=False)
 
