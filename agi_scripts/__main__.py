@@ -2,7 +2,10 @@
 
 Refuses to start on a config that does not validate (exit 2, each field and line printed).
 SIGTERM/SIGINT: stop accepting, let calls in the IVR finish for ``--drain-s`` seconds, then
-hand the rest back to the dialplan and exit 0.  SIGUSR1 logs the session counters.
+hand the rest back to the dialplan and exit 0.  SIGUSR1 logs the session counters.  SIGHUP
+rereads the config file (``hotline reload``, an admin's apply): calls that start from then on
+follow it, calls in progress finish on the one they started with; a file that does not
+validate is refused and the running config stays.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ async def serve(
     drain_s: float,
     speech: bool = True,
     caller_rules: bool = True,
+    config_path: str | None = None,
 ) -> None:
     listener = policy = events = None
     if speech and app.config is not None:
@@ -66,16 +70,19 @@ async def serve(
 
         app.acd_redis = quick_client(app.config)  # agents' feature codes
     kb_task = asyncio.create_task(_self_service(app)) if app.config is not None else None
+    loop = asyncio.get_running_loop()
+    if config_path is not None:  # before listening: a reload may follow right after
+        loop.add_signal_handler(signal.SIGHUP, reread_config, app, config_path)
     server = AgiServer(app)
     bound = await server.start(host, port)
     print(f"FastAGI listening on {bound[0]}:{bound[1]}", flush=True)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(
         signal.SIGUSR1, lambda: log.info("stats %s", json.dumps(server.stats.as_dict()))
     )
+
     await stop.wait()
     log.info("stopping")
     await server.stop(drain_s)
@@ -89,6 +96,27 @@ async def serve(
         await app.acd_redis.aclose()
     if kb_task is not None:
         kb_task.cancel()
+
+
+def reread_config(app: AgiApp, path: str) -> bool:
+    """Swap ``app.config`` (and the seat router built from it) for the file at ``path``;
+    False, logged, when the file does not validate (the running config stays)."""
+    import hashlib
+
+    from acd.queues import StaticQueueRouter
+    from hotline.config import ConfigError, load_config
+
+    try:
+        config = load_config(path)
+    except (ConfigError, OSError) as exc:
+        log.error("config reread refused, the running config stays: %s", exc)
+        return False
+    if isinstance(app.router, StaticQueueRouter):
+        app.router = StaticQueueRouter([s.id for s in config.seats], config.general_seat.id)
+    app.config = config
+    digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:12]
+    log.info("config reread: %s (menus %s)", digest, ", ".join(config.menus))
+    return True
 
 
 async def _self_service(app: AgiApp) -> None:
@@ -135,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("event loop: %s", loop_name)
     try:
         rules = not args.no_caller_rules
-        asyncio.run(serve(app, host, port, args.drain_s, not args.no_speech, rules))
+        asyncio.run(serve(app, host, port, args.drain_s, not args.no_speech, rules, args.config))
     except OSError as exc:
         print(f"cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1

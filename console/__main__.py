@@ -24,11 +24,17 @@ if TYPE_CHECKING:
     from access import AccessStore
 
 
-def build_app(config: HotlineConfig, access: AccessStore, host: str) -> PeerFilter:
-    """The console app behind the peer filter: loopback, ``host`` and ``console.allow_from``."""
+def build_app(
+    config: HotlineConfig, access: AccessStore, host: str, config_path: str | None = None
+) -> PeerFilter:
+    """The console app behind the peer filter: loopback, ``host`` and ``console.allow_from``;
+    with ``config_path`` the admins' config page (``console/admin.py``)."""
+    from console.admin import lifecycle_for
     from console.app import make_app
 
-    return PeerFilter(make_app(config, access=access), Peers.of(host, config.console.allow_from))
+    admin = lifecycle_for(config_path) if config_path else None
+    app = make_app(config, access=access, admin=admin)
+    return PeerFilter(app, Peers.of(host, config.console.allow_from))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     # loop="asyncio": hotline.ami wants asyncio transports (uvloop's are not); open SSE
     # streams must not hold a SIGTERM up
     uvicorn.run(
-        build_app(config, access, host),
+        build_app(config, access, host, args.config),
         host=host,
         port=port,
         log_config=log_config(),

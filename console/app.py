@@ -60,8 +60,10 @@ from starlette.requests import HTTPConnection
 
 from access.store import AccessStore, User
 from access.web import ERRORS, Problem, note, protect, require
+from admin.lifecycle import Lifecycle
 from console import agent_state
 from console import stats as stats_mod
+from console.admin import admin_router
 from console.feed import FeedHub, sse
 from console.kb import KbSlot, mount
 from console.qa import mount as mount_qa
@@ -205,10 +207,15 @@ def check_fields(config: HotlineConfig, fields: object) -> dict[str, Any]:
 
 
 def make_app(
-    config: HotlineConfig, services: Services | None = None, *, access: AccessStore | None = None
+    config: HotlineConfig,
+    services: Services | None = None,
+    *,
+    access: AccessStore | None = None,
+    admin: Lifecycle | None = None,
 ) -> FastAPI:
     """The console app; without ``services`` they are built from ``config`` at start-up,
-    without ``access`` the config's users database is opened."""
+    without ``access`` the config's users database is opened; with ``admin`` the admins'
+    config page and API (``console/admin.py``)."""
     own = services is None
     sv = services or Services()
     users = access or AccessStore.from_config(config)
@@ -255,6 +262,8 @@ def make_app(
     mount_supervise(app, config, sv, own)
     mount_spy(app, config, sv)
     mount_qa(app, config)
+    if admin is not None:
+        app.include_router(admin_router(admin))
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:

@@ -694,6 +694,13 @@ class Qa(_Model):
         return items
 
 
+class Admin(_Model):
+    """The config lifecycle (``admin/``): every applied version of this file, who applied it,
+    when and why, in ``versions_db`` (SQLite, mode 0600: versions hold the secrets)."""
+
+    versions_db: PATH = "run/config-versions.sqlite3"
+
+
 class HotlineInfo(_Model):
     name: NAME = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -726,6 +733,7 @@ class HotlineConfig(_Model):
     supervise: Supervise = Supervise()
     recording: Recording = Recording()
     qa: Qa = Qa()
+    admin: Admin = Admin()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
@@ -892,6 +900,16 @@ def _line_for(loc: tuple[str | int, ...], lines: dict[tuple[str, ...], int]) -> 
             return lines[path]
         path = path[:-1]
     return lines.get(())
+
+
+def field_line(text: str, field: str) -> int | None:
+    """The line of ``field`` (dotted, ``menus.main.options.2``) in config text, or of its
+    nearest enclosing key; ``None`` when the text does not parse."""
+    try:
+        _, lines = _load_with_lines(text, "<config>")
+    except yaml.YAMLError:
+        return None
+    return _line_for(tuple(field.split(".")), lines)
 
 
 def parse_config(text: str, path: str = "<config>") -> HotlineConfig:

@@ -21,6 +21,7 @@ import importlib.util
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -444,9 +445,53 @@ class Stack:
             out[command] = self.cli(command).strip()
             if "cannot reload" in out[command] or "failed" in out[command].lower():
                 raise StackError(f"{command!r} did not take effect: {out[command]}")
+        out["fastagi"] = self.reread_fastagi()
         if restart:
             out["warning"] = f"needs a restart to take effect: {', '.join(restart)}"
         return out
+
+    def put_in_place(self, config: HotlineConfig, commands: list[str]) -> dict[str, str]:
+        """Run ``config`` (already validated and written to the config file): render it for
+        Asterisk, run ``commands`` over AMI (reloads that keep calls up: see
+        ``admin.lifecycle.RELOADS``) and have FastAGI reread the file.  Raises StackError
+        when a reload did not take effect."""
+        self.config = config
+        self.config_error = None
+        self.render_config()
+        self._keep_last_good()
+        out: dict[str, str] = {}
+        for command in commands:
+            try:
+                out[command] = asyncio.run(self._ami_command(command, 15.0)).strip()
+            except (AmiError, OSError) as exc:
+                raise StackError(f"{command!r} failed over AMI: {exc}") from exc
+            if "cannot reload" in out[command] or "failed" in out[command].lower():
+                raise StackError(f"{command!r} did not take effect: {out[command]}")
+        out["fastagi"] = self.reread_fastagi()
+        return out
+
+    def reread_fastagi(self, timeout: float = 10.0) -> str:
+        """SIGHUP to the FastAGI server: it rereads the config file for the calls that start
+        from then on (calls in progress finish on the config they started with).  Waits for
+        its log to confirm; StackError when it refused the file or did not answer."""
+        pid = read_pid(self._pidfile("fastagi"))
+        if not alive(pid, "agi_scripts"):
+            return "not running"
+        log_file = self._logfile("fastagi")
+        start = log_file.stat().st_size if log_file.exists() else 0
+        os.kill(pid, signal.SIGHUP)  # type: ignore[arg-type]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(log_file, "rb") as fh:
+                fh.seek(start)
+                text = fh.read().decode(errors="replace")
+            for line in text.splitlines():
+                if "config reread:" in line:
+                    return line.split("config reread:", 1)[1].strip()
+                if "config reread refused" in line:
+                    raise StackError(f"FastAGI kept its config: {line}")
+            time.sleep(0.05)
+        raise StackError(f"FastAGI (pid {pid}) did not confirm rereading the config")
 
     def _needs_restart(self, new: HotlineConfig) -> list[str]:
         old = self.config
@@ -548,6 +593,8 @@ class Stack:
         return dict(
             os.environ,
             HOTLINE_INSTANCE=self.instance,
+            HOTLINE_RUN_DIR=str(self.run.parent),
+            HOTLINE_ROOTFS=str(self.rootfs),
             HOTLINE_SPEECH_PORT=str(self.speech_port),
             HOTLINE_SPEECH_AUDIO_DIR=str(self.run / "speech-audio"),
             PYTHONUNBUFFERED="1",
