@@ -15,9 +15,10 @@ from typing import Any
 
 from hotline.call import CallRecord
 
-AGENT_EVENT_COLUMNS = ("agent", "state", "reason", "at")
-"""The columns the not-ready report needs from an ``agent_events`` table (``at``: unix time);
-a table without them is skipped."""
+AGENT_EVENT_COLUMNS = ("agent", "state", "reason", "t")
+"""The columns the not-ready report needs from the ``agent_events`` table that
+``calls.agent_events`` keeps from the ACD's log (``t``: unix time; rows with an empty
+``state`` are call events, not state changes); a table without them is skipped."""
 
 
 @contextmanager
@@ -97,12 +98,13 @@ def agent_events(
         if not set(AGENT_EVENT_COLUMNS) <= cols:
             return None
         before = db.execute(
-            "SELECT agent, state, reason, MAX(at) FROM agent_events WHERE at < ? GROUP BY agent",
+            "SELECT agent, state, reason, MAX(t) FROM agent_events"
+            " WHERE t < ? AND agent != '' AND state != '' GROUP BY agent",
             (since,),
         ).fetchall()
         rows = db.execute(
-            "SELECT agent, state, reason, at FROM agent_events WHERE at >= ? AND at < ?"
-            " ORDER BY at",
+            "SELECT agent, state, reason, t FROM agent_events"
+            " WHERE t >= ? AND t < ? AND agent != '' AND state != '' ORDER BY t",
             (since, until),
         ).fetchall()
     return [(str(a), str(s), str(r or ""), float(t)) for a, s, r, t in [*before, *rows]]

@@ -171,18 +171,23 @@ def test_report_periods_and_not_ready_time_by_reason() -> None:
     }
 
 
-def test_agent_events_are_read_only_when_the_acd_keeps_that_table(tmp_path: Path) -> None:
-    import sqlite3
+async def test_agent_events_are_read_from_the_table_the_records_process_keeps(
+    tmp_path: Path,
+) -> None:
+    """Not-ready time comes from the ``agent_events`` rows ``calls.agent_events`` copies from
+    the ACD's log (its own schema); a call's events (no agent state) are not state changes."""
+    from calls.store import SqliteCallStore
 
     path = tmp_path / "calls.sqlite3"
     assert agent_events(path, 0, 1) is None
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE agent_events (agent TEXT, state TEXT, reason TEXT, at REAL)")
-    db.execute("INSERT INTO agent_events VALUES ('1002', 'not_ready', 'training', 10)")
-    db.commit()
-    db.close()
+    store = SqliteCallStore(path)
+    rows = [  # (entry_id, ms, seq, t, agent, ev, state, reason, call, skill, wait)
+        ("10-0", 10000, 0, 10.0, "1002", "state", "not_ready", "training", "", "", None),
+        ("12-0", 12000, 0, 12.0, "", "enqueue", "", "", "c1", "gjj", None),
+    ]
+    assert await store.keep_agent_events("acd:log", rows, "12-0") == 2
+    await store.close()
     assert agent_events(path, 0, 100) == [("1002", "not_ready", "training", 10.0)]
-    assert call_records(path, 0, 100) == []  # no calls table: empty
     start, end = period_bounds("day", "1970-01-01", ZoneInfo("UTC"), datetime.now().date())
     rep = build_report([], "day", start, end, agent_events=agent_events(path, 0, 100))
     assert rep["agents"][0]["not_ready_s"] == {"training": 86390.0}  # until the day's end
