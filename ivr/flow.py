@@ -40,6 +40,8 @@ from datetime import date, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from acd.interface import RouteRequest
+from hotline.calendar import HolidayCalendar
+from hotline.calendar import is_open as seat_is_open
 from hotline.config import BusinessHours, HotlineConfig, Menu, Target
 from ivr.actions import (
     Action,
@@ -111,6 +113,8 @@ class _Call:
     greeted: bool = False
     intro_extra: tuple[str, ...] = ()
     via: str = "key"
+    clock: datetime | None = None
+    holidays: HolidayCalendar = field(default_factory=HolidayCalendar)
 
     @property
     def ivr_path(self) -> str:
@@ -122,25 +126,33 @@ Handler = Callable[[_Call, Target], Step]
 
 # ---- entry point ------------------------------------------------------------------------
 def call_flow(
-    config: HotlineConfig, call: CallInfo, now: datetime | None = None
+    config: HotlineConfig,
+    call: CallInfo,
+    now: datetime | None = None,
+    holidays: HolidayCalendar | None = None,
 ) -> Generator[Action, Result | None, None]:
-    """The IVR for one call.  ``now`` (default ``call.started_at``) decides business hours;
-    without a clock the hotline counts as open."""
-    c = _Call(config, call)
+    """The IVR for one call.  ``now`` (default ``call.started_at``) decides business hours
+    and seat hours (with ``holidays``, the statutory holidays and 调休 days); without a clock
+    the hotline and every seat count as open."""
+    clock = now if now is not None else call.started_at
+    c = _Call(config, call, clock=clock, holidays=holidays or HolidayCalendar())
     if call.caller_flag == "suspended":
         yield from _suspended(c)
         return
-    clock = now if now is not None else call.started_at
     nxt: Next
+    everyone = _notices_for(call, None)
+    if everyone:
+        c.path.append("notice")
     if clock is not None and not is_open(config.business_hours, clock):
         c.greeted = True
         c.path.append("closed")
         c.via = "closed"
-        yield Play((config.business_hours.closed_prompt,))
+        yield Play((config.business_hours.closed_prompt, *everyone))
         nxt = yield from _goto(c, config.business_hours.closed_target)
     else:
         if call.caller_flag == "warning":
             c.intro_extra = ("throttle-warning",)
+        c.intro_extra += everyone
         nxt = "main"
         if call.open_tickets:
             nxt = yield from _offer_progress(c)
@@ -166,10 +178,10 @@ def _intro(c: _Call, menu: Menu) -> Generator[Action, Result | None, tuple[str, 
         return ()
     c.greeted = True
     once = _split_greeting(menu)[0]
-    if c.intro_extra:
+    if c.info.caller_flag == "warning":
         yield Play((*once, *c.intro_extra))
         return ()
-    return once
+    return (*once, *c.intro_extra)
 
 
 def _collect(
@@ -258,9 +270,35 @@ def _goodbye(c: _Call, reason: str, notice: str = "") -> Step:
     return None
 
 
+def _notices_for(call: CallInfo, seat: str | None) -> tuple[str, ...]:
+    """Prompts of the incident notices (第十三条) for all callers (``seat`` None) or for
+    callers choosing ``seat``; the transport passes only notices in their window."""
+    if seat is None:
+        return tuple(n.prompt for n in call.notices if not n.seats)
+    return tuple(n.prompt for n in call.notices if seat in n.seats)
+
+
 def _seat(c: _Call, target: Target) -> Step:
-    """A seat chosen by key; with ``speech.mode: after_choice`` the caller first says the
-    matter, which pre-fills the ticket."""
+    """A seat chosen by key: its incident notices first; a seat closed now (hours, holidays,
+    调休) plays its ``closed_prompt`` and sends the caller to its ``closed_target``; with
+    ``speech.mode: after_choice`` the caller then says the matter (it pre-fills the ticket)."""
+    notices = _notices_for(c.info, target.value)
+    if notices:
+        c.path.append("notice")
+        yield Play(notices)
+    hours = c.config.calendar.seats.get(target.value)
+    if (
+        hours is not None
+        and c.clock is not None
+        and not seat_is_open(c.config, target.value, c.clock, c.holidays)
+    ):
+        c.path.append("closed")
+        c.via = "seat_closed"
+        yield Play((hours.closed_prompt,))
+        alternative = hours.closed_target
+        if alternative.kind == "seat":  # one hop: the alternative is not checked again
+            return (yield from _route(c, alternative.value, {"closed_seat": target.value}))
+        return (yield from _speech(c, alternative))
     if c.config.speech.mode == "after_choice":
         draft = yield from _listen(c, "demand")
         return (yield from _after_speech(c, draft, chosen=target.value))
