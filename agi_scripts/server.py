@@ -24,6 +24,7 @@ from agi_scripts.errors import AgiError, AgiHangup, AgiProtocolError, AgiTimeout
 from agi_scripts.protocol import HANGUP, ReplyParser, parse_env
 from agi_scripts.services import (
     CallerRules,
+    CallNotices,
     DraftKeeper,
     EventSink,
     FlowFactory,
@@ -94,6 +95,8 @@ class AgiApp:
     kb: KbOffers | None = None
     """Knowledge-base answers for callers (``kb.phone.CallerOffers``, seats in
     ``kb.self_service`` only); ``None``: callers always reach an agent."""
+    notices: CallNotices | None = None
+    """Incident notices in their window (``notices.phone.CallerNotices``); ``None``: none."""
     flow: FlowFactory | None = None
     """The call flow (default ``ivr.flow.call_flow``; tests put a stand-in here)."""
 

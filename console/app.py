@@ -55,6 +55,7 @@ from starlette.requests import HTTPConnection
 
 from access.store import AccessStore, User
 from access.web import ERRORS, Problem, note, protect, require
+from console import notices
 from console import stats as stats_mod
 from console.feed import FeedHub, sse
 from console.kb import KbSlot, mount
@@ -242,6 +243,7 @@ def make_app(
     add_ticket_error_handlers(app)
     if sv.kb is not None and threshold is not None:
         mount(app, sv.kb, threshold)
+    notices.mount(app, config, sv.kb)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:

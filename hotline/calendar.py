@@ -134,7 +134,9 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def _weekday_open(spans: tuple[DayHours, ...], today: str, yesterday: str, minute: int) -> bool:
+def weekday_open(spans: tuple[DayHours, ...], today: str, yesterday: str, minute: int) -> bool:
+    """Whether ``minute`` (of the day) of ``today`` falls in one of ``spans``; a span closing
+    at or before its opening runs past midnight (from ``yesterday``)."""
     for span in spans:
         start, end = _minutes(span.open), _minutes(span.close)
         if start < end:
@@ -146,6 +148,7 @@ def _weekday_open(spans: tuple[DayHours, ...], today: str, yesterday: str, minut
 
 
 def zone(name: str) -> ZoneInfo | None:
+    """The timezone, or ``None`` for an unknown name (callers then fail open)."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -163,7 +166,7 @@ def seat_open(hours: SeatHours, holidays: HolidayCalendar, local: datetime) -> b
     if kind == "makeup":
         today = hours.makeup_as
         yesterday = DAYS[(DAYS.index(today) - 1) % 7]
-    return _weekday_open(hours.hours, today, yesterday, local.hour * 60 + local.minute)
+    return weekday_open(hours.hours, today, yesterday, local.hour * 60 + local.minute)
 
 
 def is_open(config: HotlineConfig, seat: str, when: datetime, holidays: HolidayCalendar) -> bool:

@@ -509,6 +509,19 @@ class Kb(_Model):
     """Seats whose callers may hear an article themselves (第十一条); none by default."""
 
 
+class Notices(_Model):
+    """Incident notices (第十三条, ``notices/``): set in the console, kept outside this file
+    (``path``, SQLite 0600), so they take effect without an apply.  ``sounds_dir`` holds
+    their audio and uploaded prompts; it must be (a link to) a directory inside Asterisk's
+    hotline prompts (the stack makes the link)."""
+
+    enabled: bool = True
+    path: str = "run/notices.sqlite3"
+    sounds_dir: str = "run/custom-sounds"
+    max_upload_kb: int = Field(default=4096, ge=64, le=50 * 1024)
+    """Largest prompt upload (wav/mp3/m4a) accepted."""
+
+
 class HotlineInfo(_Model):
     name: NAME = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -536,6 +549,7 @@ class HotlineConfig(_Model):
     calls: Calls = Calls()
     kb: Kb = Kb()
     calendar: Calendar = Calendar()
+    notices: Notices = Notices()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:

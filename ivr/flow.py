@@ -37,11 +37,12 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from acd.interface import RouteRequest
-from hotline.calendar import HolidayCalendar
+from hotline.calendar import DAYS, HolidayCalendar, weekday_open
 from hotline.calendar import is_open as seat_is_open
+from hotline.calendar import zone as _zone
 from hotline.config import BusinessHours, HotlineConfig, Menu, Target
 from ivr.actions import (
     Action,
@@ -93,7 +94,6 @@ STATUS_PROMPTS = {
     "done": "status-done",
     "已办结": "status-done",
 }
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 STAY = ""
 """A handler's "continue in the current menu" (progress played, menu offered again)."""
@@ -518,11 +518,6 @@ def _suspended(c: _Call) -> Step:
 
 
 # ---- business hours and progress --------------------------------------------------------
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
 def is_open(hours: BusinessHours, now: datetime) -> bool:
     """Whether seats are staffed at ``now`` (aware: converted to ``hours.timezone``; naive:
     taken as local).  A close time at or before the open time runs past midnight.  An unknown
@@ -530,27 +525,12 @@ def is_open(hours: BusinessHours, now: datetime) -> bool:
     if hours.always_open:
         return True
     if now.tzinfo is not None:
-        zone = _zone(hours.timezone)
-        if zone is None:
+        tz = _zone(hours.timezone)
+        if tz is None:
             return True
-        now = now.astimezone(zone)
-    today, yesterday = _DAYS[now.weekday()], _DAYS[(now.weekday() - 1) % 7]
-    minute = now.hour * 60 + now.minute
-    for span in hours.hours:
-        start, end = _minutes(span.open), _minutes(span.close)
-        if start < end:
-            if today in span.days and start <= minute < end:
-                return True
-        elif (today in span.days and minute >= start) or (yesterday in span.days and minute < end):
-            return True
-    return False
-
-
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+        now = now.astimezone(tz)
+    today, yesterday = DAYS[now.weekday()], DAYS[(now.weekday() - 1) % 7]
+    return weekday_open(hours.hours, today, yesterday, now.hour * 60 + now.minute)
 
 
 def _as_date(value: object, zone: ZoneInfo | None) -> date | None:

@@ -8,6 +8,7 @@ half-way has no route and the dialplan sends it to the general seat.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -39,5 +40,7 @@ async def handle(session: AgiSession, app: AgiApp) -> None:
     if app.config is None:
         raise RuntimeError("the ivr handler needs a hotline config")
     call = await read_call_info(session, app, SCREEN_BUDGET_S)
+    if app.notices is not None and call.started_at is not None:
+        call = replace(call, notices=await app.notices.for_call(call.started_at))
     factory = app.flow or default_flow(app.config)
     await IvrDriver(session, app, call).run(factory(app.config, call))
