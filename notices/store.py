@@ -105,6 +105,8 @@ class NoticeStore:
         if n is None:
             return None
         at = (at or datetime.now(UTC)).astimezone(UTC)
+        if n.end <= at:
+            return n  # already over: its end stays where it was
         start = min(n.start, at)
         ended = replace(n, start=start, end=at)
         self._run("UPDATE notices SET start_ts = ?, end_ts = ?, body = ? WHERE id = ?",

@@ -114,6 +114,7 @@ def test_notices_expire_by_themselves(tmp_path: Path) -> None:
     ended = store.end("n000000000001", NOW)
     assert ended is not None and store.active(NOW + timedelta(seconds=1)) == []
     assert store.get("n000000000001").end == NOW  # kept as a record
+    assert store.end("n000000000001", NOW + timedelta(hours=5)).end == NOW  # not moved later
     assert store.end("nope") is None
 
 
