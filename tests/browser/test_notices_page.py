@@ -65,7 +65,7 @@ def test_admin_publishes_a_water_cut_notice_for_gongjijin_callers(page, console)
     page.wait_for_function("document.getElementById('error').textContent === '已发布'")
     page.wait_for_selector("#list tr.active")
     row = page.inner_text("#list tr.active")
-    assert "文三路停水" in row and "生效中" in row and "gjj" in row and "西湖区" in row
+    assert "文三路停水" in row and "生效中" in row and "公积金专席" in row and "西湖区" in row
     [stored] = store.all()
     assert stored.seats == ("gjj",) and stored.district == "西湖区"
     screenshot(page, "notices")

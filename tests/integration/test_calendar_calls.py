@@ -20,6 +20,7 @@ import re
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -43,6 +44,8 @@ PASSWORD = "itest-calendar-password"
 BEIJING = timezone(timedelta(hours=8))
 NATIONAL_DAY = datetime(2026, 10, 2, 10, 0, tzinfo=BEIJING)
 MAKEUP_SATURDAY = datetime(2026, 10, 10, 10, 0, tzinfo=BEIJING)
+TYPED: dict = {}
+"""The typed 人社 notice, set when the stack is up."""
 OFFICE = {"days": ["mon", "tue", "wed", "thu", "fri"], "open": "09:00", "close": "17:00"}
 
 
@@ -81,7 +84,9 @@ def cal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hotline]:
         users.add_user("admin1", PASSWORD, "admin")
         users.close()
         phones = start_phones(config, tmp / "phones")
-        yield Hotline(config, config_path, stack, phones, tmp, log_start)
+        h = Hotline(config, config_path, stack, phones, tmp, log_start)
+        TYPED.update(set_typed_notice(h))  # synthesised while the other calls run
+        yield h
     finally:
         os.environ.pop(TEST_CLOCK_ENV, None)
         if phones is not None:
@@ -114,27 +119,30 @@ def streamed(h: Hotline, channel: str) -> list[tuple[str, int]]:
     return out
 
 
-def console(h: Hotline) -> httpx.Client:
-    http = httpx.Client(base_url=f"http://127.0.0.1:{h.config.console_port}", timeout=300)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            r = http.post("/api/login", json={"name": "admin1", "password": PASSWORD,
-                                              "bearer": True})  # fmt: skip
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "the console did not come up"
-            time.sleep(1)
-    assert r.status_code == 200, r.text
-    http.headers["Authorization"] = f"Bearer {r.json()['token']}"
-    return http
+@contextmanager
+def console(h: Hotline) -> Iterator[httpx.Client]:
+    """The stack's console, logged in as the admin."""
+    url = f"http://127.0.0.1:{h.config.console_port}"
+    with httpx.Client(base_url=url, timeout=300) as http:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = http.post("/api/login", json={"name": "admin1", "password": PASSWORD,
+                                                  "bearer": True})  # fmt: skip
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the console did not come up"
+                time.sleep(1)
+        assert r.status_code == 200, r.text
+        http.headers["Authorization"] = f"Bearer {r.json()['token']}"
+        yield http
 
 
 def test_national_day_closes_gongjijin_and_the_makeup_saturday_opens_it(cal) -> None:
     set_clock(cal, NATIONAL_DAY)
-    holiday = cal.place_call("2", caller="13900003101")
+    holiday = cal.place_call("2", caller="13900003101", hold_s=10)
     set_clock(cal, MAKEUP_SATURDAY)
-    makeup = cal.place_call("2", caller="13900003102")
+    makeup = cal.place_call("2", caller="13900003102", hold_s=10)
     set_clock(cal, None)
 
     assert holiday["seat"] == "zonghe" and holiday["agent"] is not None, holiday
@@ -161,9 +169,9 @@ def test_an_uploaded_mp3_notice_plays_in_its_window_and_not_after(cal, tmp_path:
         assert r.status_code == 201 and r.json()["voice_ready"], r.text
         ends = datetime.fromisoformat(r.json()["end"])
     key_at = (prompt_seconds("greeting") or 16) + 2 + 2.0
-    inside = cal.place_call("0", caller="13900003201", key_after_s=key_at)
+    inside = cal.place_call("0", caller="13900003201", key_after_s=key_at, hold_s=8)
     time.sleep(max(0.0, (ends - datetime.now(UTC)).total_seconds() + 1))
-    after = cal.place_call("0", caller="13900003202", key_after_s=key_at)
+    after = cal.place_call("0", caller="13900003202", key_after_s=key_at, hold_s=8)
 
     prompt = f"custom-{INSTANCE}/uploads/up-itest"
     heard = streamed(cal, inside["channel"])
@@ -174,24 +182,31 @@ def test_an_uploaded_mp3_notice_plays_in_its_window_and_not_after(cal, tmp_path:
     assert after["seat"] == "zonghe"
 
 
-def test_a_typed_notice_for_renshe_is_synthesised_and_played_on_choosing_it(cal) -> None:
-    set_clock(cal, None)
+def set_typed_notice(h: Hotline) -> dict:
+    """The admin types a notice for callers choosing 人社 (it is synthesised in the
+    background by the console)."""
     now = datetime.now(UTC)
-    text = "社保系统今晚升级，线上业务暂停办理。"
-    with console(cal) as http:
-        end = now + timedelta(hours=1)
-        body = {"title": "社保系统升级", "text": text, "seats": ["renshe"],
-                "start": now.isoformat(), "end": end.isoformat()}  # fmt: skip
+    with console(h) as http:
+        body = {"title": "社保系统升级", "text": "社保系统今晚升级，线上业务暂停办理。",
+                "seats": ["renshe"], "start": now.isoformat(),
+                "end": (now + timedelta(hours=1)).isoformat()}  # fmt: skip
         r = http.post("/api/admin/notices", json=body)
         assert r.status_code == 201, r.text
-        made = r.json()
+        return r.json()
+
+
+def test_a_typed_notice_for_renshe_is_synthesised_and_played_on_choosing_it(cal) -> None:
+    set_clock(cal, None)
+    made = TYPED
+    assert made["seats"] == ["renshe"] and made["prompt"].startswith("notices/notice-")
+    with console(cal) as http:
         deadline = time.monotonic() + 240
         while not next(n for n in http.get("/api/admin/notices").json()["notices"]
                        if n["id"] == made["id"])["voice_ready"]:  # fmt: skip
             assert time.monotonic() < deadline, "the notice was never synthesised"
             time.sleep(2)
-        print(f"notice synthesised in {time.monotonic() - deadline + 240:.1f} s")
-    call = cal.place_call("1", caller="13900003301")
+        print(f"notice ready {time.monotonic() - deadline + 240:.1f} s into this test")
+    call = cal.place_call("1", caller="13900003301", hold_s=12)
     heard = streamed(cal, call["channel"])
     prompt = f"custom-{INSTANCE}/{made['prompt']}"
     assert dict(heard).get(prompt, 0) > 8000, heard
