@@ -32,7 +32,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from access.store import User
@@ -77,13 +77,21 @@ class NoticeDesk:
 
     def __init__(self, config: HotlineConfig, kb: Any | None) -> None:
         self.config = config
-        self.store = NoticeStore(config.notices.path)
+        self._store: NoticeStore | None = None
         self.sounds = Path(config.notices.sounds_dir)
         self.uploads = self.sounds / UPLOADS
         self.voices = NoticeVoices(self.sounds, timeout_s=SYNTH_TIMEOUT_S)
         self.kb = kb
         self.tz = ZoneInfo(config.business_hours.timezone)
         self.tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def store(self) -> NoticeStore:
+        """Opened on first use (creating the console opens no file); raises
+        :class:`NoticeStoreError` (503) while it cannot be opened."""
+        if self._store is None:
+            self._store = NoticeStore(self.config.notices.path)
+        return self._store
 
     def upload_names(self) -> list[str]:
         if not self.uploads.is_dir():
@@ -262,14 +270,16 @@ def mount(app: FastAPI, config: HotlineConfig, kb: Any | None = None) -> NoticeD
     """Notices and prompt uploads on ``app`` (``kb``: the console's knowledge-base slot)."""
     if not config.notices.enabled:
         return None
-    try:
-        desk = NoticeDesk(config, kb)
-    except NoticeStoreError as exc:
-        log.error("incident notices unavailable in the console: %s", exc)
-        return None
+    desk = NoticeDesk(config, kb)
     limits = dict(getattr(app.state, "body_limits", {}))
     limits[PROMPTS + "/"] = config.notices.max_upload_kb * 1024
     app.state.body_limits = limits
     app.state.notices = desk
     app.include_router(make_router(desk))
+    app.add_exception_handler(NoticeStoreError, _unavailable)
     return desk
+
+
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.error("incident notices unavailable: %s", exc)
+    return JSONResponse({"detail": "the notice database is not available"}, status_code=503)

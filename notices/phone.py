@@ -53,10 +53,9 @@ def load_notices(config: HotlineConfig) -> CallerNotices | None:
     if not n.enabled:
         return None
     sounds = Path(n.sounds_dir)
-    sounds.mkdir(parents=True, exist_ok=True)
-    prefix = prompt_prefix(sounds)
+    prefix = prompt_prefix(sounds)  # not created here: `hotline up` links it into Asterisk's
     if prefix is None:
-        log.error("notices.sounds_dir %s is not inside Asterisk's hotline prompts: callers "
-                  "hear no notice", n.sounds_dir)  # fmt: skip
+        log.warning("notices.sounds_dir %s is not (a link into) Asterisk's hotline prompts "
+                    "(made by `hotline up`): callers hear no notice", n.sounds_dir)  # fmt: skip
         return None
     return CallerNotices(NoticeStore(n.path), sounds, prefix)

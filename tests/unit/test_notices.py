@@ -279,3 +279,28 @@ async def test_upload_names_and_sizes_are_bounded(api: Api, mp3: bytes) -> None:
     agent_big = b"\x00" * (70 * 1024)
     r = await api.c.post("/api/admin/notices", content=agent_big, headers=api.as_("a1002"))
     assert r.status_code == 413  # the larger limit is for admins on the prompt path only
+
+
+async def test_a_broken_notice_database_is_503_and_calls_go_on(tmp_path: Path) -> None:
+    config = notices_config(tmp_path)
+    (tmp_path / "a-file").write_text("x")
+    data = config.model_dump(mode="json")
+    data["notices"]["path"] = str(tmp_path / "a-file" / "n.sqlite3")
+    broken = HotlineConfig.model_validate(data)
+    access = fast_store(tmp_path / "access.sqlite3")
+    access.add_user("admin", PASSWORD, "admin", None, None)
+    app = make_app(broken, Services(), access=access)
+    transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://console") as c:
+        r = await c.post("/api/login", json={"name": "admin", "password": PASSWORD, "bearer": True})
+        h = {"Authorization": f"Bearer {r.json()['token']}"}
+        assert (await c.get("/api/admin/notices", headers=h)).status_code == 503
+
+    class Broken:
+        def active(self, at: datetime) -> list[Notice]:
+            from notices.store import NoticeStoreError
+
+            raise NoticeStoreError("disk gone")
+
+    phone = CallerNotices(Broken(), tmp_path, "custom-x/")  # type: ignore[arg-type]
+    assert await phone.for_call(NOW) == ()
