@@ -49,15 +49,21 @@ def log_in(page, url: str, name: str) -> None:
     page.click("#login button")
 
 
-def test_admin_publishes_a_water_cut_notice_for_gongjijin_callers(page, console) -> None:
-    url, store = console
+def admin_fills(page, url: str, title: str, text: str, start_h: float, end_h: float) -> None:
+    """The admin logs in and types a notice from ``start_h`` to ``end_h`` hours from now."""
     log_in(page, url, "admin1")
     page.wait_for_function("document.getElementById('state').textContent === '已登录'")
     now = datetime.now(BEIJING)
-    page.fill("#title", "文三路停水")
-    page.fill("#text", "因管道抢修，西湖区文三路一带今天停水至晚上八点，请您谅解。")
-    page.fill("#start", (now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"))
-    page.fill("#end", (now + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#title", title)
+    page.fill("#text", text)
+    page.fill("#start", (now + timedelta(hours=start_h)).strftime("%Y-%m-%dT%H:%M"))
+    page.fill("#end", (now + timedelta(hours=end_h)).strftime("%Y-%m-%dT%H:%M"))
+
+
+def test_admin_publishes_a_water_cut_notice_for_gongjijin_callers(page, console) -> None:
+    url, store = console
+    text = "因管道抢修，西湖区文三路一带今天停水至晚上八点，请您谅解。"
+    admin_fills(page, url, "文三路停水", text, -1 / 60, 4)
     page.check('input[name="scope"][value="seats"]')
     page.check('input[name="seat"][value="gjj"]')
     page.select_option("#district", "西湖区")
@@ -73,13 +79,7 @@ def test_admin_publishes_a_water_cut_notice_for_gongjijin_callers(page, console)
 
 def test_end_before_start_is_refused_on_the_page(page, console) -> None:
     url, store = console
-    log_in(page, url, "admin1")
-    page.wait_for_function("document.getElementById('state').textContent === '已登录'")
-    now = datetime.now(BEIJING)
-    page.fill("#title", "测试")
-    page.fill("#text", "测试内容")
-    page.fill("#start", (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
-    page.fill("#end", (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+    admin_fills(page, url, "测试", "测试内容", 2, 1)
     page.click("#save")
     page.wait_for_function("document.getElementById('error').textContent.startsWith('未发布')")
     assert "end must be after start" in page.inner_text("#error")

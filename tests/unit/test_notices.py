@@ -13,13 +13,16 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from test_calendar import place_call as calendar_call
+from test_calendar import played
 from test_console import PASSWORD, fast_store
 
 from console.app import Services, make_app
 from console.kb import KbSlot
 from hotline import safe_yaml
+from hotline.calendar import HolidayCalendar
 from hotline.config import HotlineConfig, load_config
-from ivr.actions import TERMINAL, CallInfo, Collect, Digits, Done, Heard, Listen, NoticePrompt, Play
+from ivr.actions import CallInfo, NoticePrompt, Play
 from ivr.flow import call_flow
 from kb.boot import open_kb
 from notices.model import Notice
@@ -59,22 +62,7 @@ def water_cut(**fields: Any) -> Notice:
 
 # ---- the IVR ----------------------------------------------------------------------------
 def place_call(config: HotlineConfig, keys: list[str], notices: tuple[NoticePrompt, ...]) -> list:
-    info = CallInfo("call-1", "13805712345", started_at=NOW, notices=notices)
-    flow = call_flow(config, info)
-    seen = [next(flow)]
-    while not isinstance(seen[-1], TERMINAL):
-        a = seen[-1]
-        result: Any = Done()
-        if isinstance(a, Collect):
-            result = Digits(keys.pop(0) if keys else "")
-        elif isinstance(a, Listen):
-            result = Heard()
-        seen.append(flow.send(result))
-    return seen
-
-
-def played(actions: list) -> list[str]:
-    return [p for a in actions if isinstance(a, Play | Collect) for p in a.prompts]
+    return calendar_call(config, keys, NOW, HolidayCalendar(), notices=notices)
 
 
 def test_a_notice_for_everyone_follows_the_greeting(tmp_path: Path) -> None:
