@@ -16,9 +16,14 @@ import json
 import logging
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 from agi_scripts.server import AgiApp, AgiServer, load_handlers
 from hotline import service
+from hotline.config import HotlineConfig
+
+if TYPE_CHECKING:
+    from notices.phone import CallerNotices
 
 log = logging.getLogger("agi_scripts")
 
@@ -135,6 +140,18 @@ async def _self_service(app: AgiApp) -> None:
             log.info("self-service for seats %s", ", ".join(app.config.kb.self_service))
 
 
+def _notices(config: HotlineConfig) -> CallerNotices | None:
+    """Incident notices (第十三条) for callers; on any failure callers hear none."""
+    from notices.phone import load_notices
+    from notices.store import NoticeStoreError
+
+    try:
+        return load_notices(config)
+    except (NoticeStoreError, OSError) as exc:
+        log.error("incident notices unavailable, callers hear none: %s", exc)
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agi_scripts", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -159,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     host = args.host or config.agi.host
     port = config.agi.port if args.port is None else args.port
     app = AgiApp(config=config, handlers=load_handlers())
+    app.notices = _notices(config)
     loop_name = _install_uvloop()
     log.info("event loop: %s", loop_name)
     try:

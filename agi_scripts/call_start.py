@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from agi_scripts.protocol import AgiEnv, clean_text
@@ -22,8 +23,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("agi_scripts.handlers.ivr")
 
 CALLER_FLAGS = ("normal", "warning", "suspended")
+TEST_CLOCK_ENV = "HOTLINE_TEST_CLOCK_FILE"
+"""Tests only: a file holding seconds to add to the call clock (seat hours, holidays,
+notices), read at every call; unset in production."""
+MAX_TEST_OFFSET_S = 20 * 366 * 86400
 SCREEN_BUDGET_S = 1.5
 """Longest the caller rules may hold a call before the menu (they fail open after that)."""
+
+
+def call_clock() -> datetime:
+    """Now (UTC), moved by the test clock file when ``HOTLINE_TEST_CLOCK_FILE`` is set."""
+    now = datetime.now(UTC)
+    path = os.environ.get(TEST_CLOCK_ENV)
+    if not path:
+        return now
+    try:
+        with open(path, encoding="ascii") as f:
+            offset = float(f.read(32).strip() or 0)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return now
+    if not abs(offset) <= MAX_TEST_OFFSET_S:  # also NaN
+        return now
+    return now + timedelta(seconds=offset)
 
 
 def call_info_from_env(
@@ -43,7 +64,7 @@ def call_info_from_env(
         caller=caller_number(clean_text(env.get("agi_callerid"), 64)),
         dialed=dialed or "12345",
         caller_flag=flag,
-        started_at=now or datetime.now(UTC),
+        started_at=now or call_clock(),
     )
 
 

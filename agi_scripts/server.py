@@ -25,6 +25,7 @@ from agi_scripts.protocol import HANGUP, ReplyParser, parse_env
 from agi_scripts.services import (
     AcdRedis,
     CallerRules,
+    CallNotices,
     DraftKeeper,
     EventSink,
     FlowFactory,
@@ -95,6 +96,8 @@ class AgiApp:
     kb: KbOffers | None = None
     """Knowledge-base answers for callers (``kb.phone.CallerOffers``, seats in
     ``kb.self_service`` only); ``None``: callers always reach an agent."""
+    notices: CallNotices | None = None
+    """Incident notices in their window (``notices.phone.CallerNotices``); ``None``: none."""
     flow: FlowFactory | None = None
     """The call flow (default ``ivr.flow.call_flow``; tests put a stand-in here)."""
     acd_redis: AcdRedis | None = None

@@ -5,11 +5,12 @@ service is not running and the call goes on without it (fail open)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 from hotline.call import CallEvent
 from hotline.config import HotlineConfig
-from ivr.actions import Action, Article, CallInfo, Heard, Listen, Result
+from ivr.actions import Action, Article, CallInfo, Heard, Listen, NoticePrompt, Result
 
 if TYPE_CHECKING:
     from agi_scripts.session import AgiSession
@@ -32,6 +33,13 @@ class KbOffers(Protocol):
     what the caller said, or an empty one; never raises."""
 
     async def offer(self, transcript: str) -> Article: ...
+
+
+class CallNotices(Protocol):
+    """Incident notices (第十三条, ``notices.phone.CallerNotices``) in their window at ``at``,
+    ready to play; never raises (none on failure)."""
+
+    async def for_call(self, at: datetime) -> tuple[NoticePrompt, ...]: ...
 
 
 class CallerScreen(Protocol):

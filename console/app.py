@@ -61,7 +61,7 @@ from starlette.requests import HTTPConnection
 from access.store import AccessStore, User
 from access.web import ERRORS, Problem, note, protect, require
 from admin.lifecycle import Lifecycle
-from console import agent_state
+from console import agent_state, notices
 from console import stats as stats_mod
 from console.admin import admin_router
 from console.feed import FeedHub, sse
@@ -264,6 +264,7 @@ def make_app(
     mount_qa(app, config)
     if admin is not None:
         app.include_router(admin_router(admin))
+    notices.mount(app, config, sv.kb)
 
     def need(thing: Any, what: str) -> Any:
         if thing is None:

@@ -267,6 +267,33 @@ class BusinessHours(_Model):
     closed_target: Target = Target(kind="speech", value="message")
 
 
+class SeatHours(_Model):
+    """One seat's staffed hours (``calendar.seats.<seat>``): weekday ranges, what a statutory
+    holiday does, and where a caller who chooses the seat while it is closed goes."""
+
+    hours: tuple[DayHours, ...] = Field(min_length=1, max_length=21)
+    holidays: Literal["closed", "open"] = "closed"
+    """``closed``: no service on the days the holiday data marks off (法定节假日)."""
+    makeup_as: Literal["mon", "tue", "wed", "thu", "fri"] = "mon"
+    """A 调休 make-up working day (a Saturday or Sunday) has this weekday's hours."""
+    closed_prompt: PROMPT = "seat-closed"
+    """Played when the caller chose the seat while it is closed (then ``closed_target``)."""
+    closed_target: Target = Target(kind="seat", value="zonghe")
+    """Where the caller goes instead: ``seat:<id>`` (the 综合席 by default) or
+    ``speech:message`` (a message with the caller's number for a callback, on a ticket)."""
+
+
+class Calendar(_Model):
+    """Per-seat business hours and the holiday data (``hotline/calendar.py``,
+    docs/calendar.md).  Emergency lines are never subject to hours."""
+
+    holidays_file: str = Field(default="", max_length=1024)
+    """Mainland China's statutory holidays and 调休 make-up working days, year by year;
+    empty: the file shipped in the package (``hotline/data/holidays_cn.yaml``)."""
+    seats: dict[ID, SeatHours] = Field(default_factory=dict, max_length=200)
+    """Seats with hours; a seat not listed is always open."""
+
+
 class Emergency(_Model):
     """Emergency lines (第九条): reached by key from any menu, by speech, or by an agent's
     feature code; always through the emergency trunk with the caller's number preserved."""
@@ -701,6 +728,19 @@ class Admin(_Model):
     versions_db: PATH = "run/config-versions.sqlite3"
 
 
+class Notices(_Model):
+    """Incident notices (第十三条, ``notices/``): set in the console, kept outside this file
+    (``path``, SQLite 0600), so they take effect without an apply.  ``sounds_dir`` holds
+    their audio and uploaded prompts; it must be (a link to) a directory inside Asterisk's
+    hotline prompts (the stack makes the link)."""
+
+    enabled: bool = True
+    path: str = "run/notices.sqlite3"
+    sounds_dir: str = "run/custom-sounds"
+    max_upload_kb: int = Field(default=4096, ge=64, le=50 * 1024)
+    """Largest prompt upload (wav/mp3/m4a) accepted."""
+
+
 class HotlineInfo(_Model):
     name: NAME = "12345政务服务便民热线"
     number: Annotated[str, Field(pattern=r"^[0-9]{3,8}$")] = "12345"
@@ -734,6 +774,8 @@ class HotlineConfig(_Model):
     recording: Recording = Recording()
     qa: Qa = Qa()
     admin: Admin = Admin()
+    calendar: Calendar = Calendar()
+    notices: Notices = Notices()
 
     @model_validator(mode="after")
     def _cross_check(self) -> HotlineConfig:
@@ -773,6 +815,16 @@ class HotlineConfig(_Model):
         out += self._target_problems(
             "business_hours.closed_target", self.business_hours.closed_target
         )
+        for seat_id, hours in self.calendar.seats.items():
+            where = f"calendar.seats.{seat_id}"
+            if seat_id not in seat_ids:
+                out.append((where, f"unknown seat {seat_id!r}"))
+            target = hours.closed_target
+            if target.kind not in ("seat", "speech") or target == Target(
+                kind="seat", value=seat_id
+            ):
+                out.append((f"{where}.closed_target", "seat:<another seat> or speech:message"))
+            out += self._target_problems(f"{where}.closed_target", target)
         for i, seat in enumerate(self.kb.self_service):
             if seat not in seat_ids:
                 out.append((f"kb.self_service.{i}", f"unknown seat {seat!r}"))

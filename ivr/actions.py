@@ -123,6 +123,15 @@ Result = Done | Digits | Heard | Article
 
 
 @dataclass(frozen=True, slots=True)
+class NoticePrompt:
+    """An incident notice (第十三条) in its window: the prompt to play (a name under the
+    hotline's prompt directory) and the seats whose callers hear it (empty: every caller)."""
+
+    prompt: str
+    seats: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class CallInfo:
     """What the flow knows about the call when it starts (gathered by the transport)."""
 
@@ -136,3 +145,5 @@ class CallInfo:
     """The caller's open demands, newest first (for 第十四条 progress)."""
     started_at: datetime | None = None
     """When the call arrived (timezone-aware), for business hours; ``None``: treated as open."""
+    notices: tuple[NoticePrompt, ...] = field(default=())
+    """Incident notices (第十三条) in their window now, ready to play."""

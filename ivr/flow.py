@@ -37,9 +37,12 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from acd.interface import RouteRequest
+from hotline.calendar import DAYS, HolidayCalendar, weekday_open
+from hotline.calendar import is_open as seat_is_open
+from hotline.calendar import zone as _zone
 from hotline.config import BusinessHours, HotlineConfig, Menu, Target
 from ivr.actions import (
     Action,
@@ -91,7 +94,6 @@ STATUS_PROMPTS = {
     "done": "status-done",
     "已办结": "status-done",
 }
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 STAY = ""
 """A handler's "continue in the current menu" (progress played, menu offered again)."""
@@ -111,6 +113,8 @@ class _Call:
     greeted: bool = False
     intro_extra: tuple[str, ...] = ()
     via: str = "key"
+    clock: datetime | None = None
+    holidays: HolidayCalendar = field(default_factory=HolidayCalendar)
 
     @property
     def ivr_path(self) -> str:
@@ -122,25 +126,33 @@ Handler = Callable[[_Call, Target], Step]
 
 # ---- entry point ------------------------------------------------------------------------
 def call_flow(
-    config: HotlineConfig, call: CallInfo, now: datetime | None = None
+    config: HotlineConfig,
+    call: CallInfo,
+    now: datetime | None = None,
+    holidays: HolidayCalendar | None = None,
 ) -> Generator[Action, Result | None, None]:
-    """The IVR for one call.  ``now`` (default ``call.started_at``) decides business hours;
-    without a clock the hotline counts as open."""
-    c = _Call(config, call)
+    """The IVR for one call.  ``now`` (default ``call.started_at``) decides business hours
+    and seat hours (with ``holidays``, the statutory holidays and 调休 days); without a clock
+    the hotline and every seat count as open."""
+    clock = now if now is not None else call.started_at
+    c = _Call(config, call, clock=clock, holidays=holidays or HolidayCalendar())
     if call.caller_flag == "suspended":
         yield from _suspended(c)
         return
-    clock = now if now is not None else call.started_at
     nxt: Next
+    everyone = _notices_for(call, None)
+    if everyone:
+        c.path.append("notice")
     if clock is not None and not is_open(config.business_hours, clock):
         c.greeted = True
         c.path.append("closed")
         c.via = "closed"
-        yield Play((config.business_hours.closed_prompt,))
+        yield Play((config.business_hours.closed_prompt, *everyone))
         nxt = yield from _goto(c, config.business_hours.closed_target)
     else:
         if call.caller_flag == "warning":
             c.intro_extra = ("throttle-warning",)
+        c.intro_extra += everyone
         nxt = "main"
         if call.open_tickets:
             nxt = yield from _offer_progress(c)
@@ -166,10 +178,10 @@ def _intro(c: _Call, menu: Menu) -> Generator[Action, Result | None, tuple[str, 
         return ()
     c.greeted = True
     once = _split_greeting(menu)[0]
-    if c.intro_extra:
+    if c.info.caller_flag == "warning":
         yield Play((*once, *c.intro_extra))
         return ()
-    return once
+    return (*once, *c.intro_extra)
 
 
 def _collect(
@@ -258,9 +270,35 @@ def _goodbye(c: _Call, reason: str, notice: str = "") -> Step:
     return None
 
 
+def _notices_for(call: CallInfo, seat: str | None) -> tuple[str, ...]:
+    """Prompts of the incident notices (第十三条) for all callers (``seat`` None) or for
+    callers choosing ``seat``; the transport passes only notices in their window."""
+    if seat is None:
+        return tuple(n.prompt for n in call.notices if not n.seats)
+    return tuple(n.prompt for n in call.notices if seat in n.seats)
+
+
 def _seat(c: _Call, target: Target) -> Step:
-    """A seat chosen by key; with ``speech.mode: after_choice`` the caller first says the
-    matter, which pre-fills the ticket."""
+    """A seat chosen by key: its incident notices first; a seat closed now (hours, holidays,
+    调休) plays its ``closed_prompt`` and sends the caller to its ``closed_target``; with
+    ``speech.mode: after_choice`` the caller then says the matter (it pre-fills the ticket)."""
+    notices = _notices_for(c.info, target.value)
+    if notices:
+        c.path.append("notice")
+        yield Play(notices)
+    hours = c.config.calendar.seats.get(target.value)
+    if (
+        hours is not None
+        and c.clock is not None
+        and not seat_is_open(c.config, target.value, c.clock, c.holidays)
+    ):
+        c.path.append("closed")
+        c.via = "seat_closed"
+        yield Play((hours.closed_prompt,))
+        alternative = hours.closed_target
+        if alternative.kind == "seat":  # one hop: the alternative is not checked again
+            return (yield from _route(c, alternative.value, {"closed_seat": target.value}))
+        return (yield from _speech(c, alternative))
     if c.config.speech.mode == "after_choice":
         draft = yield from _listen(c, "demand")
         return (yield from _after_speech(c, draft, chosen=target.value))
@@ -480,11 +518,6 @@ def _suspended(c: _Call) -> Step:
 
 
 # ---- business hours and progress --------------------------------------------------------
-def _minutes(hhmm: str) -> int:
-    hours, minutes = hhmm.split(":")
-    return int(hours) * 60 + int(minutes)
-
-
 def is_open(hours: BusinessHours, now: datetime) -> bool:
     """Whether seats are staffed at ``now`` (aware: converted to ``hours.timezone``; naive:
     taken as local).  A close time at or before the open time runs past midnight.  An unknown
@@ -492,27 +525,12 @@ def is_open(hours: BusinessHours, now: datetime) -> bool:
     if hours.always_open:
         return True
     if now.tzinfo is not None:
-        zone = _zone(hours.timezone)
-        if zone is None:
+        tz = _zone(hours.timezone)
+        if tz is None:
             return True
-        now = now.astimezone(zone)
-    today, yesterday = _DAYS[now.weekday()], _DAYS[(now.weekday() - 1) % 7]
-    minute = now.hour * 60 + now.minute
-    for span in hours.hours:
-        start, end = _minutes(span.open), _minutes(span.close)
-        if start < end:
-            if today in span.days and start <= minute < end:
-                return True
-        elif (today in span.days and minute >= start) or (yesterday in span.days and minute < end):
-            return True
-    return False
-
-
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
+        now = now.astimezone(tz)
+    today, yesterday = DAYS[now.weekday()], DAYS[(now.weekday() - 1) % 7]
+    return weekday_open(hours.hours, today, yesterday, now.hour * 60 + now.minute)
 
 
 def _as_date(value: object, zone: ZoneInfo | None) -> date | None:

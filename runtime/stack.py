@@ -169,6 +169,7 @@ class Stack:
         before = self.status()
         try:
             self.link_kb_sounds()
+            self.link_notice_sounds()
             self.start_redis()
             self.start_fastagi(required=require_fastagi)
             self.start_records()
@@ -313,8 +314,15 @@ class Stack:
         plays them: ``kb.spoken_dir`` becomes a link to ``<rootfs>/…/sounds/zh/hotline/
         kb-<instance>`` (an existing real directory is left alone: the IVR then offers
         nothing, see ``kb.phone``)."""
-        link = Path(self.config.kb.spoken_dir)
-        target = self.rootfs / rootfs_mod.SOUNDS_DIR / f"kb-{self.instance}"
+        return self._link_sounds(Path(self.config.kb.spoken_dir), f"kb-{self.instance}")
+
+    def link_notice_sounds(self) -> Path | None:
+        """Incident notices' audio and uploaded prompts (``notices.sounds_dir``) the same
+        way: a link to ``<rootfs>/…/sounds/zh/hotline/custom-<instance>``."""
+        return self._link_sounds(Path(self.config.notices.sounds_dir), f"custom-{self.instance}")
+
+    def _link_sounds(self, link: Path, name: str) -> Path | None:
+        target = self.rootfs / rootfs_mod.SOUNDS_DIR / name
         target.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() and link.resolve() != target.resolve():
             link.unlink()

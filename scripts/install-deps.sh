@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server sip-tester mmdebstrap sox libsox-fmt-all iproute2 procps python3-venv
-              chromium fonts-wqy-microhei)  # the consoles are tested in a real browser
+              chromium fonts-wqy-microhei  # the consoles are tested in a real browser
+              ffmpeg)  # uploaded prompts (m4a/mp3) are decoded by ffmpeg (speech/prompt_audio.py)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

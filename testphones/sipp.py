@@ -829,4 +829,8 @@ def offset_config(base: dict[str, object], offset: int, run_dir: Path | None = N
     if run_dir is not None and isinstance(data.get("kb"), dict):
         data["kb"]["path"] = str(run_dir / "kb.sqlite3")
         data["kb"]["spoken_dir"] = str(run_dir / "kb-sounds")
+    if run_dir is not None:
+        notices = data.setdefault("notices", {})
+        notices["path"] = str(run_dir / "notices.sqlite3")
+        notices["sounds_dir"] = str(run_dir / "custom-sounds")
     return data

@@ -24,7 +24,7 @@ from hotline.config import HotlineConfig, load_config
 from supervise.board import Board
 from supervise.live import LiveModel
 from supervise.reports import build_report, not_ready_by_reason, period_bounds
-from supervise.sources import agent_events, call_records
+from supervise.sources import agent_events
 
 REPO = Path(__file__).resolve().parents[2]
 TZ = ZoneInfo("Asia/Shanghai")
