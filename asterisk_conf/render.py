@@ -248,6 +248,7 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "agent_codes": sorted(config.agent_codes.actions().items()),
         "recording": config.recording,
         "queue_record": queue_record(config),
+        "dial_record": dial_record(config),
         "record_name": RECORD_NAME,
     }
 
@@ -262,6 +263,13 @@ def queue_record(config: HotlineConfig) -> str:
     are recorded (``recording.include_ivr`` records from the answer instead)."""
     r = config.recording
     return ",,,,,hotline-agent-record" if r.enabled and not r.include_ivr else ""
+
+
+def dial_record(config: HotlineConfig) -> str:
+    """The same recording for the ACD router's Dial (``U()``: a gosub on the agent's channel
+    once it answered), so routed calls are recorded like queued ones."""
+    r = config.recording
+    return "U(hotline-agent-record)" if r.enabled and not r.include_ivr else ""
 
 
 def _environment() -> Environment:

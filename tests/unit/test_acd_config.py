@@ -68,3 +68,21 @@ def test_router_dialplan_waits_in_the_acd_context_and_keeps_app_queue_as_fallbac
     assert "Goto(hotline-queue-exit,9,1)" in text
     plain = render_text(load_config(EXAMPLE))["extensions.conf"]
     assert "hotline-acd-wait" not in plain
+
+
+def test_a_call_the_router_hands_to_an_agent_is_recorded_like_a_queued_one() -> None:
+    """Issue 11 with the ACD router: its Dial runs the agent-side recording gosub (U()) that
+    app_queue's Queue() runs, and neither does when recording is off."""
+    from asterisk_conf.render import render_text
+
+    routed = parse_config(example_text().replace("mode: app_queue", "mode: router"))
+    text = render_text(routed)["extensions.conf"]
+    dial = text.split("\n[hotline-acd-dial]\n", 1)[1].split("\n[", 1)[0]
+    assert "U(hotline-agent-record))" in dial
+    assert ",,,,,hotline-agent-record)" in text  # the app_queue fallback records too
+    quiet = example_text().replace("mode: app_queue", "mode: router")
+    assert "  enabled: true\n  include_ivr:" in quiet
+    quiet = quiet.replace("  enabled: true\n  include_ivr:", "  enabled: false\n  include_ivr:")
+    off = render_text(parse_config(quiet))["extensions.conf"]
+    assert "hotline-agent-record)" not in off
+    assert "U(" not in off.split("\n[hotline-acd-dial]\n", 1)[1].split("\n[", 1)[0]
