@@ -45,7 +45,7 @@ from hotline.config import HotlineConfig
 log = logging.getLogger("acd.router")
 
 WAIT_CONTEXT = "hotline-acd-wait"
-DIAL_CONTEXT = "hotline-acd-dial"
+DIAL_CONTEXT = V.ACD_DIAL_CONTEXT
 RING_GRACE_S = 3.0
 """The engine's own ring timer runs this much longer than the dial's time-out: normally the
 ``DialEnd`` decides; the timer only catches a lost event."""

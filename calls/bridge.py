@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
-from hotline.call import CallerId, CallEvent, agent_id_of, valid_id
+from hotline.call import CallerId, CallEvent, answered_by, valid_id
 
 log = logging.getLogger("calls.bridge")
 
@@ -74,10 +74,11 @@ class AmiBridge:
             self._know(linkedid)
             data = {ours: event.get(theirs, "")[:256] for theirs, ours in keys}
             return CallEvent(kind, linkedid, now, "ami", uniqueid, data)
-        if name == "AgentConnect":
-            agent = agent_id_of(event)
+        if name in ("AgentConnect", "DialEnd"):  # an agent answered (app_queue or the ACD)
+            agent = answered_by(event)
             if agent and linkedid in self.known:
-                data = {"agent": agent, "queue": event.get("Queue", "")[:64]}
+                queue = event.get("Queue", "")[:64] if name == "AgentConnect" else "acd"
+                data = {"agent": agent, "queue": queue}
                 return CallEvent("agent", linkedid, now, "ami", uniqueid, data)
             return None
         if name == "Hangup" and first and linkedid in self.known:

@@ -1,8 +1,10 @@
 """Follow calls to agents (AMI) and drafts (Redis), and push each agent's screen.
 
 * ``UserEvent HotlineRoute`` (the dialplan, after the IVR): the call's seat, queue and IVR path.
-* ``AgentConnect`` (app_queue, the agent answered): the agent (``agent<ID>`` member), the
-  caller's channel and number; ``Getvar`` reads ``HOTLINE_CALL_ID`` and
+* ``AgentConnect`` (app_queue, the agent answered; for a call the ACD router carried, the
+  ``DialEnd`` of its Dial context, ``hotline.call.answered_by``): the agent (``agent<ID>``
+  member or the dialled channel), the caller's channel and number; ``Getvar`` reads
+  ``HOTLINE_CALL_ID`` and
   ``HOTLINE_CALLER_FLAG`` from that channel.  The agent's feed gets a ``call`` event with the
   draft (the ticket store's, else the speech service's message in Redis, else ``None``).
 * ``draft`` events of the call event stream (``calls.stream``, consumer group
@@ -33,6 +35,7 @@ from hotline.call import (
     CallEvent,
     TicketDraft,
     agent_id_of,
+    answered_by,
     caller_number,
     draft_view,
     kb_fact,
@@ -157,7 +160,7 @@ class CallFollower:
             rec.seat = rec.seat or event.get("Seat")
             rec.queue = rec.queue or event.get("Queue")
             self._alias(rec, event.get("CallId", ""))
-        elif name == "AgentConnect" and linkedid:
+        elif name in ("AgentConnect", "DialEnd") and linkedid and answered_by(event):
             await self._answered(self._record(linkedid), event, getvar)
         elif name == "Hangup" and linkedid in self.calls:
             rec = self.calls[linkedid]

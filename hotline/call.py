@@ -56,6 +56,22 @@ def valid_id(value: object) -> str:
     return text if _ID_RE.match(text) else ""
 
 
+def answered_by(event: Mapping[str, str]) -> str:
+    """The agent id when ``event`` says an agent answered a carrier call, else ``""``:
+    app_queue's ``AgentConnect``, or the ``DialEnd`` (ANSWER) of the ACD router's Dial
+    context on the caller's channel (``Context`` and ``DestChannel`` are Asterisk's)."""
+    name = event.get("Event", "")
+    if name == "AgentConnect":
+        return agent_id_of(event)
+    if (
+        name == "DialEnd"
+        and event.get("DialStatus") == "ANSWER"
+        and event.get("Context") == V.ACD_DIAL_CONTEXT
+    ):
+        return agent_id_of(event)
+    return ""
+
+
 def agent_id_of(event: Mapping[str, str]) -> str:
     """``agent1002`` (MemberName, Interface ``PJSIP/agent1002`` or the agent's channel) → 1002."""
     for key in ("MemberName", "Interface", "DestChannel"):

@@ -47,6 +47,10 @@ ACD_SINCE = "HOTLINE_ACD_SINCE"
 """Unix time the caller entered the router's waiting context."""
 ACD_AGENT = "HOTLINE_ACD_AGENT"
 """The agent id the router offers the call to (set before its Redirect to the Dial context)."""
+ACD_DIAL_CONTEXT = "hotline-acd-dial"
+"""The context the ACD router redirects a waiting caller into to ring the offered agent: its
+``DialEnd`` with ``DialStatus: ANSWER`` is the router's "agent answered" (what app_queue's
+``AgentConnect`` is for queued calls)."""
 SPY_TARGET = "HOTLINE_SPY_TARGET"
 """The uniqueid of the agent's channel a supervisor's phone listens to (set by the
 console's AMI Originate into :data:`SPY_CONTEXT`)."""

@@ -20,6 +20,7 @@ import yaml
 from instances import stack_instance
 from redis import Redis
 from rules_helpers import place_watching, run_all, user_events
+from test_call_records import record_of
 
 from acd.commands import STREAM, AgentCommand
 from acd.engine import RedisEngine
@@ -175,6 +176,15 @@ def test_gongjijin_call_reaches_idle_gongjijin_agent_not_longer_idle_zonghe_agen
     assert [agent for _, agent in dials(call)] == [f"agent{GJJ}"]
     assert acd.counter("agent", GJJ, "answered") == answered + 1
     assert acd.state(GENERAL)[0] == AgentState.READY
+    # the call record names the agent (the Dial context's DialEnd, no app_queue), and the
+    # conversation was recorded like a queued one (Dial's U() gosub; issue 11)
+    rec = record_of(acd.h, call)
+    assert [(a["agent"], a["queue"]) for a in rec.agents] == [(GJJ, "acd")], rec.agents
+    deadline = time.monotonic() + 20
+    while not rec.recordings and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rec = record_of(acd.h, call)
+    assert rec.recordings, "the routed call was not recorded"
     # the caller hung up after the conversation: the agent wraps up, then is ready again
     acd.wait_state(GJJ, AgentState.READY, timeout_s=10)
 

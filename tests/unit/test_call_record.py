@@ -196,6 +196,15 @@ def test_the_bridge_identifies_calls_by_the_channel_ids_never_by_the_caller() ->
         }
     )
     assert agent is not None and agent.data["agent"] == "1002"
+    # a call the ACD router carried: its Dial context's answered DialEnd names the agent;
+    # other dials (the emergency line, an unanswered ring) name nobody
+    dial = {"Event": "DialEnd", "DialStatus": "ANSWER", "Context": "hotline-acd-dial",
+            "DestChannel": "PJSIP/agent1003-0000002b", **first}  # fmt: skip
+    routed = bridge.translate(dial)
+    assert routed is not None and routed.data == {"agent": "1003", "queue": "acd"}
+    assert bridge.translate({**dial, "DialStatus": "NOANSWER"}) is None
+    assert bridge.translate({**dial, "Context": "hotline-route"}) is None
+    assert bridge.translate({**dial, "DestChannel": "PJSIP/119@emergency-00000001"}) is None
     leg = {"Event": "Hangup", "Uniqueid": "170.2", "Linkedid": "170.1"}
     assert bridge.translate(leg) is None  # the agent's leg ending does not end the call
     ended = bridge.translate({"Event": "Hangup", "Cause-txt": "Normal Clearing", **first})

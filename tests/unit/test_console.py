@@ -190,6 +190,28 @@ async def test_the_answering_agent_gets_the_call_with_its_draft_and_later_the_ha
     assert other.empty() and follower.calls == {}
 
 
+async def test_a_call_the_acd_router_carried_pops_up_on_the_answering_agents_screen(
+    config, store
+) -> None:
+    """No AgentConnect without app_queue: the DialEnd (ANSWER) of the router's Dial context
+    on the caller's channel is the answer; an unanswered ring shows nothing."""
+    hub = FeedHub()
+    follower = CallFollower(config, hub, store, redis=None)
+    screen, rung = hub.subscribe("1003"), hub.subscribe("1002")
+    dial = {"Event": "DialEnd", "Linkedid": "172.1", "Channel": "PJSIP/carrier-0000000c",
+            "CallerIDNum": "13900003333", "Context": "hotline-acd-dial"}  # fmt: skip
+    await follower.on_ami_event(
+        {**dial, "DialStatus": "NOANSWER", "DestChannel": "PJSIP/agent1002-0000000d"}
+    )
+    await follower.on_ami_event(
+        {**dial, "DialStatus": "ANSWER", "DestChannel": "PJSIP/agent1003-0000000e"}
+    )
+    call = screen.get_nowait()
+    assert call["event"] == "call" and call["agent"] == "1003" and call["call_id"] == "172.1"
+    assert call["caller"] == "139****3333"
+    assert rung.empty()
+
+
 async def test_a_draft_finished_after_the_answer_reaches_the_agents_screen(config, store) -> None:
     hub = FeedHub()
     follower = CallFollower(config, hub, store, redis=None)
