@@ -4,6 +4,7 @@ dialplan they rely on."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -280,8 +281,8 @@ def test_supervisors_phones_become_called_only_endpoints_and_a_spy_context(confi
 )  # fmt: skip
 def test_bad_supervisor_phones_are_refused_with_the_field(supervisors: str, where: str) -> None:
     text = (REPO / "hotline.yaml").read_text(encoding="utf-8")
-    start = text.index("supervisors:")
-    end = text.index("supervise:")
+    start = text.index("\nsupervisors:") + 1
+    end = re.compile(r"^[a-z_]+:", re.M).search(text, start + 1).start()  # the next section
     bad = text[:start] + f"supervisors: {supervisors}\n" + text[end:]
     with pytest.raises(ConfigError) as err:
         parse_config(bad)
