@@ -81,6 +81,12 @@ async def serve(
     server = AgiServer(app)
     bound = await server.start(host, port)
     print(f"FastAGI listening on {bound[0]}:{bound[1]}", flush=True)
+    if app.config is not None:
+        from agi_scripts.metrics import PORT_OFFSET, serve_metrics
+
+        stream = app.events
+        dropped = (lambda: stream.dropped) if stream is not None else None
+        serve_metrics(server.stats, app.config.agi.port + PORT_OFFSET, dropped)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

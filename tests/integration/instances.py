@@ -4,7 +4,7 @@ Every stack is hotline.yaml with its ports moved by an offset (``offset_config``
 comes from ``HOTLINE_ITEST_PORT_OFFSET`` (10 000) and ``HOTLINE_ITEST_INSTANCE`` (``itest``);
 under pytest-xdist each worker ``gwN`` adds ``N × WORKER_STRIDE`` and appends ``-gwN`` to
 the name, so workers run their stacks side by side.  Within one worker the stacks sit
-``SLOTS`` apart: with these offsets no port of one stack (4573–4575, 5038, 5060–5062,
+``SLOTS`` apart: with these offsets no port of one stack (4573–4576, 5038, 5060–5062,
 5101–5170, 6390 + offset) equals a port of another.
 """
 

@@ -35,6 +35,18 @@ def test_caller_presses_2_reaches_a_gongjijin_agent(hotline) -> None:
     assert any(i.from_user == "13800001002" for i in invites), invites
     others = [p for p in hotline.phones if p.role not in hotline.agents_for("gjj")]
     assert not any(i.from_user == "13800001002" for p in others for i in p.invites())
+    # operations see the IVR session in the FastAGI server's own metrics (loopback, no caller)
+    import urllib.request
+
+    from agi_scripts.metrics import PORT_OFFSET
+
+    url = f"http://127.0.0.1:{hotline.config.agi.port + PORT_OFFSET}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        text = r.read().decode()
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line[:1] != "#")
+    assert float(values["hotline_agi_sessions_total"]) >= 1
+    assert float(values['hotline_agi_outcomes_total{outcome="completed"}']) >= 1
+    assert "13800001002" not in text
 
 
 def test_silent_caller_hears_the_menu_the_configured_times_then_reaches_the_general_seat(

@@ -36,7 +36,7 @@ def stack_ports(offset: int) -> set[tuple[str, int]]:
     data = offset_config(safe_yaml.load_file(REPO / "hotline.yaml"), offset)
     out = {(data[k].get("host", "127.0.0.1"), data[k]["port"]) for k in ("sip", "ami", "redis")}
     agi = data["agi"]["port"]
-    out |= {("127.0.0.1", agi + i) for i in range(3)}  # FastAGI, speech, console
+    out |= {("127.0.0.1", agi + i) for i in range(4)}  # FastAGI, speech, console, metrics
     out |= {(t["host"], t["port"]) for t in data["trunks"].values()}
     out |= {("127.0.0.1", a["port"]) for a in data["agents"]}
     out |= {(s["host"], s["port"]) for s in data.get("supervisors", [])}
