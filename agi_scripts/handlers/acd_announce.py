@@ -39,13 +39,14 @@ PATIENCE = ("acd-patience",)
 
 
 def announcement(place: Place | None) -> tuple[str, ...]:
-    """The prompts for a caller's place: position, then the wait in whole minutes (rounded
-    up, at least one), "超过二十分钟" past :data:`MAX_MINUTES`, "请您耐心等待" when unknown."""
+    """The prompts for a caller's place: the callers ahead ("您是下一位" for none), then the
+    wait in whole minutes (rounded up, at least one), "超过二十分钟" past
+    :data:`MAX_MINUTES`, "请您耐心等待" when unknown."""
     if place is None:
         return PATIENCE
     said = ("acd-ahead", *say_number(place.position - 1), "acd-callers")
     if place.position <= 1:
-        said = ()  # nobody ahead: only the wait
+        said = ("acd-next",)  # nobody ahead: "您是下一位"
     if place.wait_s is None:
         return (*said, *PATIENCE)
     minutes = max(1, math.ceil(place.wait_s / 60))

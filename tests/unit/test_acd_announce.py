@@ -93,7 +93,7 @@ async def test_the_channels_uniqueid_names_the_call_not_the_caller_id(app, engin
     queue_three_gjj_callers(engine)
     caller = WaitingCaller("1700000000.1", "9")  # its caller ID field says …0.9; first in line
     await acd_announce.handle(caller, app)  # type: ignore[arg-type]
-    assert caller.played == ["acd-wait-about", "digit-5", "acd-minutes"]
+    assert caller.played == ["acd-next", "acd-wait-about", "digit-5", "acd-minutes"]
 
 
 async def test_caller_presses_9_during_the_announcement_and_leaves_for_the_emergency_menu(
@@ -112,7 +112,7 @@ async def test_nobody_logged_in_for_the_skill_the_caller_is_asked_for_patience(a
     assert place == Place("gjj", 1, None)
     caller = WaitingCaller("1700000000.5", "9")
     await acd_announce.handle(caller, app)  # type: ignore[arg-type]
-    assert caller.played == ["acd-patience"]
+    assert caller.played == ["acd-next", "acd-patience"]
 
 
 async def test_a_call_already_offered_to_an_agent_hears_nothing(app, engine) -> None:
@@ -143,7 +143,7 @@ async def test_redis_down_the_caller_is_asked_for_patience_and_waits_on(config) 
 @pytest.mark.parametrize(
     ("place", "said"),
     [
-        (Place("gjj", 1, 20.0), ("acd-wait-about", "digit-1", "acd-minutes")),
+        (Place("gjj", 1, 20.0), ("acd-next", "acd-wait-about", "digit-1", "acd-minutes")),
         (
             Place("gjj", 12, 61.0),
             (
@@ -182,7 +182,7 @@ def test_place_and_wait_become_prompts(place, said) -> None:
 
 def test_every_announcement_prompt_exists_as_audio() -> None:
     sounds = EXAMPLE.parent / "sounds" / "zh"
-    for name in ("acd-ahead", "acd-callers", "acd-wait-about", "acd-minutes",
+    for name in ("acd-ahead", "acd-next", "acd-callers", "acd-wait-about", "acd-minutes",
                  "acd-wait-long", "acd-patience"):  # fmt: skip
         assert (sounds / f"{name}.wav").stat().st_size > 1000, name
 
