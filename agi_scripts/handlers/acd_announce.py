@@ -38,13 +38,18 @@ MAX_MINUTES = 20
 PATIENCE = ("acd-patience",)
 
 
+def count(n: int) -> tuple[str, ...]:
+    """A number before a measure word: 两 for a bare 2 (两位, 两分钟), else :func:`say_number`."""
+    return ("num-liang",) if n == 2 else say_number(n)
+
+
 def announcement(place: Place | None) -> tuple[str, ...]:
     """The prompts for a caller's place: the callers ahead ("您是下一位" for none), then the
     wait in whole minutes (rounded up, at least one), "超过二十分钟" past
     :data:`MAX_MINUTES`, "请您耐心等待" when unknown."""
     if place is None:
         return PATIENCE
-    said = ("acd-ahead", *say_number(place.position - 1), "acd-callers")
+    said = ("acd-ahead", *count(place.position - 1), "acd-callers")
     if place.position <= 1:
         said = ("acd-next",)  # nobody ahead: "您是下一位"
     if place.wait_s is None:
@@ -52,7 +57,7 @@ def announcement(place: Place | None) -> tuple[str, ...]:
     minutes = max(1, math.ceil(place.wait_s / 60))
     if minutes > MAX_MINUTES:
         return (*said, "acd-wait-long")
-    return (*said, "acd-wait-about", *say_number(minutes), "acd-minutes")
+    return (*said, "acd-wait-about", *count(minutes), "acd-minutes")
 
 
 def exit_key(args: tuple[str, ...]) -> str:
