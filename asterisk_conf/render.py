@@ -245,6 +245,7 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "acd_stale_s": max(1, round(config.acd.stale_s)),
         "acd_ack_s": max(1, round(config.acd.ack_s)),
         "acd_ring_s": max(1, round(config.acd.ring_timeout_s)),
+        "acd_announce_s": config.acd.announce_s,
         "agent_codes": sorted(config.agent_codes.actions().items()),
         "recording": config.recording,
         "queue_record": queue_record(config),

@@ -597,6 +597,9 @@ class Acd(_Model):
     """A heartbeat older than this: calls go to app_queue (also callers already waiting)."""
     ack_s: float = Field(default=4.0, ge=1, le=60, allow_inf_nan=False)
     """A waiting call the router has not queued within this time goes to app_queue."""
+    announce_s: int = Field(default=30, ge=0, le=600)
+    """Every this many seconds a caller waiting for the router hears their position and the
+    estimated wait (``agi://…/acd_announce``); 0: music on hold only."""
 
     @field_validator("specialist_steps")
     @classmethod

@@ -47,6 +47,10 @@ ACD_SINCE = "HOTLINE_ACD_SINCE"
 """Unix time the caller entered the router's waiting context."""
 ACD_AGENT = "HOTLINE_ACD_AGENT"
 """The agent id the router offers the call to (set before its Redirect to the Dial context)."""
+ACD_SAID = "HOTLINE_ACD_SAID"
+"""Unix time of the waiting caller's last position announcement (``acd.announce_s``)."""
+ACD_KEY = "HOTLINE_ACD_KEY"
+"""The key a waiting caller pressed during the announcement (the emergency exit key)."""
 ACD_DIAL_CONTEXT = "hotline-acd-dial"
 """The context the ACD router redirects a waiting caller into to ring the offered agent: its
 ``DialEnd`` with ``DialStatus: ANSWER`` is the router's "agent answered" (what app_queue's
@@ -77,6 +81,8 @@ ALL = (
     ACD_QUEUED,
     ACD_SINCE,
     ACD_AGENT,
+    ACD_SAID,
+    ACD_KEY,
     SPY_TARGET,
 )
 

@@ -12,6 +12,7 @@ caller presses the key within seconds (the file's calls stay short).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
@@ -36,6 +37,10 @@ GJJ, GENERAL, GENERAL2 = "1002", "1008", "1009"
 OVERFLOW_S = 3
 KEY_AFTER_S = 2.0
 """The caller presses the menu key this long after the answer (into the menu prompt)."""
+ANNOUNCE_S = 3
+"""A waiting caller hears place and estimated wait this often (acd.announce_s)."""
+STREAM_FILE = re.compile(r'STREAM FILE "?hotline/([a-z0-9-]+)"? "?([0-9*#]*)"?')
+"""An announcement prompt and its escape keys in Asterisk's AGI debug log."""
 
 
 def acd_config_data(tmp) -> dict:  # type: ignore[no-untyped-def]
@@ -62,6 +67,7 @@ def acd_config_data(tmp) -> dict:  # type: ignore[no-untyped-def]
         "heartbeat_s": 1,
         "stale_s": 3,
         "ack_s": 3,
+        "announce_s": ANNOUNCE_S,
     }
     return data
 
@@ -153,13 +159,15 @@ def acd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acd]:
         except StackError as exc:
             pytest.fail(f"the acd stack did not come up: {exc}", pytrace=False)
         assert stack.timings.get("acd_ready"), stack.status()["acd"]
+        log_start = stack.asterisk_log.stat().st_size
+        stack.cli("agi set debug on")  # the announcements' STREAM FILEs, per channel
         phones = start_phones(config, tmp / "phones")
         redis = Redis(**config.redis.client_kwargs())  # type: ignore[arg-type]
         deadline = time.monotonic() + 15
         while not redis.exists("acd:router:router-1") and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(config.acd.heartbeat_s * 1.5)  # the beat reached Asterisk's global too
-        yield Acd(Hotline(config, config_path, stack, phones, tmp, 0), redis)
+        yield Acd(Hotline(config, config_path, stack, phones, tmp, log_start), redis)
     finally:
         if phones is not None:
             phones.stop()
@@ -187,6 +195,46 @@ def test_gongjijin_call_reaches_idle_gongjijin_agent_not_longer_idle_zonghe_agen
     assert rec.recordings, "the routed call was not recorded"
     # the caller hung up after the conversation: the agent wraps up, then is ready again
     acd.wait_state(GJJ, AgentState.READY, timeout_s=10)
+
+
+def test_waiting_caller_hears_place_and_wait_then_the_agent_who_becomes_ready_answers(
+    acd: Acd,
+) -> None:
+    import asyncio
+
+    acd.set_agents(not_ready=(GJJ, GENERAL, GENERAL2))
+    spec = acd.h.spec("2", hold_s=24, key_after_s=KEY_AFTER_S)
+
+    async def scenario() -> tuple[dict, list[str]]:
+        task = asyncio.create_task(place_watching(acd.h, spec))
+        deadline = time.monotonic() + 30
+        heard: list[str] = []
+        while time.monotonic() < deadline and not task.done():
+            waiting = acd.redis.zrange("acd:q:gjj:0", 0, 0)
+            channel = acd.redis.hget("acd:chan", waiting[0]) if waiting else None
+            heard = acd.h.agi_commands(channel.decode()) if channel else []
+            if any("hotline/acd-minutes" in c or "hotline/acd-patience" in c for c in heard):
+                break
+            await asyncio.sleep(0.2)
+        acd.command("ready", GJJ)  # only now may anyone answer
+        return await task, heard
+
+    call, heard = asyncio.run(scenario())
+    streams = [m.groups() for c in heard if (m := STREAM_FILE.match(c))]  # IVR prompts first
+    names = [prompt for prompt, _ in streams]
+    assert "acd-next" in names, (heard, call["events"])  # alone in the queue: 您是下一位
+    announced = streams[names.index("acd-next") :]
+    said = [prompt for prompt, _ in announced]
+    assert said[1] in ("acd-wait-about", "acd-patience"), said  # then the wait (or patience)
+    assert said[-1] in ("acd-minutes", "acd-wait-long", "acd-patience"), said
+    assert {keys for _, keys in announced} == {"9"}  # the emergency key interrupts each prompt
+    (wait,) = user_events(call, "AcdWait")
+    assert [agent for _, agent in dials(call)] == [f"agent{GJJ}"], call["events"]
+    assert dials(call)[0][0] - wait["t"] >= ANNOUNCE_S, call["events"]
+    ends = [e["DialStatus"] for e in call["events"] if e.get("Event") == "DialEnd"]
+    assert ends == ["ANSWER"], call["events"]
+    commands = acd.h.agi_commands(call["channel"])
+    assert any(m and m.group(1) == "acd-next" for m in map(STREAM_FILE.match, commands))
 
 
 def test_no_gongjijin_agent_free_overflows_to_zonghe_after_the_overflow_time(acd: Acd) -> None:
