@@ -79,6 +79,14 @@ async def serve(
     if config_path is not None:  # before listening: a reload may follow right after
         loop.add_signal_handler(signal.SIGHUP, reread_config, app, config_path)
     server = AgiServer(app)
+    # signals before "listening": the Stack treats that line as ready, and SIGUSR1's default
+    # action would kill the server (seen in CI when the metrics start widened the gap)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(
+        signal.SIGUSR1, lambda: log.info("stats %s", json.dumps(server.stats.as_dict()))
+    )
     bound = await server.start(host, port)
     print(f"FastAGI listening on {bound[0]}:{bound[1]}", flush=True)
     if app.config is not None:
@@ -87,12 +95,6 @@ async def serve(
         stream = app.events
         dropped = (lambda: stream.dropped) if stream is not None else None
         serve_metrics(server.stats, app.config.agi.port + PORT_OFFSET, dropped)
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(
-        signal.SIGUSR1, lambda: log.info("stats %s", json.dumps(server.stats.as_dict()))
-    )
 
     await stop.wait()
     log.info("stopping")
