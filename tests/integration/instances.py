@@ -15,7 +15,7 @@ import re
 
 BASE_OFFSET = int(os.environ.get("HOTLINE_ITEST_PORT_OFFSET", "10000"))
 BASE_INSTANCE = os.environ.get("HOTLINE_ITEST_INSTANCE", "itest")
-WORKER_STRIDE = 3500
+WORKER_STRIDE = 4500
 SLOTS = {
     "calls": 0,
     "twolisten": 250,
@@ -31,13 +31,18 @@ SLOTS = {
     "qa": 2750,
     "admin": 3000,
     "calendar": 3250,
+    "callback": 3500,
+    "acdpair": 3750,
+    "acdprio": 4000,
+    "acddefault": 4250,
 }
 """The call scenarios' stack (``hotline``), the two-listen speech stack, the security
 scenarios' stack (tests/security), the knowledge-base self-service stack, the caller-rules
 stack, the speech stack, the stack that ``test_stack_up`` starts and stops and its two
 short-lived neighbours, the ACD's, the supervisors' (wallboard, listen/barge), QA's
 (recordings), the admins' (config apply) and the calendar's (hours, holidays, incident
-notices, prompts) stacks.  Checked for 4 workers: no difference between two offsets equals a
+notices, prompts) stacks; then the ACD's callback, two-router, priority and default-mode
+stacks.  Checked for 4 workers: no difference between two offsets equals a
 difference between two ports of one stack (agents' media ports 5150–5170 and the
 key-pressing phone's 5807 included)."""
 

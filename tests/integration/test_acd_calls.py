@@ -12,9 +12,11 @@ caller presses the key within seconds (the file's calls stay short).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import yaml
@@ -32,7 +34,7 @@ from testphones.sipp import offset_config, start_phone, start_phones, stop_phone
 
 pytestmark = pytest.mark.integration
 
-INSTANCE, OFFSET = stack_instance("acd")
+_, OFFSET = stack_instance("acd")
 GJJ, GENERAL, GENERAL2 = "1002", "1008", "1009"
 OVERFLOW_S = 3
 KEY_AFTER_S = 2.0
@@ -43,10 +45,11 @@ STREAM_FILE = re.compile(r'STREAM FILE "?hotline/([a-z0-9-]+)"? "?([0-9*#]*)"?')
 """An announcement prompt and its escape keys in Asterisk's AGI debug log."""
 
 
-def acd_config_data(tmp) -> dict:  # type: ignore[no-untyped-def]
+def acd_config_data(tmp: Path, offset: int = OFFSET) -> dict:
+    """hotline.yaml for an ACD stack at ``offset``: router mode, short timings."""
     from conftest import REPO
 
-    data = offset_config(safe_yaml.load_file(REPO / "hotline.yaml"), OFFSET, tmp)
+    data = offset_config(safe_yaml.load_file(REPO / "hotline.yaml"), offset, tmp)
     data["menus"]["main"]["timeout_s"] = 3
     data["menus"]["main"]["prompts"] = ["main-menu"]  # no greeting: keys from KEY_AFTER_S
     data["menus"]["main"]["retries"] = 2
@@ -137,8 +140,14 @@ def dials(call: dict) -> list[tuple[float, str]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def acd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acd]:
+@contextlib.contextmanager
+def running_acd(
+    tmp_path_factory: pytest.TempPathFactory,
+    kind: str = "acd",
+    tweak: Callable[[dict], None] | None = None,
+) -> Iterator[Acd]:
+    """An ACD stack (``acd_config_data`` changed by ``tweak``) on the ``kind`` slot of
+    instances.py, its router ready and the agents' phones registered; down afterwards."""
     from conftest import Hotline, _why_not_runnable
 
     from runtime.procs import StackError
@@ -147,17 +156,21 @@ def acd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acd]:
     reason = _why_not_runnable()
     if reason:
         pytest.skip(reason)
-    tmp = tmp_path_factory.mktemp("hotline-acd")
-    config_path = tmp / f"{INSTANCE}.yaml"
-    config_path.write_text(yaml.safe_dump(acd_config_data(tmp), allow_unicode=True))
+    instance, offset = stack_instance(kind)
+    tmp = tmp_path_factory.mktemp(f"hotline-{kind}")
+    data = acd_config_data(tmp, offset)
+    if tweak is not None:
+        tweak(data)
+    config_path = tmp / f"{instance}.yaml"
+    config_path.write_text(yaml.safe_dump(data, allow_unicode=True))
     config = load_config(config_path)
-    stack = Stack(config_path, instance=INSTANCE, run_dir=tmp / "run")
+    stack = Stack(config_path, instance=instance, run_dir=tmp / "run")
     phones = None
     try:
         try:
             stack.up(require_fastagi=True, speech=False)
         except StackError as exc:
-            pytest.fail(f"the acd stack did not come up: {exc}", pytrace=False)
+            pytest.fail(f"the {kind} stack did not come up: {exc}", pytrace=False)
         assert stack.timings.get("acd_ready"), stack.status()["acd"]
         log_start = stack.asterisk_log.stat().st_size
         stack.cli("agi set debug on")  # the announcements' STREAM FILEs, per channel
@@ -172,6 +185,12 @@ def acd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acd]:
         if phones is not None:
             phones.stop()
         stack.down()
+
+
+@pytest.fixture(scope="module")
+def acd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acd]:
+    with running_acd(tmp_path_factory) as running:
+        yield running
 
 
 def test_gongjijin_call_reaches_idle_gongjijin_agent_not_longer_idle_zonghe_agent(
