@@ -271,9 +271,11 @@ def test_every_admin_config_endpoint_refuses_other_roles_and_audits_it(
         hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1),
     )
     password = "unit-test-password"
-    for name, role, agent in (("a1002", "agent", "1002"), ("sup", "supervisor", None),
-                              ("qa1", "qa", None), ("boss", "admin", None)):  # fmt: skip
-        access.add_user(name, password, role, agent)
+    users = (("a1002", "agent", "1002", None), ("sup", "supervisor", None, None),
+             ("qa1", "qa", None, None), ("gjj", "department", None, "市住房公积金中心"),
+             ("boss", "admin", None, None))  # fmt: skip
+    for name, role, agent, department in users:
+        access.add_user(name, password, role, agent, department)
     app = make_app(config, Services(), access=access, admin=life)
     routes = [
         ("GET", "/api/admin/config", None),
@@ -292,7 +294,8 @@ def test_every_admin_config_endpoint_refuses_other_roles_and_audits_it(
     mounted = {p for p in app.openapi()["paths"] if p.startswith("/api/admin/config")}
     assert mounted == {p.replace("/1", "/{version}") for _, p, _ in routes}
     with TestClient(app) as client:
-        for name in ("a1002", "sup", "qa1"):
+        refused_roles = ("a1002", "sup", "qa1", "gjj")
+        for name in refused_roles:
             token = client.post(
                 "/api/login", json={"name": name, "password": password, "bearer": True}
             ).json()["token"]
@@ -303,7 +306,7 @@ def test_every_admin_config_endpoint_refuses_other_roles_and_audits_it(
                 )
                 assert r.status_code == 403, (name, path, r.status_code)
         refused = [r for r in access.audit(1000) if r["outcome"] == 403]
-        assert len(refused) == 3 * len(routes)
+        assert len(refused) == len(refused_roles) * len(routes)
         assert life.store.history() == []  # nothing was read, written or recorded
         client.cookies.clear()
         token = client.post(
