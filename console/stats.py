@@ -8,13 +8,14 @@ draft is counted, so agents' corrections are reflected.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from hotline.call import decode_message
 
 NONE = "未识别"
 """The bucket for a demand whose field is unknown."""
@@ -65,10 +66,12 @@ def demand_stats(
     by: dict[str, Counter[str]] = {k: Counter() for k in ("district", "seat", "type", "hour")}
     drafts = demands = 0
     for text, created in records:
+        draft = decode_message(text)
         try:
-            draft = json.loads(text)
             at = datetime.fromisoformat(created)
-        except ValueError:
+        except (TypeError, ValueError):
+            continue
+        if draft is None:
             continue
         at = at if at.tzinfo else at.replace(tzinfo=zone)
         if (lo and at < lo) or (hi and at >= hi):

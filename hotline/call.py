@@ -186,15 +186,8 @@ class TicketDraft:
     def parse(cls, raw: bytes | str | Mapping[str, Any] | None) -> TicketDraft | None:
         """The one parser of the speech message (JSON text or an already decoded mapping);
         ``None`` for anything that is not one."""
-        if raw is None:
-            return None
-        message: Any = raw
-        if isinstance(raw, bytes | str):
-            try:
-                message = json.loads(raw)
-            except ValueError:
-                return None
-        if not isinstance(message, Mapping):
+        message = raw if isinstance(raw, Mapping) else decode_message(raw)
+        if message is None:
             return None
         call_id = str(message.get("call_id") or "")
         found = message.get("fields")
@@ -228,6 +221,18 @@ class TicketDraft:
         if caller:
             record["caller"] = caller
         return record
+
+
+def decode_message(raw: bytes | str | None) -> dict[str, Any] | None:
+    """The one JSON decoder of the speech service's message and of a stored draft: the
+    object, or ``None`` for anything that is not a JSON object."""
+    if raw is None:
+        return None
+    try:
+        message = json.loads(raw)
+    except (TypeError, ValueError):
+        return None
+    return message if isinstance(message, dict) else None
 
 
 def draft_view(draft: Mapping[str, Any] | None) -> dict[str, Any] | None:

@@ -50,6 +50,7 @@ from hotline.call import (
     LISTEN_DRAFT_KEY,
     CallEvent,
     TicketDraft,
+    decode_message,
     valid_id,
 )
 from hotline.peers import peer_host
@@ -162,13 +163,8 @@ async def wait_for_draft(
     key = DRAFT_KEY.format(call_id=call_id)
 
     def matches(raw: bytes | str | None) -> dict[str, Any] | None:
-        if raw is None:
-            return None
-        try:
-            draft = json.loads(raw)
-        except ValueError:
-            return None
-        if not isinstance(draft, dict) or draft.get("call_id") != call_id:
+        draft = decode_message(raw)
+        if draft is None or draft.get("call_id") != call_id:
             return None
         if listen_id is not None and draft.get("listen_id") != listen_id:
             return None

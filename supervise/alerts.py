@@ -19,7 +19,6 @@ its usual share.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Iterable
@@ -27,6 +26,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from hotline.call import decode_message
 
 DIMENSIONS = ("type", "seat", "department")
 """What makes matters "similar" (each with the district)."""
@@ -124,12 +125,12 @@ def parse_rows(
     """``(draft JSON, created_at)`` rows → ``(when, groups)``; unreadable rows are skipped."""
     out = []
     for text, created in rows:
+        draft = decode_message(text)
         try:
-            draft = json.loads(text)
             at = datetime.fromisoformat(created)
         except (TypeError, ValueError):
             continue
-        if isinstance(draft, dict):
+        if draft is not None:
             out.append((at if at.tzinfo else at.replace(tzinfo=zone), matters(draft)))
     return out
 

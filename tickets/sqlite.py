@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from hotline.call import decode_message
 from hotline.privacy import CallerKey, normalize
 from tickets.model import (
     Correction,
@@ -290,7 +291,9 @@ class SqliteTicketStore:
         row = await self._run(get)
         if row is None:
             return None
-        draft: Draft = json.loads(row[0])
+        draft = decode_message(row[0])
+        if draft is None:
+            raise TicketError(f"the stored draft of call {call_id!r} is not readable")
         if row[1]:
             draft["caller"] = self._key.decrypt(row[1])
         return draft
@@ -307,7 +310,9 @@ class SqliteTicketStore:
             row = db.execute("SELECT draft FROM drafts WHERE call_id = ?", (call_id,)).fetchone()
             if row is None:
                 raise TicketNotFound(f"no draft for call {call_id!r}")
-            draft = json.loads(row[0])
+            draft = decode_message(row[0])
+            if draft is None:
+                raise TicketError(f"the stored draft of call {call_id!r} is not readable")
             old = json.dumps(draft.get(field), ensure_ascii=False)
             draft[field] = value
             db.execute(
@@ -354,7 +359,8 @@ class SqliteTicketStore:
         changed = {(c, f) for c, f in fixed}
         out: dict[str, list[int]] = {}
         for call_id, original, current in drafts:
-            for field in set(json.loads(original)) | set(json.loads(current)):
+            both = (decode_message(original) or {}, decode_message(current) or {})
+            for field in set(both[0]) | set(both[1]):
                 seen = out.setdefault(field, [0, 0])
                 seen[0] += 1
                 seen[1] += (call_id, field) in changed

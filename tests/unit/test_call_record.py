@@ -23,6 +23,7 @@ from hotline.call import (
     MalformedEvent,
     TicketDraft,
     caller_number,
+    decode_message,
 )
 from hotline.privacy import CallerKey
 
@@ -93,6 +94,8 @@ def test_the_speech_message_is_parsed_in_one_place() -> None:
     assert "emergency_heard" not in stored and stored["caller"] == "13900001111"
     for bad in ("not json", b"\xff", "[1,2]", None):
         assert TicketDraft.parse(bad) is None
+        assert decode_message(bad) is None  # the same decoder reads every stored draft
+    assert decode_message(json.dumps(stored)) == stored
 
 
 # ---- events ----------------------------------------------------------------------------------

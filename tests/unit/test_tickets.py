@@ -168,6 +168,20 @@ async def test_agent_corrects_the_speech_draft_and_the_correction_is_kept(
     assert accuracy["district"] == (1, 0)
 
 
+async def test_a_damaged_stored_draft_is_a_clear_error_and_its_neighbours_still_read(
+    sqlite_store: SqliteTicketStore,
+) -> None:
+    await sqlite_store.save_draft("call-9", {"summary": "噪音"})
+    await sqlite_store.save_draft("call-10", {"summary": "停水"})
+    with sqlite3.connect(sqlite_store.path) as db:
+        db.execute("UPDATE drafts SET draft = '{broken' WHERE call_id = 'call-9'")
+    with pytest.raises(TicketError, match="call-9"):
+        await sqlite_store.get_draft("call-9")
+    with pytest.raises(TicketError, match="call-9"):
+        await sqlite_store.correct_draft("call-9", "summary", "x", who="agent1008")
+    assert (await sqlite_store.get_draft("call-10")) == {"summary": "停水"}
+
+
 async def test_bad_corrections_are_refused(store: TicketStore) -> None:
     await store.save_draft("call-8", {"summary": "噪音"})
     with pytest.raises(TicketNotFound):
