@@ -4,7 +4,8 @@ the FastAGI IVR, Redis, sipp callers and agents.
 While one caller talks to an agent and another sits in the IVR, key 2 moves from 公积金 to
 交通: neither call is dropped (the caller in the IVR finishes on the config it started with),
 the next call follows the new key; a broken config is refused and the next call behaves as
-before; a rollback brings key 2 back to 公积金 for the next call.
+before; a rollback brings key 2 back to 公积金 for the next call.  Then a seat rename reloads
+app_queue's queues while a caller waits in one: the caller keeps their place and is answered.
 """
 
 from __future__ import annotations
@@ -175,3 +176,50 @@ def test_menu_key_apply_keeps_calls_up_then_broken_config_and_rollback(admin_sta
     assert "menus main" in rolled["reload"]["fastagi"], rolled
     back = h.place_call("2", caller="13700000005", hold_s=6)
     assert back["seat"] == "gjj" and back["agent"]["endpoint"] in h.agents_for("gjj"), back
+
+
+def talking_and_waiting(found: list[list[str]]) -> bool:
+    """The 交通 agent bridged to one caller while another caller waits in a queue."""
+    agent_up = any(c[0].startswith("PJSIP/agent1003-") and c[4] == "Up" for c in found)
+    queued = any(c[0].startswith("PJSIP/carrier-") and c[5] == "Queue" for c in found)
+    return agent_up and queued
+
+
+def test_a_queue_reload_keeps_the_waiting_caller_who_is_then_answered(admin_stack) -> None:
+    """Renaming the 交通 seat reloads app_queue's queues while one caller talks to the only
+    交通 agent and a second caller waits for him: nobody is dropped, and the waiting caller
+    keeps their place and is answered by that agent when the first call ends."""
+    h = admin_stack
+    life = Lifecycle(
+        h.config_path, VersionStore(h.config.admin.versions_db), INSTANCE, StackTarget(h.stack)
+    )
+    base = life.running()
+    first_key = first_key_after(h.config)
+
+    async def apply_while_one_waits() -> tuple[dict, dict, object]:
+        # the talker hangs up well after the waiter has queued; the waiter then talks ~20 s
+        talker = h.spec("3", caller="13700000011", hold_s=2 * first_key + 25)
+        waiter = h.spec(
+            "3", caller="13700000012", key_after_s=first_key + 4, hold_s=2 * first_key + 45
+        )
+        calls = [asyncio.create_task(h.place_async(talker))]
+        await asyncio.to_thread(
+            wait_for, h.stack, "the 交通 agent talking",
+            lambda f: any(c[0].startswith("PJSIP/agent1003-") and c[4] == "Up" for c in f),
+        )  # fmt: skip
+        calls.append(asyncio.create_task(h.place_async(waiter)))
+        await asyncio.to_thread(wait_for, h.stack, "a caller waiting for 交通", talking_and_waiting)
+        renamed = base.text.replace("name: 交通专席", "name: 交通运输专席", 1)
+        assert renamed != base.text
+        applied = await asyncio.to_thread(life.apply, renamed, base.id, "admin1", "seat name")
+        still = channels(h.stack)
+        assert talking_and_waiting(still), f"the apply dropped a call: {still}"
+        a, b = await asyncio.gather(*calls)
+        return a, b, applied
+
+    talker, waiter, (_, preview, out) = asyncio.run(apply_while_one_waits())
+    assert preview.commands == ["queue reload all"], (preview.commands, out)
+    for call in (talker, waiter):
+        assert call["sipp"]["ok"], call["sipp"]  # each caller hung up itself, at the end
+        assert call["hangup_cause"] == "Normal Clearing", call
+        assert call["seat"] == "jiaotong" and call["agent"]["endpoint"] == "agent1003", call
