@@ -1,0 +1,142 @@
+"""Real calls: callbacks instead of waiting (issue 9).  A sipp caller presses 2 (公积金) and
+waits with nobody ready, is offered key 1 (``acd.callback``, threshold 0 here), confirms their
+own number and hangs up keeping the place; an agent becomes ready, the router reserves the
+agent first and originates the call back through the carrier trunk, where a sipp UAS (the
+caller's phone, on the carrier's address) answers; the caller and the agent are bridged.
+
+The ``callback`` stack is the ACD stack of tests/integration/test_acd_calls.py
+(``running_acd``) with callbacks on.  Assertions are on AMI events, the engine's state and what
+the carrier's phone received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from rules_helpers import user_events
+from test_acd_calls import GENERAL, GENERAL2, GJJ, KEY_AFTER_S, Acd, running_acd
+
+from acd.policy import AgentState
+from hotline.ami import AmiClient
+from testphones.sipp import start_phone, stop_phone
+
+pytestmark = pytest.mark.integration
+
+WATCHED = ("UserEvent", "DialBegin", "DialEnd", "BridgeEnter", "Hangup")
+
+
+def with_callbacks(data: dict) -> None:
+    data["acd"]["callback"] = {
+        "enabled": True,
+        "offer_after_s": 0,  # every queued caller is offered key 1
+        "retries": 1,
+        "retry_after_s": 5,
+        "ring_s": 10,
+    }
+
+
+@pytest.fixture(scope="module")
+def acd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Acd]:
+    with running_acd(tmp_path_factory, kind="callback", tweak=with_callbacks) as running:
+        yield running
+
+
+async def follow(acd: Acd, seen: list[dict[str, str]], stop: asyncio.Event) -> None:
+    a = acd.h.config.ami
+    client = await AmiClient.connect(a.host, a.port, a.username, a.secret)
+    queue = client.subscribe()
+    try:
+        while not stop.is_set():
+            try:
+                e = await asyncio.wait_for(queue.get(), 0.2)
+            except TimeoutError:
+                continue
+            if e.get("Event") in WATCHED:
+                seen.append({**e, "t": f"{time.monotonic():.3f}"})
+    finally:
+        client.unsubscribe(queue)
+        await client.close()
+
+
+async def until(check, timeout_s: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not within {timeout_s} s: {what}")
+
+
+def test_callback_accepted_caller_hangs_up_is_called_back_and_connected(acd: Acd) -> None:
+    acd.set_agents(not_ready=(GJJ, GENERAL, GENERAL2))
+    # 2 for 公积金; 1 once offered (the first announcement, 3 s into the wait), 1 to confirm
+    # the number read back; a third 1 in case the first came before the offer
+    keys = [(KEY_AFTER_S, "2"), (10.0, "1"), (4.0, "1"), (4.0, "1")]
+    spec = acd.h.spec(keys, hold_s=20)
+    carrier = acd.h.config.trunks.carrier
+    phone_dir = acd.h.workdir / "carrier-phone"
+
+    async def scenario() -> tuple[dict, list[dict[str, str]], str]:
+        seen: list[dict[str, str]] = []
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(follow(acd, seen, stop))
+        try:
+            call = await acd.h.place_async(spec, 60)
+            call_id = call["linkedid"]
+            # the caller has hung up; the call keeps its place as a callback
+            assert acd.engine.callback_tries(call_id) == 0, seen
+            assert acd.engine.call_state(call_id) == ("waiting", "")
+            acd.command("ready", GJJ)
+            bridge = await until(lambda: bridged(seen, call_id), 30, "caller and agent bridged")
+            assert acd.state(GJJ)[0] == AgentState.ON_CALL
+            assert acd.engine.call_state(call_id) == ("on_call", GJJ)
+            leg = next(e["Channel"] for e in bridge if e["Channel"].startswith("PJSIP/carrier-"))
+            acd.h.stack.cli(f"channel request hangup {leg}")
+            await until(lambda: acd.engine.call_state(call_id) is None, 15, "the call ended")
+        finally:
+            stop.set()
+            await watcher
+        return call, seen, call_id
+
+    phone = start_phone("carrier", carrier.host, carrier.port, phone_dir)
+    try:
+        _, seen, call_id = asyncio.run(scenario())
+    finally:
+        stop_phone(phone)
+    mine = [e for e in seen if e.get("Linkedid") == call_id or e.get("CallId") == call_id]
+    booked = [e for e in mine if e.get("UserEvent") == "AcdCallback"]
+    assert len(booked) == 1 and booked[0]["Uniqueid"] == call_id, mine
+    assert spec.caller not in booked[0]["Token"]  # the number travels encrypted only
+    up = [e for e in mine if e.get("UserEvent") == "AcdCallbackUp"]
+    assert [e["Uniqueid"] for e in up] == [call_id]  # the callback leg carries the call's id
+    # the agent was reserved before the callback was dialled: the offer precedes the INVITE
+    log = [f for _, f in acd.redis.xrange("acd:log") if f.get(b"call") == call_id.encode()]
+    events = [f[b"ev"].decode() for f in log]
+    assert events[:2] == ["enqueue", "callback"], events
+    assert "offer" in events and events.index("offer") < events.index("answer"), events
+    # the carrier's phone got the callback for the caller's number, from 12345
+    invites = phone.invites()
+    assert [i.uri_user for i in invites] == [spec.caller], invites
+    assert invites[0].from_user == acd.h.config.hotline.number
+    assert acd.state(GJJ)[0] in (AgentState.WRAPUP, AgentState.READY)
+    assert not acd.redis.hexists("acd:cbnum", call_id)
+    assert not user_events({"events": mine}, "AcdCallbackFailed")
+
+
+def bridged(seen: list[dict[str, str]], call_id: str) -> list[dict[str, str]] | None:
+    """The two BridgeEnter events of one bridge joining the called-back caller's channel
+    (the call's id) and agent 1002's channel."""
+    by_bridge: dict[str, list[dict[str, str]]] = {}
+    for e in seen:
+        if e.get("Event") == "BridgeEnter" and e.get("Linkedid") == call_id:
+            by_bridge.setdefault(e.get("BridgeUniqueid", ""), []).append(e)
+    for entries in by_bridge.values():
+        chans = {e["Channel"].rpartition("-")[0]: e for e in entries}
+        caller = chans.get("PJSIP/carrier", {})
+        if caller.get("Uniqueid") == call_id and f"PJSIP/agent{GJJ}" in chans:
+            return entries
+    return None
