@@ -21,7 +21,7 @@ from test_acd_calls import GENERAL, GENERAL2, GJJ, KEY_AFTER_S, Acd, running_acd
 
 from acd.policy import AgentState
 from hotline.ami import AmiClient
-from testphones.sipp import start_phone, stop_phone
+from testphones.sipp import CallerSpec, start_phone, stop_phone
 
 pytestmark = pytest.mark.integration
 
@@ -71,25 +71,32 @@ async def until(check, timeout_s: float, what: str):  # type: ignore[no-untyped-
     raise AssertionError(f"not within {timeout_s} s: {what}")
 
 
+CALLBACK_KEYS = [(KEY_AFTER_S, "2"), (10.0, "1"), (4.0, "1"), (4.0, "1")]
+"""2 for 公积金; 1 once offered (the first announcement, 3 s into the wait), 1 to confirm the
+number read back; a third 1 in case the first came before the offer."""
+
+
+async def choose_callback(acd: Acd, spec: CallerSpec) -> str:
+    """The caller waits, accepts the callback and is hung up; the call's id."""
+    call = await acd.h.place_async(spec, 60)
+    call_id = call["linkedid"]
+    assert acd.engine.callback_tries(call_id) == 0, call
+    assert acd.engine.call_state(call_id) == ("waiting", "")  # its place, no channel
+    return call_id
+
+
 def test_callback_accepted_caller_hangs_up_is_called_back_and_connected(acd: Acd) -> None:
     acd.set_agents(not_ready=(GJJ, GENERAL, GENERAL2))
-    # 2 for 公积金; 1 once offered (the first announcement, 3 s into the wait), 1 to confirm
-    # the number read back; a third 1 in case the first came before the offer
-    keys = [(KEY_AFTER_S, "2"), (10.0, "1"), (4.0, "1"), (4.0, "1")]
-    spec = acd.h.spec(keys, hold_s=20)
+    spec = acd.h.spec(CALLBACK_KEYS, hold_s=20)
     carrier = acd.h.config.trunks.carrier
     phone_dir = acd.h.workdir / "carrier-phone"
 
-    async def scenario() -> tuple[dict, list[dict[str, str]], str]:
+    async def scenario() -> tuple[list[dict[str, str]], str]:
         seen: list[dict[str, str]] = []
         stop = asyncio.Event()
         watcher = asyncio.create_task(follow(acd, seen, stop))
         try:
-            call = await acd.h.place_async(spec, 60)
-            call_id = call["linkedid"]
-            # the caller has hung up; the call keeps its place as a callback
-            assert acd.engine.callback_tries(call_id) == 0, seen
-            assert acd.engine.call_state(call_id) == ("waiting", "")
+            call_id = await choose_callback(acd, spec)
             acd.command("ready", GJJ)
             bridge = await until(lambda: bridged(seen, call_id), 30, "caller and agent bridged")
             assert acd.state(GJJ)[0] == AgentState.ON_CALL
@@ -100,11 +107,11 @@ def test_callback_accepted_caller_hangs_up_is_called_back_and_connected(acd: Acd
         finally:
             stop.set()
             await watcher
-        return call, seen, call_id
+        return seen, call_id
 
     phone = start_phone("carrier", carrier.host, carrier.port, phone_dir)
     try:
-        _, seen, call_id = asyncio.run(scenario())
+        seen, call_id = asyncio.run(scenario())
     finally:
         stop_phone(phone)
     mine = [e for e in seen if e.get("Linkedid") == call_id or e.get("CallId") == call_id]
@@ -140,3 +147,44 @@ def bridged(seen: list[dict[str, str]], call_id: str) -> list[dict[str, str]] | 
         if caller.get("Uniqueid") == call_id and f"PJSIP/agent{GJJ}" in chans:
             return entries
     return None
+
+
+def test_callback_nobody_answers_is_retried_then_becomes_a_ticket(acd: Acd) -> None:
+    """No phone at the carrier's address: both tries fail (the ``failed`` extension), the
+    agent is free in between, and the call becomes a ticket with the caller's number."""
+    from tickets.sqlite import SqliteTicketStore
+
+    acd.set_agents(not_ready=(GJJ, GENERAL, GENERAL2))
+    spec = acd.h.spec(CALLBACK_KEYS, hold_s=20)
+
+    async def scenario() -> tuple[list[dict[str, str]], str, list]:
+        seen: list[dict[str, str]] = []
+        stop = asyncio.Event()
+        watcher = asyncio.create_task(follow(acd, seen, stop))
+        store = SqliteTicketStore.from_config(acd.h.config)
+        try:
+            call_id = await choose_callback(acd, spec)
+            acd.command("ready", GJJ)
+            await until(lambda: acd.engine.call_state(call_id) is None, 45, "the callback given up")
+            tickets: list = []
+            deadline = time.monotonic() + 10
+            while not tickets and time.monotonic() < deadline:
+                tickets = await store.open_demands(spec.caller)
+                await asyncio.sleep(0.2)
+        finally:
+            stop.set()
+            await watcher
+            await store.close()
+        return seen, call_id, tickets
+
+    seen, call_id, tickets = asyncio.run(scenario())
+    failed = [e for e in seen if e.get("UserEvent") == "AcdCallbackFailed"]
+    assert [e["CallId"] for e in failed] == [call_id, call_id], seen
+    log = [f for _, f in acd.redis.xrange("acd:log") if f.get(b"call") == call_id.encode()]
+    events = [f[b"ev"].decode() for f in log]
+    assert events.count("offer") == 2 and "callback_retry" in events, events
+    assert events[-1] == "callback_gave_up", events
+    assert [t.call_id for t in tickets] == [call_id]
+    assert tickets[0].seat == "gjj"
+    assert acd.state(GJJ)[0] == AgentState.READY  # free again after each failed try
+    assert not acd.redis.hexists("acd:cbnum", call_id)
