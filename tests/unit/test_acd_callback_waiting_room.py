@@ -4,6 +4,7 @@ the config that enables it and the waiting room's dialplan."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -100,9 +101,13 @@ def decrypted(app: AgiApp, caller: Dialogue) -> str:
     return key.decrypt(caller.variables[V.ACD_CB_TOKEN])
 
 
-async def test_own_number_is_read_back_by_its_last_four_digits_and_confirmed(app: AgiApp) -> None:
+async def test_own_number_is_read_back_by_its_last_four_digits_and_confirmed(
+    app: AgiApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     caller = Dialogue("+8613800005678", ["1"])
     await acd_callback.handle(caller, app)  # type: ignore[arg-type]
+    assert "confirmed (own)" in caplog.text and "5678" not in caplog.text  # never logged
     assert caller.played == ["acd-cb-number", "digit-5", "digit-6", "digit-7", "digit-8",
                              "acd-cb-confirm"]  # fmt: skip
     assert decrypted(app, caller) == "13800005678"
