@@ -33,7 +33,14 @@ async def serve(config: HotlineConfig, name: str) -> None:
         socket_timeout=COMMAND_BLOCK_MS / 1000 + 2.0,
         socket_connect_timeout=REDIS_TIMEOUT_S,
     )
-    router = AcdRouter(config, redis, engine_for(config, redis), name, blocking_redis=blocking)
+    tickets = None
+    if config.acd.callback.enabled:
+        from tickets import open_store
+
+        tickets = open_store(config).create  # callbacks given up become tickets
+    router = AcdRouter(
+        config, redis, engine_for(config, redis), name, blocking_redis=blocking, tickets=tickets
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

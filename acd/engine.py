@@ -44,8 +44,13 @@ class RedisEngine:
             for p in self.settings.skills.values()
             if p.general_tier is not None
         }
+        cb = self.settings.callback
         with self._r.pipeline() as pipe:
             pipe.hset(self.prefix + "skills", mapping=fields)
+            pipe.hset(self.prefix + "cbcfg", mapping={
+                "ring": repr(float(cb.ring_s)), "retries": str(cb.retries),
+                "after": repr(float(cb.retry_after_s)),
+            })  # fmt: skip
             pipe.delete(self.prefix + "gts")
             if targets:
                 pipe.sadd(self.prefix + "gts", *targets)
@@ -121,6 +126,12 @@ class RedisEngine:
     def hangup(self, call_id: str, now: float) -> list[Offer]:
         return self._call("hangup", now, call_id)
 
+    def callback(self, call_id: str, now: float) -> None:
+        self._call("callback", now, check_id("call", call_id))
+
+    def callback_failed(self, agent_id: str, call_id: str, now: float) -> list[Offer]:
+        return self._call("callback_failed", now, agent_id, call_id)
+
     # -- time -----------------------------------------------------------------------------
 
     def next_due(self) -> float | None:
@@ -146,6 +157,10 @@ class RedisEngine:
     def call_state(self, call_id: str) -> tuple[str, str] | None:
         st, agent = self._r.hmget(f"{self.prefix}c:{call_id}", "st", "ag")
         return None if st is None else (_text(st), _text(agent))
+
+    def callback_tries(self, call_id: str) -> int | None:
+        cb, tries = self._r.hmget(f"{self.prefix}c:{call_id}", "cb", "tries")
+        return int(_text(tries) or 0) if _text(cb) == "1" else None
 
     def position(self, call_id: str) -> int:
         skill = _text(self._r.hget(f"{self.prefix}c:{call_id}", "sk"))

@@ -5,13 +5,17 @@ It mirrors :mod:`acd.policy` step for step; key layout under the prefix ``P``:
 - ``P skills`` hash skill → ``target|after0,after1,…|readykey0,readykey1,…``
 - ``P a:<agent>`` hash: st, rs (reason), call, idle, keys, gen (综合席), tiers
   (``skill:tier:target,…``, the general steps left to ``gh``)
-- ``P c:<call>`` hash: sk, pr, arr, varr, st, ag, tin (tiers holding it), rk (re-entry key)
+- ``P c:<call>`` hash: sk, pr, arr, varr, st, ag, tin (tiers holding it), rk (re-entry key),
+  cb (1: a callback, no channel) and tries (its failed callbacks); st ``retry``: a failed
+  callback waiting for its ``k|call`` timer
+- ``P cbcfg`` hash: ring (extra ring time of a callback offer), retries, after (retry wait)
 - ``P q:<skill>:<tier>`` zset of waiting calls by virtual arrival
 - ``P r:<readykey>`` zset of ready agents by idle-since; ``P staff`` hash readykey → logged in;
   ``P low`` hash skill → its lowest specialist tier with someone logged in
 - ``P gh:<target>`` zset skill → head of its general-step queue, per service-level target
   (``P gts`` lists the targets): a 综合席 agent reads a few heads, not every skill's queue
-- ``P due`` zset of timers: ``p|call|tier`` escalation, ``w|agent`` wrap-up, ``r|agent`` ring
+- ``P due`` zset of timers: ``p|call|tier`` escalation, ``w|agent`` wrap-up, ``r|agent`` ring,
+  ``k|call`` a failed callback's return to its place
 - ``P re:<key>`` re-entry places; ``P log`` stream of every change; ``P n:agent:<id>``,
   ``P n:skill:<skill>`` counters.
 Numbers cross into Redis as ``%.17g`` so scores round-trip exactly.
@@ -141,13 +145,15 @@ end
 
 -- fresh: the agent has just become ready and is in no ready set yet
 local function offer(cid, aid, fresh)
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin')
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin', 'cb')
   local s = c[1]
   unqueue(cid, s, tonumber(c[2]))
   if not fresh then leave_ready(aid) end
   redis.call('HSET', P .. 'c:' .. cid, 'st', 'reserved', 'ag', aid)
   set_state(aid, 'reserved', '', cid, true)
-  redis.call('ZADD', P .. 'due', f(now + ring_s), 'r|' .. aid)
+  local ring = ring_s
+  if c[3] == '1' then ring = ring + tonumber(redis.call('HGET', P .. 'cbcfg', 'ring') or '0') end
+  redis.call('ZADD', P .. 'due', f(now + ring), 'r|' .. aid)
   log('offer', 'agent', aid, 'call', cid, 'skill', s, 'state', 'reserved')
   redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'offered', 1)
   redis.call('HINCRBY', P .. 'n:skill:' .. s, 'offered', 1)
@@ -351,6 +357,33 @@ elseif op == 'no_answer' then
   if not held(aid, cid) then return refuse('agent ' .. aid .. ' holds no offer of call ' .. cid) end
   no_answer(aid, cid)
 
+elseif op == 'callback' then
+  local cid = ARGV[6]
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'st', 'sk')
+  if c[1] ~= 'waiting' then return refuse('call ' .. cid .. ' is not waiting') end
+  redis.call('HSET', P .. 'c:' .. cid, 'cb', '1')
+  redis.call('HSETNX', P .. 'c:' .. cid, 'tries', 0)
+  log('callback', 'call', cid, 'skill', c[2])
+
+elseif op == 'callback_failed' then
+  local aid, cid = ARGV[6], ARGV[7]
+  if not held(aid, cid) then return refuse('agent ' .. aid .. ' holds no offer of call ' .. cid) end
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'cb', 'sk', 'arr')
+  if c[1] ~= '1' then return refuse('call ' .. cid .. ' is not a callback') end
+  redis.call('ZREM', P .. 'due', 'r|' .. aid)
+  local cfg = redis.call('HMGET', P .. 'cbcfg', 'retries', 'after')
+  local tries = redis.call('HINCRBY', P .. 'c:' .. cid, 'tries', 1)
+  if tries > tonumber(cfg[1] or '0') then
+    redis.call('DEL', P .. 'c:' .. cid)
+    log('callback_gave_up', 'call', cid, 'skill', c[2], 'wait', f(now - tonumber(c[3])),
+      'tries', tries)
+  else
+    redis.call('HSET', P .. 'c:' .. cid, 'st', 'retry', 'ag', '')
+    redis.call('ZADD', P .. 'due', f(now + tonumber(cfg[2] or '60')), 'k|' .. cid)
+    log('callback_retry', 'call', cid, 'agent', aid, 'tries', tries)
+  end
+  make_ready(aid, tonumber(redis.call('HGET', P .. 'a:' .. aid, 'idle')))
+
 elseif op == 'hangup' then
   local cid = ARGV[6]
   local c = redis.call('HMGET', P .. 'c:' .. cid, 'st', 'ag', 'sk', 'arr', 'varr', 'rk')
@@ -359,7 +392,11 @@ elseif op == 'hangup' then
   local waited = f(now - tonumber(c[4]))
   if st == 'waiting' then unqueue(cid, s) end
   redis.call('DEL', P .. 'c:' .. cid)
-  if st == 'waiting' then
+  if st == 'retry' then
+    redis.call('ZREM', P .. 'due', 'k|' .. cid)
+    log('abandon', 'call', cid, 'skill', s, 'wait', waited)
+    redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', 1)
+  elseif st == 'waiting' then
     log('abandon', 'call', cid, 'skill', s, 'wait', waited)
     redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', 1)
     if c[6] ~= '' and reentry_s > 0 then
@@ -394,6 +431,8 @@ elseif op == 'tick' then
       match_call(cid, c[1], advance(cid, c[1], tonumber(t), tonumber(c[2]), c[3]))
     elseif kind == 'w' then
       make_ready(rest, now)
+    elseif kind == 'k' then
+      wait_again(rest)
     else
       no_answer(rest, redis.call('HGET', P .. 'a:' .. rest, 'call'))
     end

@@ -89,6 +89,10 @@ class _Call:
     agent: str = ""
     tiers_in: int = 0
     """Tiers 0..tiers_in-1 hold the call (it is eligible for them)."""
+    callback: bool = False
+    """The caller hung up to be called back: the call keeps its place without a channel."""
+    tries: int = 0
+    """Callbacks that failed so far."""
 
 
 class ZSet:
@@ -258,12 +262,46 @@ class Policy:
         self._log(now, "no_answer", agent=agent_id, call=call_id)
         return self._wait(call_id, now)
 
+    def callback(self, call_id: str, now: float) -> None:
+        """A waiting caller chose to be called back: the call keeps its place (same arrival,
+        same priority) but has no channel; its offers are callbacks."""
+        call = self._calls.get(call_id)
+        if call is None or call.state != "waiting":
+            raise Refused(f"call {call_id} is not waiting")
+        call.callback = True
+        self._log(now, "callback", call=call_id, skill=call.skill)
+
+    def callback_failed(self, agent_id: str, call_id: str, now: float) -> list[Offer]:
+        """The callback of an offer was not answered (no answer, busy …): the agent is free
+        again (its idle time kept), the call goes back to its place after ``retry_after_s``,
+        or, after ``retries`` such failures, is given up (the caller layer makes a ticket)."""
+        agent, call = self._agent(agent_id), self._calls.get(call_id)
+        if agent.state != AgentState.RESERVED or agent.call != call_id or call is None:
+            raise Refused(f"agent {agent_id} holds no offer of call {call_id}")
+        if not call.callback:
+            raise Refused(f"call {call_id} is not a callback")
+        self._due.remove(f"r|{agent_id}")
+        call.tries += 1
+        if call.tries > self.settings.callback.retries:
+            del self._calls[call_id]
+            self._log(now, "callback_gave_up", call=call_id, skill=call.skill,
+                      wait=now - call.arrival, tries=call.tries)  # fmt: skip
+        else:
+            call.state, call.agent = "retry", ""
+            self._due.add(f"k|{call_id}", now + self.settings.callback.retry_after_s)
+            self._log(now, "callback_retry", call=call_id, agent=agent_id, tries=call.tries)
+        return self._make_ready(agent_id, now, agent.idle_since)
+
     def hangup(self, call_id: str, now: float) -> list[Offer]:
         """The call is gone: abandoned while waiting or ringing, or ended after an answer."""
         call = self._calls.pop(call_id, None)
         if call is None:
             return []
         wait = now - call.arrival
+        if call.state == "retry":
+            self._due.remove(f"k|{call_id}")
+            self._log(now, "abandon", call=call_id, skill=call.skill, wait=wait)
+            return []
         if call.state == "waiting":
             self._unqueue(call_id, call)
             self._log(now, "abandon", call=call_id, skill=call.skill, wait=wait)
@@ -291,7 +329,8 @@ class Policy:
         return None if first is None else first[1]
 
     def tick(self, now: float) -> list[Offer]:
-        """Run what is due by ``now``: escalation steps, wrap-up ends, ring-no-answer."""
+        """Run what is due by ``now``: escalation steps, wrap-up ends, ring-no-answer, callbacks
+        back from their retry wait."""
         offers: list[Offer] = []
         while (first := self._due.first()) is not None and first[1] <= now:
             member, _ = first
@@ -303,6 +342,8 @@ class Policy:
                 offers += self._match_call(call_id, now)
             elif kind == "w":
                 offers += self._make_ready(rest, now, now)
+            elif kind == "k":
+                offers += self._wait(rest, now)
             else:
                 offers += self.no_answer(rest, self._agents[rest].call, now)
         return offers
@@ -317,6 +358,11 @@ class Policy:
     def call_state(self, call_id: str) -> tuple[str, str] | None:
         call = self._calls.get(call_id)
         return None if call is None else (call.state, call.agent)
+
+    def callback_tries(self, call_id: str) -> int | None:
+        """Failed callbacks of a callback call; ``None`` for a call with a channel or gone."""
+        call = self._calls.get(call_id)
+        return call.tries if call is not None and call.callback else None
 
     def position(self, call_id: str) -> int:
         """1-based place among the calls waiting for the same skill."""
@@ -408,7 +454,10 @@ class Policy:
         self._leave_ready(agent_id)
         call.state, call.agent = "reserved", agent_id
         self._set(agent_id, AgentState.RESERVED, now, call=call_id)
-        self._due.add(f"r|{agent_id}", now + self.settings.ring_timeout_s)
+        ring = self.settings.ring_timeout_s
+        if call.callback:
+            ring += self.settings.callback.ring_s
+        self._due.add(f"r|{agent_id}", now + ring)
         self._log(now, "offer", agent=agent_id, call=call_id, skill=call.skill)
         return Offer(call_id, agent_id, now)
 

@@ -15,6 +15,9 @@ One process (``python -m acd serve``) follows AMI and
 - reconciles on every AMI login (its own start, a reconnect, Asterisk's restart) and on
   ``FullyBooted``: calls whose channel is gone are released, live waiting channels the
   engine does not know are queued again, lost offers are carried out again;
+- callbacks (``acd/callback_router.py``): ``AcdCallback`` keeps a waiting caller's place
+  without the channel; their offer originates the call back; ``AcdCallbackUp`` /
+  ``AcdCallbackFailed`` follow it;
 - proves it is alive: a Redis key with a TTL and the Asterisk global ``HOTLINE_ACD_BEAT``,
   which the dialplan checks before routing to it (stale → the app_queue queues).
 
@@ -35,6 +38,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from acd import commands
+from acd.callback_router import CallbackMixin, TicketSink
 from acd.commands import AgentCommand, CommandError, Op
 from acd.engine import RedisEngine
 from acd.policy import Offer, Refused, check_id
@@ -66,9 +70,10 @@ def engine_for(config: HotlineConfig, client: Any) -> RedisEngine:
     return RedisEngine(client, settings)
 
 
-class AcdRouter:
+class AcdRouter(CallbackMixin):
     """The router's state and handlers; ``redis`` is a sync ``redis.Redis`` client (short
-    socket time-outs), ``engine`` a :class:`RedisEngine` on it."""
+    socket time-outs), ``engine`` a :class:`RedisEngine` on it; ``tickets`` makes a ticket
+    of a callback given up."""
 
     def __init__(
         self,
@@ -78,6 +83,7 @@ class AcdRouter:
         name: str = "router-1",
         clock: Callable[[], float] = time.time,
         blocking_redis: Any = None,
+        tickets: TicketSink | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
@@ -88,6 +94,7 @@ class AcdRouter:
         self.name = name
         self.clock = clock
         self.profiles = config.acd_profiles()
+        self.tickets = tickets
         self.ami: AmiClient | None = None
         self.chan_key = engine.prefix + "chan"
         self.beat_key = f"{engine.prefix}router:{name}"
@@ -114,6 +121,12 @@ class AcdRouter:
                     await self._on_wait(event)
                 elif sub == "AcdLeave":
                     await self._release(event.get("Uniqueid", ""), event.get("Reason", ""))
+                elif sub == "AcdCallback":
+                    await self._on_callback(event)
+                elif sub == "AcdCallbackUp":
+                    await self._on_callback_up(event)
+                elif sub == "AcdCallbackFailed":
+                    await self._on_callback_failed(event)
             elif kind == "DialEnd":
                 await self._on_dial_end(event)
             elif kind == "Hangup":
@@ -176,6 +189,7 @@ class AcdRouter:
             return
         offers = self.engine.hangup(call_id, self.clock())
         self.redis.hdel(self.chan_key, call_id)
+        self.redis.hdel(self.cb_key, call_id)
         log.info("call %s left the ACD (%s)", call_id, why or "-")
         await self.execute(offers)
 
@@ -191,6 +205,9 @@ class AcdRouter:
             if self.ami is None:
                 log.error("offer %s → %s not carried out: no AMI", offer.call_id, offer.agent_id)
                 continue  # the engine's ring timer re-queues it
+            if not channel and self.engine.callback_tries(offer.call_id) is not None:
+                todo += await self._originate(offer)  # the agent is reserved: call back
+                continue
             ok = bool(channel) and await self._act(
                 "Setvar", Channel=channel, Variable=V.ACD_AGENT, Value=offer.agent_id
             )
@@ -235,8 +252,16 @@ class AcdRouter:
             chan = live.get(call_id)
             if state is None:
                 continue
+            if (
+                chan is None
+                and not self.redis.hexists(self.chan_key, call_id)
+                and self.engine.callback_tries(call_id) is not None
+            ):
+                continue  # a callback: no channel by design (reserved: the ring timer)
             where = chan.get("Context", "") if chan else ""
             expected = WAIT_CONTEXT if state[0] == "waiting" else DIAL_CONTEXT
+            if where == V.ACD_CALLBACK_CONTEXT and state[0] != "waiting":
+                expected = where  # a called-back caller hearing the greeting
             if chan is not None and state[0] == "reserved" and where == WAIT_CONTEXT:
                 offers.append(Offer(call_id, state[1], now))  # the Redirect was lost
                 continue

@@ -9,6 +9,7 @@ from hotline.acd_settings import (
     SKILL,
     AcdSettings,
     AgentProfile,
+    CallbackPolicy,
     SkillPolicy,
     Step,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "SKILL",
     "AcdSettings",
     "AgentProfile",
+    "CallbackPolicy",
     "SkillPolicy",
     "Step",
 ]

@@ -17,6 +17,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pydantic import ValidationError
 
+from acd.callback import KEY as CALLBACK_KEY
 from acd.queues import queue_name
 from callers import call_vars
 from hotline import dialplan_vars
@@ -246,12 +247,23 @@ def context(config: HotlineConfig, instance: str) -> dict[str, object]:
         "acd_ack_s": max(1, round(config.acd.ack_s)),
         "acd_ring_s": max(1, round(config.acd.ring_timeout_s)),
         "acd_announce_s": config.acd.announce_s,
+        "acd_callback": acd_callback(config),
         "agent_codes": sorted(config.agent_codes.actions().items()),
         "recording": config.recording,
         "queue_record": queue_record(config),
         "dial_record": dial_record(config),
         "record_name": RECORD_NAME,
     }
+
+
+def acd_callback(config: HotlineConfig) -> dict[str, object] | None:
+    """The waiting room's callback offer (``acd.callback``; router mode), or ``None``: its key,
+    and how many 100 ms waits the dialplan gives the router to register a callback."""
+    if config.acd.mode != "router" or not config.acd.callback.enabled:
+        return None
+    if queue_emergency(config).exit_key == CALLBACK_KEY:
+        raise ValueError(f"acd.callback: key {CALLBACK_KEY} is the waiting room's emergency key")
+    return {"key": CALLBACK_KEY, "ack_ticks": max(10, round(config.acd.ack_s * 10))}
 
 
 RECORD_NAME = "hotline/${FILTER(0-9.,${CHANNEL(linkedid)})}_${FILTER(0-9.,${UNIQUEID})}"

@@ -93,6 +93,18 @@ def _default_skills() -> dict[str, SkillPolicy]:
     return skills
 
 
+class CallbackPolicy(_Model):
+    """Callbacks instead of waiting (docs/acd.md "Callbacks"): what the engine needs."""
+
+    ring_s: float = Field(default=45.0, gt=0, le=600, allow_inf_nan=False)
+    """An offer of a callback holds its agent this long beyond ``ring_timeout_s`` (the
+    caller's phone rings, hears the greeting, then the agent rings): the safety-net timer."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Failed callbacks (no answer, busy) tried again this many times, then given up."""
+    retry_after_s: float = Field(default=120.0, ge=1, le=86_400, allow_inf_nan=False)
+    """A failed callback goes back to its place in the queue after this long."""
+
+
 class AcdSettings(_Model):
     """Routing policy: escalation per skill, priorities and aging, agent timers."""
 
@@ -112,6 +124,7 @@ class AcdSettings(_Model):
     """A caller who hung up while waiting and calls again within this time gets the old place."""
     fallback_skill: SKILL = "zonghe"
     """Where a call with an unknown skill goes (the 综合席)."""
+    callback: CallbackPolicy = Field(default_factory=CallbackPolicy)
 
     @model_validator(mode="after")
     def _fallback_known(self) -> AcdSettings:

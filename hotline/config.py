@@ -25,7 +25,14 @@ from pydantic import (
 )
 
 from hotline import peers, safe_yaml
-from hotline.acd_settings import GENERAL, AcdSettings, AgentProfile, SkillPolicy, Step
+from hotline.acd_settings import (
+    GENERAL,
+    AcdSettings,
+    AgentProfile,
+    CallbackPolicy,
+    SkillPolicy,
+    Step,
+)
 
 ID = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 """Identifiers that end up in Asterisk config (queue, endpoint, context names): ASCII only."""
@@ -572,6 +579,29 @@ def _specialist_steps() -> tuple[Step, ...]:
     return (Step(level=1, after_s=0), Step(level=2, after_s=20), Step(level=GENERAL, after_s=45))
 
 
+class AcdCallback(_Model):
+    """Callbacks instead of waiting (``acd.mode: router``; docs/acd.md "Callbacks"): a caller
+    whose estimated wait reaches ``offer_after_s`` is offered key 1, confirms a number (their
+    own, read back by its last four digits, or keyed in) and hangs up keeping their place;
+    when their turn comes the router reserves the agent, then calls them back."""
+
+    enabled: bool = False
+    offer_after_s: float = Field(default=120.0, ge=0, le=7200, allow_inf_nan=False)
+    """Offered when the announced estimate is at least this (or unknown: nobody logged in)."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """A callback not answered (no answer, busy, unreachable) is tried again this often,
+    then becomes a ticket for follow-up."""
+    retry_after_s: float = Field(default=120.0, ge=1, le=86_400, allow_inf_nan=False)
+    """Time between a failed callback and the next try (the agent is free meanwhile)."""
+    ring_s: float = Field(default=30.0, ge=5, le=120, allow_inf_nan=False)
+    """How long the caller's phone rings for a callback."""
+
+
+CALLBACK_SETUP_S = 15.0
+"""Beyond the caller's ring and the agent's ring: the carrier's call set-up and the greeting
+the called-back caller hears (the engine's safety-net timer for a callback offer)."""
+
+
 class Acd(_Model):
     """How calls reach agents (docs/acd.md).  ``app_queue``: static app_queue queues, one
     per seat.  ``router``: the ACD router (``python -m acd serve``) decides in Redis and
@@ -600,6 +630,8 @@ class Acd(_Model):
     announce_s: int = Field(default=30, ge=0, le=600)
     """Every this many seconds a caller waiting for the router hears their position and the
     estimated wait (``agi://…/acd_announce``); 0: music on hold only."""
+    callback: AcdCallback = Field(default_factory=AcdCallback)
+    """Callbacks instead of waiting (router mode only)."""
 
     @field_validator("specialist_steps")
     @classmethod
@@ -849,6 +881,8 @@ class HotlineConfig(_Model):
         general = next((s.id for s in self.seats if s.kind == "general"), None)
         if general in self.acd.skills and self.acd.skills[general].general_tier is None:
             out.append((f"acd.skills.{general}", "the general seat needs a 'general' step"))
+        if self.acd.callback.enabled and self.acd.mode != "router":
+            out.append(("acd.callback.enabled", "callbacks need acd.mode: router"))
         return out
 
     def acd_settings(self) -> AcdSettings:
@@ -873,6 +907,11 @@ class HotlineConfig(_Model):
             ring_timeout_s=acd.ring_timeout_s,
             reentry_s=acd.reentry_s,
             fallback_skill=self.general_seat.id,
+            callback=CallbackPolicy(
+                ring_s=acd.callback.ring_s + CALLBACK_SETUP_S,
+                retries=acd.callback.retries,
+                retry_after_s=acd.callback.retry_after_s,
+            ),
         )
 
     def acd_profiles(self) -> dict[str, AgentProfile]:

@@ -55,6 +55,18 @@ ACD_DIAL_CONTEXT = "hotline-acd-dial"
 """The context the ACD router redirects a waiting caller into to ring the offered agent: its
 ``DialEnd`` with ``DialStatus: ANSWER`` is the router's "agent answered" (what app_queue's
 ``AgentConnect`` is for queued calls)."""
+ACD_CB_OFFER = "HOTLINE_ACD_CB_OFFER"
+"""1 once a waiting caller was offered a callback (key 1 then works during the music too)."""
+ACD_CB_TOKEN = "HOTLINE_ACD_CB_TOKEN"
+"""The confirmed callback number, encrypted with the PII key (set by ``acd_callback``)."""
+ACD_CB_OK = "HOTLINE_ACD_CB_OK"
+"""Set to 1 by the router once the callback is registered (the caller may hang up)."""
+ACD_CB_TRIES = "HOTLINE_ACD_CB_TRIES"
+"""The waiting room's count of 100 ms waits for the router's callback acknowledgement."""
+ACD_CALLBACK_CONTEXT = "hotline-acd-callback"
+"""The context the router originates a callback into: the answered caller hears a greeting,
+then the reserved agent is rung (``[hotline-acd-dial]``); ``failed`` reports a callback the
+caller did not answer (Asterisk runs it with ``REASON``)."""
 SPY_TARGET = "HOTLINE_SPY_TARGET"
 """The uniqueid of the agent's channel a supervisor's phone listens to (set by the
 console's AMI Originate into :data:`SPY_CONTEXT`)."""
@@ -83,6 +95,10 @@ ALL = (
     ACD_AGENT,
     ACD_SAID,
     ACD_KEY,
+    ACD_CB_OFFER,
+    ACD_CB_TOKEN,
+    ACD_CB_OK,
+    ACD_CB_TRIES,
     SPY_TARGET,
 )
 

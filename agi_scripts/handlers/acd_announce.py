@@ -7,7 +7,9 @@ call.  The call is the channel's ``agi_uniqueid`` (the id the router enqueued fr
 (:func:`acd.announce.waiting_place`).  Redis down or slow: the caller hears "请您耐心等待"
 and keeps waiting; a call no longer waiting (already offered) hears nothing.  Every prompt
 is interruptible by the emergency exit key (the AGI's argument), which is handed back in
-``HOTLINE_ACD_KEY`` for the dialplan to follow::
+``HOTLINE_ACD_KEY`` for the dialplan to follow.  With ``acd.callback`` on and the estimate at
+least ``offer_after_s`` (or unknown), "如需回拨，请按1。" follows and key 1 interrupts too
+(``HOTLINE_ACD_CB_OFFER`` lets it work during the music afterwards)::
 
     AGI(agi://…/acd_announce,<exit key>)
 """
@@ -19,6 +21,7 @@ import logging
 import math
 from typing import TYPE_CHECKING
 
+from acd import callback
 from acd.announce import Place, waiting_place
 from agi_scripts.driver import prompt_path
 from agi_scripts.protocol import clean_text
@@ -69,6 +72,7 @@ def exit_key(args: tuple[str, ...]) -> str:
 async def handle(session: AgiSession, app: AgiApp) -> None:
     call_id = clean_text(session.env.get("agi_uniqueid"), 64).strip()
     session.call_id = call_id or "unknown"
+    queued, wait_s = False, None
     if app.acd_redis is None:
         log.warning("call %s: no ACD Redis configured; no announcement", session.call_id)
         prompts: tuple[str, ...] = PATIENCE
@@ -83,8 +87,14 @@ async def handle(session: AgiSession, app: AgiApp) -> None:
                 log.info("call %s: not waiting any more; no announcement", call_id)
                 return
             prompts = announcement(place)
+            queued, wait_s = True, place.wait_s
             log.info("call %s: place %d for %s", call_id, place.position, place.skill)
     key = exit_key(session.env.args)
+    cb_settings = app.config.acd.callback if app.config is not None else None
+    if queued and cb_settings is not None and callback.should_offer(wait_s, cb_settings):
+        prompts = (*prompts, "acd-cb-offer")  # "如需挂机等待回拨，请按1…"
+        key += callback.KEY
+        await session.set_variable(V.ACD_CB_OFFER, "1")
     for name in prompts:
         pressed = await session.stream_file(prompt_path(name), key)
         if pressed:
