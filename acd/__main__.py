@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 
 from redis import Redis
+from redis.exceptions import RedisError
 
+from acd.lease import Lease
 from acd.router import COMMAND_BLOCK_MS, AcdRouter, engine_for
 from hotline import service
 from hotline.ami import follow_events
@@ -33,7 +36,10 @@ async def serve(config: HotlineConfig, name: str) -> None:
         socket_timeout=COMMAND_BLOCK_MS / 1000 + 2.0,
         socket_connect_timeout=REDIS_TIMEOUT_S,
     )
-    router = AcdRouter(config, redis, engine_for(config, redis), name, blocking_redis=blocking)
+    lease = Lease(redis, name, config.acd.lease_s) if config.acd.routers > 1 else None
+    router = AcdRouter(
+        config, redis, engine_for(config, redis), name, blocking_redis=blocking, lease=lease
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -51,6 +57,9 @@ async def serve(config: HotlineConfig, name: str) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if lease is not None:
+        with contextlib.suppress(RedisError):
+            lease.release()  # a clean stop hands over at once
     redis.close()
     blocking.close()
 

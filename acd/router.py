@@ -18,6 +18,11 @@ One process (``python -m acd serve``) follows AMI and
 - proves it is alive: a Redis key with a TTL and the Asterisk global ``HOTLINE_ACD_BEAT``,
   which the dialplan checks before routing to it (stale → the app_queue queues).
 
+With ``acd.routers`` > 1 each router holds a :class:`acd.lease.Lease`: only the leader
+handles events, timers and commands, beats into Asterisk and carries out offers; a standby
+follows AMI, and when it takes the lease it claims the agents' pending commands and
+reconciles (docs/acd.md, "Two routers").
+
 Calls are known only by their channel's ``Uniqueid`` (an AMI field Asterisk sets), never by
 a caller field.  The channel name for the Redirect is kept in Redis (``acd:chan``) so that a
 restarted router finds it again.
@@ -37,6 +42,7 @@ from redis.exceptions import RedisError
 from acd import commands
 from acd.commands import AgentCommand, CommandError, Op
 from acd.engine import RedisEngine
+from acd.lease import Lease
 from acd.policy import Offer, Refused, check_id
 from hotline import dialplan_vars as V
 from hotline.ami import AmiClient, AmiError
@@ -78,6 +84,7 @@ class AcdRouter:
         name: str = "router-1",
         clock: Callable[[], float] = time.time,
         blocking_redis: Any = None,
+        lease: Lease | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
@@ -93,19 +100,32 @@ class AcdRouter:
         self.beat_key = f"{engine.prefix}router:{name}"
         self._installed = False
         self._reconciling: asyncio.Task[None] | None = None
+        self.lease = lease
+        """None: the only router (always leads, decisions unfenced)."""
+        if lease is not None:
+            engine.fence = "0"  # no lease has token 0: refused until this router leads
+        self._claim_pending = False
+
+    @property
+    def leader(self) -> bool:
+        """Whether this router may decide and act now."""
+        return self.lease is None or self.lease.held()
 
     # ---- AMI ------------------------------------------------------------------------------
     def connected(self, client: AmiClient | None) -> None:
         """Each AMI login (the router's start, a reconnect, Asterisk's restart): reconcile.
         Asterisk's ``FullyBooted`` comes with the login reply, before events are followed."""
         self.ami = client
-        if client is not None:
+        if client is not None and self.leader:
             self._reconciling = asyncio.get_running_loop().create_task(self._reconcile_logged())
             print(READY_LINE, flush=True)
 
     async def handle(self, event: dict[str, str], client: AmiClient) -> None:
-        """One AMI event (``follow_events`` calls it in order)."""
+        """One AMI event (``follow_events`` calls it in order); a standby ignores it (its
+        effect is in the channels the takeover reconciles)."""
         self.ami = client
+        if not self.leader:
+            return
         kind = event.get("Event")
         try:
             if kind == "UserEvent":
@@ -122,6 +142,8 @@ class AcdRouter:
                 await self.reconcile()
         except RedisError as exc:
             log.error("Redis unavailable for %s: %s", kind, exc)
+        except Refused as exc:  # Fenced: another router leads now
+            log.warning("%s not handled: %s", kind, exc)
 
     async def _on_wait(self, event: dict[str, str]) -> None:
         call_id, channel = event.get("Uniqueid", ""), event.get("Channel", "")
@@ -191,6 +213,10 @@ class AcdRouter:
             if self.ami is None:
                 log.error("offer %s → %s not carried out: no AMI", offer.call_id, offer.agent_id)
                 continue  # the engine's ring timer re-queues it
+            if not self.leader:  # the next leader's reconciliation sends the Redirect
+                log.warning("offer %s → %s dropped: no longer leader", offer.call_id,
+                            offer.agent_id)  # fmt: skip
+                continue
             ok = bool(channel) and await self._act(
                 "Setvar", Channel=channel, Variable=V.ACD_AGENT, Value=offer.agent_id
             )
@@ -227,7 +253,7 @@ class AcdRouter:
         live = {c.get("Uniqueid", ""): c for c in channels}
         now = self.clock()
         offers: list[Offer] = []
-        released = requeued = 0
+        released = requeued = accepted = 0
         prefix = self.engine.prefix + "c:"
         for key in self.redis.scan_iter(match=prefix + "*", count=500):
             call_id = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
@@ -239,6 +265,12 @@ class AcdRouter:
             expected = WAIT_CONTEXT if state[0] == "waiting" else DIAL_CONTEXT
             if chan is not None and state[0] == "reserved" and where == WAIT_CONTEXT:
                 offers.append(Offer(call_id, state[1], now))  # the Redirect was lost
+                continue
+            if chan is not None and state[0] == "reserved" and where == DIAL_CONTEXT:
+                if chan.get("BridgeId"):  # talking to the agent: the DialEnd was missed
+                    with contextlib.suppress(Refused):
+                        self.engine.accept(state[1], call_id, now)
+                        accepted += 1
                 continue
             if chan is None or where != expected:
                 offers += self.engine.hangup(call_id, now)
@@ -255,7 +287,8 @@ class AcdRouter:
                 {"Uniqueid": call_id, "Channel": chan["Channel"], "Skill": skill, "Priority": prio}
             )
             requeued += 1
-        log.info("reconciled: %d calls released, %d re-queued", released, requeued)
+        log.info("reconciled: %d calls released, %d re-queued, %d answered", released,
+                 requeued, accepted)  # fmt: skip
         await self.execute(offers)
 
     async def _reconcile_logged(self) -> None:
@@ -275,8 +308,12 @@ class AcdRouter:
 
     # ---- loops ----------------------------------------------------------------------------
     async def beat(self) -> bool:
-        """Prove liveness; False (no beat) when Redis does not answer."""
+        """Prove liveness (and renew or take the lease); False (no beat into Asterisk) when
+        Redis does not answer or another router leads."""
+        fresh = False
         try:
+            if self.lease is not None:
+                fresh = self.lease.claim()
             if not self._installed or not self.redis.exists(self.engine.prefix + "skills"):
                 self.engine.install()  # a Redis that restarted empty gets the policy again
                 self._installed = True
@@ -285,8 +322,37 @@ class AcdRouter:
         except RedisError as exc:
             log.error("no heartbeat: Redis unavailable (%s)", exc)
             return False
+        if fresh:
+            await self.take_over()
+        if not self.leader:
+            return False
         await self._act("Setvar", Variable=V.ACD_BEAT, Value=str(int(self.clock())))
         return True
+
+    async def take_over(self) -> None:
+        """This router has just taken the lease: decide with its token, take the agents'
+        commands another router read but did not apply, and reconcile with Asterisk."""
+        assert self.lease is not None and self.lease.token is not None
+        self.engine.fence = self.lease.token
+        log.warning("router %s leads (fence %s)", self.name, self.lease.token)
+        print(f"ACD router {self.name}: leading (fence {self.lease.token})", flush=True)
+        self._claim_commands()
+        self._claim_pending = True
+        await self._reconcile_logged()
+
+    def _claim_commands(self) -> None:
+        try:
+            _create_group(self.redis)
+            start = "0-0"
+            for _ in range(100):
+                got = self.redis.xautoclaim(
+                    commands.STREAM, commands.GROUP, self.name, 0, start_id=start, count=100
+                )
+                start = got[0].decode() if isinstance(got[0], bytes) else got[0]
+                if start == "0-0":
+                    break
+        except RedisError as exc:
+            log.error("commands not claimed: %s", exc)
 
     async def heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -296,6 +362,9 @@ class AcdRouter:
     async def timer_loop(self, stop: asyncio.Event, step_s: float = 0.1) -> None:
         """Run the engine's due timers (escalation, wrap-up, ring safety net)."""
         while not stop.is_set():
+            if not self.leader:
+                await _sleep(stop, step_s)
+                continue
             try:
                 due = self.engine.next_due()
                 if due is not None and due <= self.clock():
@@ -303,6 +372,8 @@ class AcdRouter:
             except RedisError as exc:
                 log.error("timers: Redis unavailable (%s)", exc)
                 await _sleep(stop, 1.0)
+            except Refused as exc:  # Fenced: another router leads now
+                log.warning("timers: %s", exc)
             await _sleep(stop, step_s)
 
     async def command_loop(self, stop: asyncio.Event) -> None:
@@ -310,6 +381,11 @@ class AcdRouter:
         ready = False
         pending = True
         while not stop.is_set():
+            if not self.leader:
+                await _sleep(stop, 0.1)
+                continue
+            if self._claim_pending:
+                self._claim_pending, pending = False, True
             try:
                 if not ready:
                     _create_group(self.redis)
