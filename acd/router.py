@@ -31,6 +31,7 @@ restarted router finds it again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -60,6 +61,10 @@ READY_LINE = "ACD router: following AMI"
 COMMAND_BLOCK_MS = 1000
 """How long one read of the command stream waits for a new command."""
 MAX_PRIORITY_TEXT = 3
+MISSED_MAX = 20_000
+"""A standby keeps at most this many recent dial-end, hang-up and leave events."""
+REPLAY_LEASES = 3
+"""A new leader replays the events of the last this many leases (plus a heartbeat)."""
 
 
 def engine_for(config: HotlineConfig, client: Any) -> RedisEngine:
@@ -105,6 +110,9 @@ class AcdRouter:
         if lease is not None:
             engine.fence = "0"  # no lease has token 0: refused until this router leads
         self._claim_pending = False
+        self._missed: collections.deque[tuple[float, dict[str, str]]] = collections.deque(
+            maxlen=MISSED_MAX
+        )
 
     @property
     def leader(self) -> bool:
@@ -116,15 +124,19 @@ class AcdRouter:
         """Each AMI login (the router's start, a reconnect, Asterisk's restart): reconcile.
         Asterisk's ``FullyBooted`` comes with the login reply, before events are followed."""
         self.ami = client
-        if client is not None and self.leader:
-            self._reconciling = asyncio.get_running_loop().create_task(self._reconcile_logged())
+        if client is not None:
+            if self.leader:
+                loop = asyncio.get_running_loop()
+                self._reconciling = loop.create_task(self._reconcile_logged())
             print(READY_LINE, flush=True)
 
     async def handle(self, event: dict[str, str], client: AmiClient) -> None:
-        """One AMI event (``follow_events`` calls it in order); a standby ignores it (its
-        effect is in the channels the takeover reconciles)."""
+        """One AMI event (``follow_events`` calls it in order); a standby only keeps the
+        ones its takeover replays (:data:`REPLAYED`)."""
         self.ami = client
         if not self.leader:
+            if _replayed(event):
+                self._missed.append((time.monotonic(), event))
             return
         kind = event.get("Event")
         try:
@@ -338,7 +350,22 @@ class AcdRouter:
         print(f"ACD router {self.name}: leading (fence {self.lease.token})", flush=True)
         self._claim_commands()
         self._claim_pending = True
+        await self._replay_missed()
         await self._reconcile_logged()
+
+    async def _replay_missed(self) -> None:
+        """Apply the answers, hang-ups and leaves this router saw as a standby since the old
+        leader may have stopped: each is a no-op when the old leader had applied it (an
+        answer of a call no longer reserved by that agent, a hang-up of a call gone), so the
+        counters count each call once.  Waiting callers are found by the reconciliation."""
+        window = REPLAY_LEASES * (self.lease.ttl_ms / 1000 if self.lease else 0)
+        since = time.monotonic() - window - self.config.acd.heartbeat_s
+        events = [e for t, e in self._missed if t >= since]
+        self._missed.clear()
+        for event in events:
+            if self.ami is not None:
+                await self.handle(event, self.ami)  # type: ignore[arg-type]
+        log.info("replayed %d events seen while standing by", len(events))
 
     def _claim_commands(self) -> None:
         try:
@@ -433,6 +460,13 @@ class AcdRouter:
             return
         log.info("agent %s: %s (%s)", cmd.agent_id, cmd.op, cmd.source)
         await self.execute(offers)
+
+
+def _replayed(event: dict[str, str]) -> bool:
+    kind = event.get("Event")
+    return kind in ("DialEnd", "Hangup") or (
+        kind == "UserEvent" and event.get("UserEvent") == "AcdLeave"
+    )
 
 
 def _create_group(redis: Any) -> None:

@@ -134,20 +134,22 @@ def test_leader_killed_the_standby_takes_over_and_reconciles_what_it_missed(
     pair.redis.xadd(commands.STREAM, AgentCommand(op="login", agent_id="1009").fields())
     pair.redis.xreadgroup(commands.GROUP, "router-1", {commands.STREAM: ">"}, count=10)
     pair.expire_lease(0)
-    # while nobody leads: 1801.1 is answered (its DialEnd seen by nobody), 1801.2 arrives
+    # while nobody leads: 1801.1 is answered and ends, 1801.2 arrives
     pair.both({"Event": "DialEnd", "Uniqueid": "1801.1", "DialStatus": "ANSWER",
                "DestChannel": "PJSIP/agent1002-00000001"})  # fmt: skip
+    pair.both({"Event": "Hangup", "Uniqueid": "1801.1"})
     pair.both(wait_event("1801.2", skill="zonghe"))
     assert not a.leader and pair.a.engine.call_state("1801.2") is None
     pair.amis[1].channels = [
-        {"Uniqueid": "1801.1", "Channel": "PJSIP/carrier-1801.1", "Context": DIAL_CONTEXT,
-         "BridgeId": "b-1"},
         {"Uniqueid": "1801.2", "Channel": "PJSIP/carrier-1801.2", "Context": WAIT_CONTEXT},
     ]  # fmt: skip
     pair.amis[1].vars[("PJSIP/carrier-1801.2", "HOTLINE_SEAT")] = "zonghe"
     assert run_beat(b) and b.leader
     assert holder(pair.redis) == ("2", "router-2")
-    assert b.engine.agent_state("1002")[:3] == (AgentState.ON_CALL, "", "1801.1")
+    # the answer and the hang-up it saw while standing by are applied: counted answered
+    assert b.engine.agent_state("1002")[0] == AgentState.WRAPUP
+    assert pair.redis.hget("acd:n:agent:1002", "answered") == b"1"
+    assert pair.redis.hget("acd:n:skill:gjj", "abandoned") is None
     assert b.engine.call_state("1801.2") == ("reserved", "1008")
     assert pair.amis[1].redirects() == [("PJSIP/carrier-1801.2", DIAL_CONTEXT)]
     # the dead leader's unapplied command is applied by the new leader
@@ -165,6 +167,17 @@ def test_leader_killed_the_standby_takes_over_and_reconciles_what_it_missed(
     asyncio.run(commands_until_applied())
     assert b.engine.agent_state("1009")[0] == AgentState.READY
     assert pair.redis.xpending(commands.STREAM, commands.GROUP)["pending"] == 0
+
+
+def test_a_missed_answer_is_taken_from_the_bridged_channel(pair: Pair) -> None:
+    a, b = pair.a, pair.b
+    pair.login(a, "1002")
+    pair.both(wait_event("1803.1"))
+    pair.expire_lease(0)  # the answer's DialEnd reached neither router (AMI reconnect)
+    pair.amis[1].channels = [{"Uniqueid": "1803.1", "Channel": "PJSIP/carrier-1803.1",
+                              "Context": DIAL_CONTEXT, "BridgeId": "b-1"}]  # fmt: skip
+    assert run_beat(b)
+    assert b.engine.agent_state("1002")[:3] == (AgentState.ON_CALL, "", "1803.1")
 
 
 def _known(router: AcdRouter, agent: str) -> bool:
