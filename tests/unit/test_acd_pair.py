@@ -200,3 +200,15 @@ def test_a_deposed_leaders_late_decision_is_refused(pair: Pair) -> None:
     # the new leader takes the call
     run(b.handle(wait_event("1802.1"), pair.amis[1]))  # type: ignore[arg-type]
     assert pair.amis[1].redirects() == [("PJSIP/carrier-1802.1", DIAL_CONTEXT)]
+
+
+def test_config_starts_one_router_unless_told_and_a_lease_must_outlast_two_beats() -> None:
+    from test_config import example_text, problems_of
+
+    from hotline.config import parse_config
+
+    assert CONFIG.acd.routers == 1 and CONFIG.acd.lease_s == 3
+    text = example_text().replace("  routers: 1 ", "  routers: 2 ")
+    assert parse_config(text).acd.routers == 2
+    (field, _line, msg), *_ = problems_of(text.replace("  lease_s: 3 ", "  lease_s: 1.5 "))
+    assert field == "acd" and "lease_s" in msg
