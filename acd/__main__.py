@@ -52,6 +52,8 @@ async def serve(config: HotlineConfig, name: str) -> None:
         asyncio.create_task(router.timer_loop(stop)),
         asyncio.create_task(router.command_loop(stop)),
     ]
+    if lease is not None:
+        tasks.append(asyncio.create_task(router.lease_loop(stop)))
     print(f"ACD router {name}: Redis {config.redis.host}:{config.redis.port}", flush=True)
     await stop.wait()
     for task in tasks:

@@ -110,6 +110,8 @@ class AcdRouter:
         if lease is not None:
             engine.fence = "0"  # no lease has token 0: refused until this router leads
         self._claim_pending = False
+        self._taking_over = False
+        self._takeover: asyncio.Task[None] | None = None
         self._missed: collections.deque[tuple[float, dict[str, str]]] = collections.deque(
             maxlen=MISSED_MAX
         )
@@ -131,13 +133,16 @@ class AcdRouter:
             print(READY_LINE, flush=True)
 
     async def handle(self, event: dict[str, str], client: AmiClient) -> None:
-        """One AMI event (``follow_events`` calls it in order); a standby only keeps the
-        ones its takeover replays (:data:`REPLAYED`)."""
+        """One AMI event (``follow_events`` calls it in order); a standby (or a leader
+        still replaying) only keeps the dial ends, hang-ups and leaves its takeover replays."""
         self.ami = client
-        if not self.leader:
+        if not self.leader or self._taking_over:
             if _replayed(event):
                 self._missed.append((time.monotonic(), event))
             return
+        await self._apply(event)
+
+    async def _apply(self, event: dict[str, str]) -> None:
         kind = event.get("Event")
         try:
             if kind == "UserEvent":
@@ -319,13 +324,37 @@ class AcdRouter:
         return reply.get("Value", "")
 
     # ---- loops ----------------------------------------------------------------------------
+    def claim_lease(self) -> bool:
+        """Renew or take the lease; True when this router has just become the leader (its
+        engine decides with the new token at once; events wait for :meth:`take_over`)."""
+        if self.lease is None or not self.lease.claim():
+            return False
+        self.engine.fence = self.lease.token
+        self._taking_over = True
+        return True
+
+    async def renew_lease(self) -> bool:
+        """Claim the lease and, when newly leading, take over before returning; whether
+        this router leads."""
+        if self.claim_lease():
+            await self.take_over()
+        return self.leader
+
+    async def lease_loop(self, stop: asyncio.Event) -> None:
+        """Renew the lease twice a heartbeat, apart from AMI (a slow Asterisk must not cost
+        the lease); a takeover runs beside it."""
+        while not stop.is_set():
+            try:
+                if self.claim_lease():
+                    self._takeover = asyncio.get_running_loop().create_task(self.take_over())
+            except RedisError as exc:
+                log.error("lease: Redis unavailable (%s)", exc)
+            await _sleep(stop, self.config.acd.heartbeat_s / 2)
+
     async def beat(self) -> bool:
-        """Prove liveness (and renew or take the lease); False (no beat into Asterisk) when
-        Redis does not answer or another router leads."""
-        fresh = False
+        """Prove liveness; False (no beat into Asterisk) when Redis does not answer or
+        another router leads."""
         try:
-            if self.lease is not None:
-                fresh = self.lease.claim()
             if not self._installed or not self.redis.exists(self.engine.prefix + "skills"):
                 self.engine.install()  # a Redis that restarted empty gets the policy again
                 self._installed = True
@@ -334,8 +363,6 @@ class AcdRouter:
         except RedisError as exc:
             log.error("no heartbeat: Redis unavailable (%s)", exc)
             return False
-        if fresh:
-            await self.take_over()
         if not self.leader:
             return False
         await self._act("Setvar", Variable=V.ACD_BEAT, Value=str(int(self.clock())))
@@ -345,7 +372,6 @@ class AcdRouter:
         """This router has just taken the lease: decide with its token, take the agents'
         commands another router read but did not apply, and reconcile with Asterisk."""
         assert self.lease is not None and self.lease.token is not None
-        self.engine.fence = self.lease.token
         log.warning("router %s leads (fence %s)", self.name, self.lease.token)
         print(f"ACD router {self.name}: leading (fence {self.lease.token})", flush=True)
         self._claim_commands()
@@ -360,12 +386,16 @@ class AcdRouter:
         counters count each call once.  Waiting callers are found by the reconciliation."""
         window = REPLAY_LEASES * (self.lease.ttl_ms / 1000 if self.lease else 0)
         since = time.monotonic() - window - self.config.acd.heartbeat_s
-        events = [e for t, e in self._missed if t >= since]
-        self._missed.clear()
-        for event in events:
-            if self.ami is not None:
-                await self.handle(event, self.ami)  # type: ignore[arg-type]
-        log.info("replayed %d events seen while standing by", len(events))
+        replayed = 0
+        try:
+            while self._missed:  # events that arrive meanwhile queue up behind
+                seen, event = self._missed.popleft()
+                if seen >= since:
+                    replayed += 1
+                    await self._apply(event)
+        finally:
+            self._taking_over = False
+        log.info("replayed %d events seen while standing by", replayed)
 
     def _claim_commands(self) -> None:
         try:
