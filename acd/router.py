@@ -61,6 +61,8 @@ READY_LINE = "ACD router: following AMI"
 COMMAND_BLOCK_MS = 1000
 """How long one read of the command stream waits for a new command."""
 MAX_PRIORITY_TEXT = 3
+REDIRECT_SETTLE_S = 2.0
+"""A Redirect sent just before a reconciliation's channel list has landed by then."""
 MISSED_MAX = 20_000
 """A standby keeps at most this many recent dial-end, hang-up and leave events."""
 REPLAY_LEASES = 3
@@ -111,6 +113,8 @@ class AcdRouter:
             engine.fence = "0"  # no lease has token 0: refused until this router leads
         self._claim_pending = False
         self._taking_over = False
+        self.settle_s = REDIRECT_SETTLE_S
+        """How long a reconciliation waits before it sends a reserved call's Redirect again."""
         self._takeover: asyncio.Task[None] | None = None
         self._missed: collections.deque[tuple[float, dict[str, str]]] = collections.deque(
             maxlen=MISSED_MAX
@@ -155,8 +159,8 @@ class AcdRouter:
                 await self._on_dial_end(event)
             elif kind == "Hangup":
                 await self._release(event.get("Uniqueid", ""), "hangup")
-            elif kind == "FullyBooted":
-                await self.reconcile()
+            elif kind == "FullyBooted":  # beside the events (it may wait settle_s)
+                self._reconciling = asyncio.get_running_loop().create_task(self._reconcile_logged())
         except RedisError as exc:
             log.error("Redis unavailable for %s: %s", kind, exc)
         except Refused as exc:  # Fenced: another router leads now
@@ -259,29 +263,28 @@ class AcdRouter:
 
     # ---- reconciliation -------------------------------------------------------------------
     async def reconcile(self) -> None:
-        """Make the engine agree with Asterisk's live channels."""
+        """Make the engine agree with Asterisk's live channels.  Only calls the engine knew
+        before the channel list was taken, and whose state has not changed since (events go
+        on meanwhile), are judged; a lost Redirect is sent again only when the call is still
+        in the waiting room :attr:`settle_s` later (one in flight has landed by then)."""
         if self.ami is None:
             return
-        try:
-            channels = await self.ami.action_list("CoreShowChannels", timeout=10.0)
-        except AmiError as exc:
-            log.error("reconcile: %s", exc)
+        before = self._engine_calls()
+        live = await self._channels()
+        if live is None:
             return
-        live = {c.get("Uniqueid", ""): c for c in channels}
         now = self.clock()
         offers: list[Offer] = []
+        lost: dict[str, tuple[str, str]] = {}
         released = requeued = accepted = 0
-        prefix = self.engine.prefix + "c:"
-        for key in self.redis.scan_iter(match=prefix + "*", count=500):
-            call_id = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
-            state = self.engine.call_state(call_id)
+        for call_id, state in before.items():
+            if self.engine.call_state(call_id) != state:
+                continue  # changed meanwhile: its events are being handled
             chan = live.get(call_id)
-            if state is None:
-                continue
             where = chan.get("Context", "") if chan else ""
             expected = WAIT_CONTEXT if state[0] == "waiting" else DIAL_CONTEXT
             if chan is not None and state[0] == "reserved" and where == WAIT_CONTEXT:
-                offers.append(Offer(call_id, state[1], now))  # the Redirect was lost
+                lost[call_id] = state  # the Redirect was lost, or is on its way
                 continue
             if chan is not None and state[0] == "reserved" and where == DIAL_CONTEXT:
                 if chan.get("BridgeId"):  # talking to the agent: the DialEnd was missed
@@ -304,9 +307,36 @@ class AcdRouter:
                 {"Uniqueid": call_id, "Channel": chan["Channel"], "Skill": skill, "Priority": prio}
             )
             requeued += 1
-        log.info("reconciled: %d calls released, %d re-queued, %d answered", released,
-                 requeued, accepted)  # fmt: skip
         await self.execute(offers)
+        if lost:
+            await asyncio.sleep(self.settle_s)
+            later = await self._channels() or {}
+            for call_id, state in lost.items():
+                still = later.get(call_id, {}).get("Context") == WAIT_CONTEXT
+                if still and self.engine.call_state(call_id) == state:
+                    offers = [Offer(call_id, state[1], self.clock())]
+                    await self.execute(offers)
+        log.info("reconciled: %d calls released, %d re-queued, %d answered, %d offers sent "
+                 "again", released, requeued, accepted, len(lost))  # fmt: skip
+
+    def _engine_calls(self) -> dict[str, tuple[str, str]]:
+        calls: dict[str, tuple[str, str]] = {}
+        prefix = self.engine.prefix + "c:"
+        for key in self.redis.scan_iter(match=prefix + "*", count=500):
+            call_id = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
+            state = self.engine.call_state(call_id)
+            if state is not None:
+                calls[call_id] = state
+        return calls
+
+    async def _channels(self) -> dict[str, dict[str, str]] | None:
+        assert self.ami is not None
+        try:
+            channels = await self.ami.action_list("CoreShowChannels", timeout=10.0)
+        except AmiError as exc:
+            log.error("reconcile: %s", exc)
+            return None
+        return {c.get("Uniqueid", ""): c for c in channels}
 
     async def _reconcile_logged(self) -> None:
         try:

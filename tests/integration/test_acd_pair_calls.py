@@ -187,8 +187,10 @@ def test_two_routers_answer_each_of_many_simultaneous_calls_once_and_survive_the
     assert facts["calls_created"] == CALLS and facts["failed"] == 0, facts
     assert watch.fallbacks == [], f"{len(watch.fallbacks)} callers fell back to app_queue"
     assert len(watch.answers) == CALLS, (len(watch.answers), killed)  # every caller answered
-    assert {u: a for u, a in watch.answers.items() if len(a) != 1} == {}  # … exactly once
-    assert {u: a for u, a in watch.dials.items() if len(a) != 1} == {}  # rung once
+    twice = {u: a for u, a in watch.answers.items() if len(a) != 1}
+    assert twice == {}, (twice, killed)  # … exactly once
+    rung = {u: a for u, a in watch.dials.items() if len(a) != 1}
+    assert rung == {}, (rung, killed)  # rung once
     assert max(watch.most_at_once.values()) == 1, watch.most_at_once  # one call per phone
     # the engine: quiet again, and every call counted once (a call answered and ended
     # while no router led is counted as a released reservation, not as answered)

@@ -220,3 +220,54 @@ def test_config_starts_one_router_unless_told_and_a_lease_must_outlast_two_beats
     assert parse_config(text).acd.routers == 2
     (field, _line, msg), *_ = problems_of(text.replace("  lease_s: 3 ", "  lease_s: 1.5 "))
     assert field == "acd" and "lease_s" in msg
+
+
+class Snapshots(FakeAmi):
+    """Answers each CoreShowChannels with the next list (the last one again at the end)."""
+
+    def __init__(self, *lists: list[dict[str, str]]) -> None:
+        super().__init__()
+        self.lists = list(lists)
+
+    async def action_list(self, name: str, timeout: float = 10.0) -> list[dict[str, str]]:
+        return self.lists.pop(0) if len(self.lists) > 1 else self.lists[0]
+
+
+def waiting_room(uid: str) -> dict[str, str]:
+    return {"Uniqueid": uid, "Channel": f"PJSIP/carrier-{uid}", "Context": WAIT_CONTEXT}
+
+
+def test_takeover_resends_a_lost_redirect_but_not_one_that_was_on_its_way(pair: Pair) -> None:
+    a, b = pair.a, pair.b
+    pair.login(a, "1002", "1009")
+    for uid in ("1804.1", "1804.2"):  # router-1 decides both offers, dies before the Redirects
+        pair.redis.hset(a.chan_key, uid, f"PJSIP/carrier-{uid}")
+        a.engine.enqueue(uid, "gjj", 0, pair.clock.now)
+    assert pair.amis[0].redirects() == []
+    assert {b.engine.call_state(u)[1] for u in ("1804.1", "1804.2")} == {"1002", "1009"}  # type: ignore[index]
+    pair.expire_lease(0)
+    # at the takeover both callers are still in the waiting room; two seconds later 1804.2
+    # has moved to its agent (its Redirect was on its way), 1804.1 has not
+    dialing = {**waiting_room("1804.2"), "Context": DIAL_CONTEXT}
+    ami = Snapshots([waiting_room("1804.1"), waiting_room("1804.2")],
+                    [waiting_room("1804.1"), dialing])  # fmt: skip
+    b.ami = ami  # type: ignore[assignment]
+    pair.amis[1] = ami
+    b.settle_s = 0.0
+    assert run_beat(b)
+    assert ami.redirects() == [("PJSIP/carrier-1804.1", DIAL_CONTEXT)]
+
+
+def test_a_call_queued_after_the_channel_list_was_taken_is_not_released(pair: Pair) -> None:
+    a = pair.a
+    pair.login(a, "1002")
+
+    class Late(FakeAmi):
+        async def action_list(self, name: str, timeout: float = 10.0) -> list[dict[str, str]]:
+            # while Asterisk answers, the caller's AcdWait is handled (it is not in the list)
+            await a.handle(wait_event("1805.1"), self)  # type: ignore[arg-type]
+            return []
+
+    a.ami = Late()  # type: ignore[assignment]
+    run(a.reconcile())
+    assert a.engine.call_state("1805.1") == ("reserved", "1002")
