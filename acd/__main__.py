@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
 
 from redis import Redis
+from redis.exceptions import RedisError
 
+from acd.lease import Lease
 from acd.router import COMMAND_BLOCK_MS, AcdRouter, engine_for
 from hotline import service
 from hotline.ami import follow_events
@@ -38,8 +41,15 @@ async def serve(config: HotlineConfig, name: str) -> None:
         from tickets import open_store
 
         tickets = open_store(config).create  # callbacks given up become tickets
+    lease = Lease(redis, name, config.acd.lease_s) if config.acd.routers > 1 else None
     router = AcdRouter(
-        config, redis, engine_for(config, redis), name, blocking_redis=blocking, tickets=tickets
+        config,
+        redis,
+        engine_for(config, redis),
+        name,
+        blocking_redis=blocking,
+        tickets=tickets,
+        lease=lease,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -53,11 +63,16 @@ async def serve(config: HotlineConfig, name: str) -> None:
         asyncio.create_task(router.timer_loop(stop)),
         asyncio.create_task(router.command_loop(stop)),
     ]
+    if lease is not None:
+        tasks.append(asyncio.create_task(router.lease_loop(stop)))
     print(f"ACD router {name}: Redis {config.redis.host}:{config.redis.port}", flush=True)
     await stop.wait()
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if lease is not None:
+        with contextlib.suppress(RedisError):
+            lease.release()  # a clean stop hands over at once
     redis.close()
     blocking.close()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from redis import Redis
 from redis.exceptions import ResponseError
 
+from acd.lease import Fenced
 from acd.lua import SCRIPT
 from acd.policy import AgentState, Offer, Reason, Refused, check_id, ready_key
 from acd.settings import AcdSettings, AgentProfile
@@ -26,6 +27,9 @@ class RedisEngine:
         self.prefix = prefix
         self._r = client
         self._script = client.register_script(SCRIPT)
+        self.fence: str | None = None
+        """The lease token of a router that is one of several (``acd/lease.py``): every
+        decision carries it and is refused (:class:`Fenced`) once another router leads."""
         self._timers = [
             repr(float(settings.ring_timeout_s)),
             repr(float(settings.wrapup_s)),
@@ -60,10 +64,13 @@ class RedisEngine:
         if not isinstance(now, int | float) or now != now:
             raise Refused(f"bad time {now!r}")
         try:
+            op_text = op if self.fence is None else f"{op}|{self.fence}"
             raw = self._script(
-                keys=[self.prefix], args=[op, repr(float(now)), *self._timers, *args]
+                keys=[self.prefix], args=[op_text, repr(float(now)), *self._timers, *args]
             )
         except ResponseError as exc:
+            if str(exc).startswith("REFUSED fenced"):
+                raise Fenced(str(exc)[8:]) from None
             if str(exc).startswith("REFUSED "):
                 raise Refused(str(exc)[8:]) from None
             raise

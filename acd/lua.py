@@ -16,6 +16,8 @@ It mirrors :mod:`acd.policy` step for step; key layout under the prefix ``P``:
   (``P gts`` lists the targets): a 综合席 agent reads a few heads, not every skill's queue
 - ``P due`` zset of timers: ``p|call|tier`` escalation, ``w|agent`` wrap-up, ``r|agent`` ring,
   ``k|call`` a failed callback's return to its place
+- ``P lease`` the routers' leader lease ``<token>|<name>`` (``acd/lease.py``), checked when
+  the op comes as ``op|token``;
 - ``P re:<key>`` re-entry places; ``P log`` stream of every change; ``P n:agent:<id>``,
   ``P n:skill:<skill>`` counters.
 Numbers cross into Redis as ``%.17g`` so scores round-trip exactly.
@@ -23,12 +25,21 @@ Numbers cross into Redis as ``%.17g`` so scores round-trip exactly.
 
 SCRIPT = r"""
 local P = KEYS[1]
-local op = ARGV[1]
+local op, fence = string.match(ARGV[1], '^([^|]*)|?(.*)$')
 local now = tonumber(ARGV[2])
 local ring_s = tonumber(ARGV[3])
 local wrapup_s = tonumber(ARGV[4])
 local reentry_s = tonumber(ARGV[5])
 local offers = {}
+
+-- Several routers (acd/lease.py): the leader sends its lease token as ``op|token``; a
+-- deposed leader's late decision is refused before it changes anything.
+if fence ~= '' then
+  local held = redis.call('GET', P .. 'lease')
+  if not held or string.match(held, '^(%d+)|') ~= fence then
+    return redis.error_reply('REFUSED fenced: token ' .. fence .. ' does not hold the lease')
+  end
+end
 
 local function f(x) return string.format('%.17g', x) end
 local function split(s, sep)

@@ -21,6 +21,11 @@ One process (``python -m acd serve``) follows AMI and
 - proves it is alive: a Redis key with a TTL and the Asterisk global ``HOTLINE_ACD_BEAT``,
   which the dialplan checks before routing to it (stale → the app_queue queues).
 
+With ``acd.routers`` > 1 each router holds a :class:`acd.lease.Lease`: only the leader
+handles events, timers and commands, beats into Asterisk and carries out offers; a standby
+follows AMI, and when it takes the lease it claims the agents' pending commands and
+reconciles (docs/acd.md, "Two routers").
+
 Calls are known only by their channel's ``Uniqueid`` (an AMI field Asterisk sets), never by
 a caller field.  The channel name for the Redirect is kept in Redis (``acd:chan``) so that a
 restarted router finds it again.
@@ -29,6 +34,7 @@ restarted router finds it again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
@@ -41,6 +47,7 @@ from acd import commands
 from acd.callback_router import CallbackMixin, TicketSink
 from acd.commands import AgentCommand, CommandError, Op
 from acd.engine import RedisEngine
+from acd.lease import Lease
 from acd.policy import Offer, Refused, check_id
 from hotline import dialplan_vars as V
 from hotline.ami import AmiClient, AmiError
@@ -58,6 +65,12 @@ READY_LINE = "ACD router: following AMI"
 COMMAND_BLOCK_MS = 1000
 """How long one read of the command stream waits for a new command."""
 MAX_PRIORITY_TEXT = 3
+REDIRECT_SETTLE_S = 2.0
+"""A Redirect sent just before a reconciliation's channel list has landed by then."""
+MISSED_MAX = 20_000
+"""A standby keeps at most this many recent dial-end, hang-up and leave events."""
+REPLAY_LEASES = 3
+"""A new leader replays the events of the last this many leases (plus a heartbeat)."""
 
 
 def engine_for(config: HotlineConfig, client: Any) -> RedisEngine:
@@ -84,6 +97,7 @@ class AcdRouter(CallbackMixin):
         clock: Callable[[], float] = time.time,
         blocking_redis: Any = None,
         tickets: TicketSink | None = None,
+        lease: Lease | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
@@ -100,6 +114,23 @@ class AcdRouter(CallbackMixin):
         self.beat_key = f"{engine.prefix}router:{name}"
         self._installed = False
         self._reconciling: asyncio.Task[None] | None = None
+        self.lease = lease
+        """None: the only router (always leads, decisions unfenced)."""
+        if lease is not None:
+            engine.fence = "0"  # no lease has token 0: refused until this router leads
+        self._claim_pending = False
+        self._taking_over = False
+        self.settle_s = REDIRECT_SETTLE_S
+        """How long a reconciliation waits before it sends a reserved call's Redirect again."""
+        self._takeover: asyncio.Task[None] | None = None
+        self._missed: collections.deque[tuple[float, dict[str, str]]] = collections.deque(
+            maxlen=MISSED_MAX
+        )
+
+    @property
+    def leader(self) -> bool:
+        """Whether this router may decide and act now."""
+        return self.lease is None or self.lease.held()
 
     # ---- AMI ------------------------------------------------------------------------------
     def connected(self, client: AmiClient | None) -> None:
@@ -107,12 +138,22 @@ class AcdRouter(CallbackMixin):
         Asterisk's ``FullyBooted`` comes with the login reply, before events are followed."""
         self.ami = client
         if client is not None:
-            self._reconciling = asyncio.get_running_loop().create_task(self._reconcile_logged())
+            if self.leader:
+                loop = asyncio.get_running_loop()
+                self._reconciling = loop.create_task(self._reconcile_logged())
             print(READY_LINE, flush=True)
 
     async def handle(self, event: dict[str, str], client: AmiClient) -> None:
-        """One AMI event (``follow_events`` calls it in order)."""
+        """One AMI event (``follow_events`` calls it in order); a standby (or a leader
+        still replaying) only keeps the dial ends, hang-ups and leaves its takeover replays."""
         self.ami = client
+        if not self.leader or self._taking_over:
+            if _replayed(event):
+                self._missed.append((time.monotonic(), event))
+            return
+        await self._apply(event)
+
+    async def _apply(self, event: dict[str, str]) -> None:
         kind = event.get("Event")
         try:
             if kind == "UserEvent":
@@ -131,10 +172,12 @@ class AcdRouter(CallbackMixin):
                 await self._on_dial_end(event)
             elif kind == "Hangup":
                 await self._release(event.get("Uniqueid", ""), "hangup")
-            elif kind == "FullyBooted":
-                await self.reconcile()
+            elif kind == "FullyBooted":  # beside the events (it may wait settle_s)
+                self._reconciling = asyncio.get_running_loop().create_task(self._reconcile_logged())
         except RedisError as exc:
             log.error("Redis unavailable for %s: %s", kind, exc)
+        except Refused as exc:  # Fenced: another router leads now
+            log.warning("%s not handled: %s", kind, exc)
 
     async def _on_wait(self, event: dict[str, str]) -> None:
         call_id, channel = event.get("Uniqueid", ""), event.get("Channel", "")
@@ -205,6 +248,10 @@ class AcdRouter(CallbackMixin):
             if self.ami is None:
                 log.error("offer %s → %s not carried out: no AMI", offer.call_id, offer.agent_id)
                 continue  # the engine's ring timer re-queues it
+            if not self.leader:  # the next leader's reconciliation sends the Redirect
+                log.warning("offer %s → %s dropped: no longer leader", offer.call_id,
+                            offer.agent_id)  # fmt: skip
+                continue
             if not channel and self.engine.callback_tries(offer.call_id) is not None:
                 todo += await self._originate(offer)  # the agent is reserved: call back
                 continue
@@ -233,22 +280,23 @@ class AcdRouter(CallbackMixin):
 
     # ---- reconciliation -------------------------------------------------------------------
     async def reconcile(self) -> None:
-        """Make the engine agree with Asterisk's live channels."""
+        """Make the engine agree with Asterisk's live channels.  Only calls the engine knew
+        before the channel list was taken, and whose state has not changed since (events go
+        on meanwhile), are judged; a lost Redirect is sent again only when the call is still
+        in the waiting room :attr:`settle_s` later (one in flight has landed by then)."""
         if self.ami is None:
             return
-        try:
-            channels = await self.ami.action_list("CoreShowChannels", timeout=10.0)
-        except AmiError as exc:
-            log.error("reconcile: %s", exc)
+        before = self._engine_calls()
+        live = await self._channels()
+        if live is None:
             return
-        live = {c.get("Uniqueid", ""): c for c in channels}
         now = self.clock()
         offers: list[Offer] = []
-        released = requeued = 0
-        prefix = self.engine.prefix + "c:"
-        for key in self.redis.scan_iter(match=prefix + "*", count=500):
-            call_id = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
-            state = self.engine.call_state(call_id)
+        lost: dict[str, tuple[str, str]] = {}
+        released = requeued = accepted = 0
+        for call_id, state in before.items():
+            if self.engine.call_state(call_id) != state:
+                continue  # changed meanwhile: its events are being handled
             chan = live.get(call_id)
             if state is None:
                 continue
@@ -263,7 +311,13 @@ class AcdRouter(CallbackMixin):
             if where == V.ACD_CALLBACK_CONTEXT and state[0] != "waiting":
                 expected = where  # a called-back caller hearing the greeting
             if chan is not None and state[0] == "reserved" and where == WAIT_CONTEXT:
-                offers.append(Offer(call_id, state[1], now))  # the Redirect was lost
+                lost[call_id] = state  # the Redirect was lost, or is on its way
+                continue
+            if chan is not None and state[0] == "reserved" and where == DIAL_CONTEXT:
+                if chan.get("BridgeId"):  # talking to the agent: the DialEnd was missed
+                    with contextlib.suppress(Refused):
+                        self.engine.accept(state[1], call_id, now)
+                        accepted += 1
                 continue
             if chan is None or where != expected:
                 offers += self.engine.hangup(call_id, now)
@@ -280,8 +334,36 @@ class AcdRouter(CallbackMixin):
                 {"Uniqueid": call_id, "Channel": chan["Channel"], "Skill": skill, "Priority": prio}
             )
             requeued += 1
-        log.info("reconciled: %d calls released, %d re-queued", released, requeued)
         await self.execute(offers)
+        if lost:
+            await asyncio.sleep(self.settle_s)
+            later = await self._channels() or {}
+            for call_id, state in lost.items():
+                still = later.get(call_id, {}).get("Context") == WAIT_CONTEXT
+                if still and self.engine.call_state(call_id) == state:
+                    offers = [Offer(call_id, state[1], self.clock())]
+                    await self.execute(offers)
+        log.info("reconciled: %d calls released, %d re-queued, %d answered, %d offers sent "
+                 "again", released, requeued, accepted, len(lost))  # fmt: skip
+
+    def _engine_calls(self) -> dict[str, tuple[str, str]]:
+        calls: dict[str, tuple[str, str]] = {}
+        prefix = self.engine.prefix + "c:"
+        for key in self.redis.scan_iter(match=prefix + "*", count=500):
+            call_id = (key.decode() if isinstance(key, bytes) else key)[len(prefix) :]
+            state = self.engine.call_state(call_id)
+            if state is not None:
+                calls[call_id] = state
+        return calls
+
+    async def _channels(self) -> dict[str, dict[str, str]] | None:
+        assert self.ami is not None
+        try:
+            channels = await self.ami.action_list("CoreShowChannels", timeout=10.0)
+        except AmiError as exc:
+            log.error("reconcile: %s", exc)
+            return None
+        return {c.get("Uniqueid", ""): c for c in channels}
 
     async def _reconcile_logged(self) -> None:
         try:
@@ -299,8 +381,36 @@ class AcdRouter(CallbackMixin):
         return reply.get("Value", "")
 
     # ---- loops ----------------------------------------------------------------------------
+    def claim_lease(self) -> bool:
+        """Renew or take the lease; True when this router has just become the leader (its
+        engine decides with the new token at once; events wait for :meth:`take_over`)."""
+        if self.lease is None or not self.lease.claim():
+            return False
+        self.engine.fence = self.lease.token
+        self._taking_over = True
+        return True
+
+    async def renew_lease(self) -> bool:
+        """Claim the lease and, when newly leading, take over before returning; whether
+        this router leads."""
+        if self.claim_lease():
+            await self.take_over()
+        return self.leader
+
+    async def lease_loop(self, stop: asyncio.Event) -> None:
+        """Renew the lease twice a heartbeat, apart from AMI (a slow Asterisk must not cost
+        the lease); a takeover runs beside it."""
+        while not stop.is_set():
+            try:
+                if self.claim_lease():
+                    self._takeover = asyncio.get_running_loop().create_task(self.take_over())
+            except RedisError as exc:
+                log.error("lease: Redis unavailable (%s)", exc)
+            await _sleep(stop, self.config.acd.heartbeat_s / 2)
+
     async def beat(self) -> bool:
-        """Prove liveness; False (no beat) when Redis does not answer."""
+        """Prove liveness; False (no beat into Asterisk) when Redis does not answer or
+        another router leads."""
         try:
             if not self._installed or not self.redis.exists(self.engine.prefix + "skills"):
                 self.engine.install()  # a Redis that restarted empty gets the policy again
@@ -310,8 +420,53 @@ class AcdRouter(CallbackMixin):
         except RedisError as exc:
             log.error("no heartbeat: Redis unavailable (%s)", exc)
             return False
+        if not self.leader:
+            return False
         await self._act("Setvar", Variable=V.ACD_BEAT, Value=str(int(self.clock())))
         return True
+
+    async def take_over(self) -> None:
+        """This router has just taken the lease: decide with its token, take the agents'
+        commands another router read but did not apply, and reconcile with Asterisk."""
+        assert self.lease is not None and self.lease.token is not None
+        log.warning("router %s leads (fence %s)", self.name, self.lease.token)
+        print(f"ACD router {self.name}: leading (fence {self.lease.token})", flush=True)
+        self._claim_commands()
+        self._claim_pending = True
+        await self._replay_missed()
+        await self._reconcile_logged()
+
+    async def _replay_missed(self) -> None:
+        """Apply the answers, hang-ups and leaves this router saw as a standby since the old
+        leader may have stopped: each is a no-op when the old leader had applied it (an
+        answer of a call no longer reserved by that agent, a hang-up of a call gone), so the
+        counters count each call once.  Waiting callers are found by the reconciliation."""
+        window = REPLAY_LEASES * (self.lease.ttl_ms / 1000 if self.lease else 0)
+        since = time.monotonic() - window - self.config.acd.heartbeat_s
+        replayed = 0
+        try:
+            while self._missed:  # events that arrive meanwhile queue up behind
+                seen, event = self._missed.popleft()
+                if seen >= since:
+                    replayed += 1
+                    await self._apply(event)
+        finally:
+            self._taking_over = False
+        log.info("replayed %d events seen while standing by", replayed)
+
+    def _claim_commands(self) -> None:
+        try:
+            _create_group(self.redis)
+            start = "0-0"
+            for _ in range(100):
+                got = self.redis.xautoclaim(
+                    commands.STREAM, commands.GROUP, self.name, 0, start_id=start, count=100
+                )
+                start = got[0].decode() if isinstance(got[0], bytes) else got[0]
+                if start == "0-0":
+                    break
+        except RedisError as exc:
+            log.error("commands not claimed: %s", exc)
 
     async def heartbeat_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -321,6 +476,9 @@ class AcdRouter(CallbackMixin):
     async def timer_loop(self, stop: asyncio.Event, step_s: float = 0.1) -> None:
         """Run the engine's due timers (escalation, wrap-up, ring safety net)."""
         while not stop.is_set():
+            if not self.leader:
+                await _sleep(stop, step_s)
+                continue
             try:
                 due = self.engine.next_due()
                 if due is not None and due <= self.clock():
@@ -328,6 +486,8 @@ class AcdRouter(CallbackMixin):
             except RedisError as exc:
                 log.error("timers: Redis unavailable (%s)", exc)
                 await _sleep(stop, 1.0)
+            except Refused as exc:  # Fenced: another router leads now
+                log.warning("timers: %s", exc)
             await _sleep(stop, step_s)
 
     async def command_loop(self, stop: asyncio.Event) -> None:
@@ -335,6 +495,11 @@ class AcdRouter(CallbackMixin):
         ready = False
         pending = True
         while not stop.is_set():
+            if not self.leader:
+                await _sleep(stop, 0.1)
+                continue
+            if self._claim_pending:
+                self._claim_pending, pending = False, True
             try:
                 if not ready:
                     _create_group(self.redis)
@@ -382,6 +547,13 @@ class AcdRouter(CallbackMixin):
             return
         log.info("agent %s: %s (%s)", cmd.agent_id, cmd.op, cmd.source)
         await self.execute(offers)
+
+
+def _replayed(event: dict[str, str]) -> bool:
+    kind = event.get("Event")
+    return kind in ("DialEnd", "Hangup") or (
+        kind == "UserEvent" and event.get("UserEvent") == "AcdLeave"
+    )
 
 
 def _create_group(redis: Any) -> None:

@@ -632,6 +632,12 @@ class Acd(_Model):
     estimated wait (``agi://…/acd_announce``); 0: music on hold only."""
     callback: AcdCallback = Field(default_factory=AcdCallback)
     """Callbacks instead of waiting (router mode only)."""
+    routers: int = Field(default=1, ge=1, le=4)
+    """ACD routers the Stack starts (``router-1`` …); more than one: one leads by a lease in
+    Redis, the others stand by and take over when it dies (docs/acd.md, "Two routers")."""
+    lease_s: float = Field(default=3.0, ge=0.5, le=60, allow_inf_nan=False)
+    """With several routers: the leader's lease; a standby takes over at most this plus
+    ``heartbeat_s`` after the leader's last renewal."""
 
     @field_validator("specialist_steps")
     @classmethod
@@ -646,6 +652,8 @@ class Acd(_Model):
     def _timers_valid(self) -> Acd:
         if self.stale_s <= self.heartbeat_s:
             raise ValueError("stale_s must be longer than heartbeat_s")
+        if self.routers > 1 and self.lease_s < 2 * self.heartbeat_s:
+            raise ValueError("lease_s must be at least twice heartbeat_s (renewed every beat)")
         return self
 
 

@@ -722,17 +722,32 @@ class Stack:
         return stop(self._pidfile("records"), "calls")
 
     # ---- the ACD router (acd.mode: router) -----------------------------------------------
+    @staticmethod
+    def acd_process(index: int) -> str:
+        """Pidfile/log name of router ``index`` (1: ``acd``, its name ``router-1``)."""
+        return "acd" if index == 1 else f"acd-{index}"
+
     def start_acd(self, timeout: float = 10.0) -> bool:
-        """Start ``python -m acd serve`` when ``acd.mode`` is ``router``; False if it is not
-        running.  Calls never depend on it: without its heartbeat they go to app_queue."""
-        pidfile = self._pidfile("acd")
+        """Start ``python -m acd serve`` when ``acd.mode`` is ``router`` (``acd.routers`` of
+        them, ``router-1`` …); False if the first is not running.  Calls never depend on it:
+        without its heartbeat they go to app_queue."""
         if self.config.acd.mode != "router":
             return False
+        for index in range(2, self.config.acd.routers + 1):
+            self.start_acd_router(index, timeout)
+        return self.start_acd_router(1, timeout)
+
+    def start_acd_router(self, index: int, timeout: float = 10.0) -> bool:
+        """Start router ``index`` (``router-<index>``) unless it runs."""
+        name = self.acd_process(index)
+        pidfile = self._pidfile(name)
         if alive(read_pid(pidfile), "acd"):
             return True
-        log_file = self._logfile("acd")
-        self._acd_log_from = log_file.stat().st_size if log_file.exists() else 0
-        argv = [sys.executable, "-m", "acd", "serve", "--config", str(self.config_path)]
+        log_file = self._logfile(name)
+        if index == 1:
+            self._acd_log_from = log_file.stat().st_size if log_file.exists() else 0
+        argv = [sys.executable, "-m", "acd", "serve", "--config", str(self.config_path),
+                "--name", f"router-{index}"]  # fmt: skip
         spawn(argv, pidfile, log_file, cwd=REPO, env=self._service_env())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -750,12 +765,21 @@ class Stack:
             return False
         started = time.monotonic()
         ready = self._wait_line("acd", "acd", ACD_READY, self._acd_log_from, timeout)
+        for index in range(2, self.config.acd.routers + 1):
+            name = self.acd_process(index)
+            ready = ready and self._wait_line(name, "acd", ACD_READY, 0, timeout)
         self.timings["acd_ready_s"] = round(time.monotonic() - started, 3)
         self.timings["acd_ready"] = ready
         return ready
 
     def stop_acd(self) -> bool:
-        return stop(self._pidfile("acd"), "acd")
+        extra = [stop(self._pidfile(self.acd_process(i)), "acd") for i in range(2, 5)]
+        return stop(self._pidfile("acd"), "acd") or any(extra)
+
+    def acd_router_pid(self, index: int) -> int | None:
+        """PID of router ``index`` when it runs."""
+        pid = read_pid(self._pidfile(self.acd_process(index)))
+        return pid if alive(pid, "acd") else None
 
     # ---- recordings (issue 11) ----------------------------------------------------------
     @property
