@@ -279,6 +279,9 @@ class Stack:
                 "running": alive(acd_pid, "acd"),
                 "pid": acd_pid if alive(acd_pid, "acd") else None,
                 "log": str(self._logfile("acd")),
+                "routers": {
+                    f"router-{i}": self.acd_router_pid(i) for i in range(1, cfg.acd.routers + 1)
+                },
             },
             "recordings": {
                 "running": alive(read_pid(self._pidfile("recordings")), "recordings"),

@@ -128,6 +128,8 @@ def test_two_routers_answer_each_of_many_simultaneous_calls_once_and_survive_the
     pair: Acd,
 ) -> None:
     h = pair.h
+    routers = h.stack.status()["acd"]["routers"]  # type: ignore[attr-defined]
+    assert set(routers) == {"router-1", "router-2"} and all(routers.values()), routers
     agents = [a.id for a in h.config.agents]
     pair.set_agents(ready=tuple(agents))
     before = {a: pair.counter("agent", a, "answered") for a in agents}
