@@ -35,6 +35,11 @@ USER_EVENTS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
 }
 
 
+CALLBACK_UP = "AcdCallbackUp"
+"""The ACD router's callback leg answered; its channel has the call's id, so its agent's
+``DialEnd`` and its ``Hangup`` belong to the call's record again."""
+
+
 BRIDGE_READY = "AMI bridge: logged in"
 """What ``python -m calls serve`` prints each time the bridge logs in to AMI (the stack's
 readiness waits for it)."""
@@ -69,6 +74,9 @@ class AmiBridge:
             data = {"caller_masked": caller.masked, "caller_hash": caller.hash,
                     "withheld": caller.withheld}  # fmt: skip
             return CallEvent("started", linkedid, now, "ami", uniqueid, data)
+        if name == "UserEvent" and event.get("UserEvent") == CALLBACK_UP and first:
+            self._know(linkedid)  # a called-back caller (docs/acd.md "Callbacks"): same call
+            return None
         if name == "UserEvent" and event.get("UserEvent") in USER_EVENTS:
             kind, keys = USER_EVENTS[event["UserEvent"]]
             self._know(linkedid)

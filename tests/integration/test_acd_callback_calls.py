@@ -18,6 +18,7 @@ from collections.abc import Iterator
 import pytest
 from rules_helpers import user_events
 from test_acd_calls import GENERAL, GENERAL2, GJJ, KEY_AFTER_S, Acd, running_acd
+from test_call_records import record_of
 
 from acd.policy import AgentState
 from hotline.ami import AmiClient
@@ -132,6 +133,13 @@ def test_callback_accepted_caller_hangs_up_is_called_back_and_connected(acd: Acd
     assert acd.state(GJJ)[0] in (AgentState.WRAPUP, AgentState.READY)
     assert not acd.redis.hexists("acd:cbnum", call_id)
     assert not user_events({"events": mine}, "AcdCallbackFailed")
+    # the call's record names the agent who answered the callback (same call id)
+    deadline = time.monotonic() + 20
+    rec = record_of(acd.h, {"linkedid": call_id})
+    while not rec.agents and time.monotonic() < deadline:
+        time.sleep(0.5)
+        rec = record_of(acd.h, {"linkedid": call_id})
+    assert [(a["agent"], a["queue"]) for a in rec.agents] == [(GJJ, "acd")], rec
 
 
 def bridged(seen: list[dict[str, str]], call_id: str) -> list[dict[str, str]] | None:

@@ -214,6 +214,14 @@ def test_the_bridge_identifies_calls_by_the_channel_ids_never_by_the_caller() ->
     assert ended is not None and ended.kind == "ended"
     assert bridge.translate({"Event": "Hangup", "Uniqueid": "9.9", "Linkedid": "9.9"}) is None
     assert bridge.translate({"Event": "UserEvent", "UserEvent": "HotlineRoute"}) is None
+    # the ACD calls the caller back on a leg with the call's id: its agent and end count again
+    assert bridge.translate(dial) is None  # the call had ended
+    up = {"Event": "UserEvent", "UserEvent": "AcdCallbackUp", **first}
+    assert bridge.translate(up) is None
+    assert bridge.translate(dial).data == {"agent": "1003", "queue": "acd"}  # type: ignore[union-attr]
+    assert bridge.translate({"Event": "Hangup", **first}).kind == "ended"  # type: ignore[union-attr]
+    assert bridge.translate({**up, "Uniqueid": "170.2"}) is None  # not the call's own leg
+    assert bridge.translate(dial) is None
 
 
 # ---- the store and the command ---------------------------------------------------------------
