@@ -12,7 +12,7 @@ from __future__ import annotations
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from acd.lua import SCRIPT
+from acd.lua import NOTE_ESTIMATE, SCRIPT
 from acd.policy import AgentState, Offer, Reason, Refused, check_id, ready_key
 from acd.settings import AcdSettings, AgentProfile
 
@@ -26,6 +26,7 @@ class RedisEngine:
         self.prefix = prefix
         self._r = client
         self._script = client.register_script(SCRIPT)
+        self._note = client.register_script(NOTE_ESTIMATE)
         self._timers = [
             repr(float(settings.ring_timeout_s)),
             repr(float(settings.wrapup_s)),
@@ -121,6 +122,15 @@ class RedisEngine:
     def hangup(self, call_id: str, now: float) -> list[Offer]:
         return self._call("hangup", now, call_id)
 
+    def note_estimate(self, call_id: str, wait_s: float) -> bool:
+        """Record the wait estimated for ``call_id`` when it was queued; the engine logs it
+        with the real wait when the call is answered (``est_n``, ``est_abs_err`` in the
+        skill's counters).  False when the call is no longer waiting."""
+        check_id("call", call_id)
+        if not (isinstance(wait_s, int | float) and 0 <= wait_s < 1e7):
+            raise Refused(f"bad estimate {wait_s!r}")
+        return bool(self._note(keys=[f"{self.prefix}c:{call_id}"], args=[repr(float(wait_s))]))
+
     # -- time -----------------------------------------------------------------------------
 
     def next_due(self) -> float | None:
@@ -156,6 +166,25 @@ class RedisEngine:
 
     def waiting(self, skill: str) -> int:
         return self._r.zcard(f"{self.prefix}q:{skill}:0")
+
+    def handle_times(self, skill: str) -> tuple[float | None, dict[str, float]]:
+        """The skill's handle time (talk + wrap-up, moving average) and each agent's for
+        this skill, as kept when calls end; ``None`` before any call of the skill ended."""
+        raw = {
+            _text(k): float(_text(v)) for k, v in self._r.hgetall(f"{self.prefix}h:{skill}").items()
+        }
+        return raw.pop("*", None), raw
+
+    def estimate_errors(self) -> dict[str, tuple[int, float]]:
+        """Per skill: answered calls that had an entry estimate and the mean absolute error
+        of that estimate against their real wait (seconds)."""
+        out: dict[str, tuple[int, float]] = {}
+        for skill in self.settings.skills:
+            n, err = self._r.hmget(f"{self.prefix}n:skill:{skill}", "est_n", "est_abs_err")
+            count = int(_text(n) or 0)
+            if count:
+                out[skill] = (count, float(_text(err)) / count)
+        return out
 
 
 def _text(value: bytes | str | None) -> str:

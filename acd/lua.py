@@ -5,7 +5,10 @@ It mirrors :mod:`acd.policy` step for step; key layout under the prefix ``P``:
 - ``P skills`` hash skill → ``target|after0,after1,…|readykey0,readykey1,…``
 - ``P a:<agent>`` hash: st, rs (reason), call, idle, keys, gen (综合席), tiers
   (``skill:tier:target,…``, the general steps left to ``gh``)
-- ``P c:<call>`` hash: sk, pr, arr, varr, st, ag, tin (tiers holding it), rk (re-entry key)
+- ``P c:<call>`` hash: sk, pr, arr, varr, st, ag, tin (tiers holding it), rk (re-entry key),
+  ans (answered at), est (the wait estimated when it was queued, written by the router)
+- ``P h:<skill>`` hash: handle time (talk + wrap-up) moving average per agent (field = agent
+  id) and for the skill (field ``*``), updated when a call ends
 - ``P q:<skill>:<tier>`` zset of waiting calls by virtual arrival
 - ``P r:<readykey>`` zset of ready agents by idle-since; ``P staff`` hash readykey → logged in;
   ``P low`` hash skill → its lowest specialist tier with someone logged in
@@ -13,7 +16,8 @@ It mirrors :mod:`acd.policy` step for step; key layout under the prefix ``P``:
   (``P gts`` lists the targets): a 综合席 agent reads a few heads, not every skill's queue
 - ``P due`` zset of timers: ``p|call|tier`` escalation, ``w|agent`` wrap-up, ``r|agent`` ring
 - ``P re:<key>`` re-entry places; ``P log`` stream of every change; ``P n:agent:<id>``,
-  ``P n:skill:<skill>`` counters.
+  ``P n:skill:<skill>`` counters (with ``est_n``, ``est_abs_err``: answered calls that had
+  an estimate, and the sum of its absolute errors).
 Numbers cross into Redis as ``%.17g`` so scores round-trip exactly.
 """
 
@@ -25,12 +29,24 @@ local ring_s = tonumber(ARGV[3])
 local wrapup_s = tonumber(ARGV[4])
 local reentry_s = tonumber(ARGV[5])
 local offers = {}
+-- handle times: weight of the newest call in the moving averages (``P h:<skill>``)
+local HANDLE_ALPHA = 0.1
 
-local function f(x) return string.format('%.17g', x) end
+-- numbers as text, each formatted once per call; ``now`` keeps the caller's exact text
+local ftext = {[now] = ARGV[2]}
+local function f(x)
+  local t = ftext[x]
+  if t == nil then
+    t = string.format('%.17g', x)
+    ftext[x] = t
+  end
+  return t
+end
+local PATTERN = {[','] = '([^,]+)', ['|'] = '([^|]+)'}
 local function split(s, sep)
   local out = {}
   if s == nil or s == false or s == '' then return out end
-  for part in string.gmatch(s, '([^' .. sep .. ']+)') do out[#out + 1] = part end
+  for part in string.gmatch(s, PATTERN[sep]) do out[#out + 1] = part end
   return out
 end
 local function refuse(msg) return redis.error_reply('REFUSED ' .. msg) end
@@ -52,9 +68,10 @@ local function log(ev, ...)
   redis.call('XADD', P .. 'log', '*', 't', f(now), 'ev', ev, ...)
 end
 
--- quiet: the caller logs an event that names the new state (offer → reserved, answer → on_call)
-local function set_state(aid, st, reason, cid, quiet)
-  redis.call('HSET', P .. 'a:' .. aid, 'st', st, 'rs', reason, 'call', cid)
+-- quiet: the caller logs an event that names the new state (offer → reserved, answer → on_call);
+-- further field/value pairs are written with the state
+local function set_state(aid, st, reason, cid, quiet, ...)
+  redis.call('HSET', P .. 'a:' .. aid, 'st', st, 'rs', reason, 'call', cid, ...)
   if not quiet then log('state', 'agent', aid, 'state', st, 'reason', reason) end
 end
 
@@ -139,11 +156,14 @@ local function leave_ready(aid)
   end
 end
 
--- fresh: the agent has just become ready and is in no ready set yet
-local function offer(cid, aid, fresh)
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin')
-  local s = c[1]
-  unqueue(cid, s, tonumber(c[2]))
+-- fresh: the agent has just become ready and is in no ready set yet; s, tin: the call's skill
+-- and tiers when the caller knows them
+local function offer(cid, aid, fresh, s, tin)
+  if s == nil then
+    local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin')
+    s, tin = c[1], tonumber(c[2])
+  end
+  unqueue(cid, s, tin)
   if not fresh then leave_ready(aid) end
   redis.call('HSET', P .. 'c:' .. cid, 'st', 'reserved', 'ag', aid)
   set_state(aid, 'reserved', '', cid, true)
@@ -161,7 +181,7 @@ local function match_call(cid, s, tin)
     if eff(s, t) < tin then
       local head = redis.call('ZRANGE', P .. 'r:' .. sk.keys[t + 1], 0, 0)
       if head[1] then
-        offer(cid, head[1])
+        offer(cid, head[1], false, s, tin)
         return true
       end
     end
@@ -169,13 +189,19 @@ local function match_call(cid, s, tin)
   return false
 end
 
+-- The agent's most urgent eligible call (nil if none) and its ready keys (text).
 local function match_agent(aid)
-  local a = redis.call('HMGET', P .. 'a:' .. aid, 'tiers', 'gen')
+  local a = redis.call('HMGET', P .. 'a:' .. aid, 'tiers', 'gen', 'keys')
   local items = split(a[1], ',')
-  local skills, tiers, targets = {}, {}, {}
+  local skills, tiers, targets, unknown = {}, {}, {}, {}
   for i, item in ipairs(items) do
     local s, t, T = string.match(item, '^(.-):(%d+):(.*)$')
     skills[i], tiers[i], targets[i] = s, tonumber(t), tonumber(T)
+    if lows[s] == nil then unknown[#unknown + 1] = s end
+  end
+  if #unknown > 0 then  -- one read of the lowest staffed tiers for all the agent's skills
+    local got = redis.call('HMGET', P .. 'low', unpack(unknown))
+    for i, s in ipairs(unknown) do lows[s] = tonumber(got[i] or '99') end
   end
   local best, best_u = nil, 0
   for i, s in ipairs(skills) do
@@ -199,20 +225,35 @@ local function match_agent(aid)
       end
     end
   end
-  return best
+  return best, a[3]
 end
 
+-- idle: the idle-since time as text (now's, or the one kept in the agent's hash)
 local function make_ready(aid, idle)
-  set_state(aid, 'ready', '', '')
-  redis.call('HSET', P .. 'a:' .. aid, 'idle', f(idle))
-  local cid = match_agent(aid)
+  set_state(aid, 'ready', '', '', false, 'idle', idle)
+  local cid, keys = match_agent(aid)
   if cid then
     offer(cid, aid, true)
     return
   end
-  for _, key in ipairs(split(redis.call('HGET', P .. 'a:' .. aid, 'keys'), ',')) do
-    redis.call('ZADD', P .. 'r:' .. key, f(idle), aid)
+  for _, key in ipairs(split(keys, ',')) do
+    redis.call('ZADD', P .. 'r:' .. key, idle, aid)
   end
+end
+
+-- A call of skill s ended at agent aid after handle_s (talk + wrap-up): moving averages per
+-- agent × skill (field aid) and per skill (field '*', never an id) in ``P h:<skill>``.
+local function keep_handle(aid, s, handle_s)
+  local key = P .. 'h:' .. s
+  local old = redis.call('HMGET', key, aid, '*')
+  local out = {}
+  for i, field in ipairs({aid, '*'}) do
+    local x = handle_s
+    if old[i] then x = tonumber(old[i]) + HANDLE_ALPHA * (handle_s - tonumber(old[i])) end
+    out[#out + 1] = field
+    out[#out + 1] = f(x)
+  end
+  redis.call('HSET', key, unpack(out))
 end
 
 -- The call (skill s, arrival arr, virtual arrival varr as stored) waits: tiers, timer, match.
@@ -273,7 +314,7 @@ if op == 'login' then
   for _, key in ipairs(split(keys, ',')) do redis.call('HINCRBY', P .. 'staff', key, 1) end
   update_low(split(keys, ','))
   log('login', 'agent', aid)
-  if ready == '1' then make_ready(aid, now) else set_state(aid, 'not_ready', 'break', '') end
+  if ready == '1' then make_ready(aid, ARGV[2]) else set_state(aid, 'not_ready', 'break', '') end
 
 elseif op == 'ready' or op == 'wrapup_end' then
   local aid = ARGV[6]
@@ -287,7 +328,7 @@ elseif op == 'ready' or op == 'wrapup_end' then
       return refuse('agent ' .. aid .. ' is ' .. st .. ', cannot become ready')
     end
     redis.call('ZREM', P .. 'due', 'w|' .. aid)
-    make_ready(aid, now)
+    make_ready(aid, ARGV[2])
   end
 
 elseif op == 'not_ready' then
@@ -337,14 +378,25 @@ elseif op == 'enqueue' then
 
 elseif op == 'accept' then
   local aid, cid = ARGV[6], ARGV[7]
-  if not held(aid, cid) then return refuse('agent ' .. aid .. ' holds no offer of call ' .. cid) end
+  local a = redis.call('HMGET', P .. 'a:' .. aid, 'st', 'call')
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'arr', 'sk', 'est')
+  if a[1] ~= 'reserved' or a[2] ~= cid or not c[1] then
+    return refuse('agent ' .. aid .. ' holds no offer of call ' .. cid)
+  end
   redis.call('ZREM', P .. 'due', 'r|' .. aid)
-  redis.call('HSET', P .. 'c:' .. cid, 'st', 'on_call')
+  redis.call('HSET', P .. 'c:' .. cid, 'st', 'on_call', 'ans', ARGV[2])
   set_state(aid, 'on_call', '', cid, true)
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'arr', 'sk')
-  log('answer', 'agent', aid, 'call', cid, 'wait', f(now - tonumber(c[1])), 'state', 'on_call')
+  local waited = now - tonumber(c[1])
+  local skey = P .. 'n:skill:' .. c[2]
+  if c[3] then  -- the wait estimated when the call was queued: its error, per skill
+    log('answer', 'agent', aid, 'call', cid, 'wait', f(waited), 'state', 'on_call', 'est', c[3])
+    redis.call('HINCRBY', skey, 'est_n', 1)
+    redis.call('HINCRBYFLOAT', skey, 'est_abs_err', f(math.abs(tonumber(c[3]) - waited)))
+  else
+    log('answer', 'agent', aid, 'call', cid, 'wait', f(waited), 'state', 'on_call')
+  end
   redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'answered', 1)
-  redis.call('HINCRBY', P .. 'n:skill:' .. c[2], 'answered', 1)
+  redis.call('HINCRBY', skey, 'answered', 1)
 
 elseif op == 'no_answer' then
   local aid, cid = ARGV[6], ARGV[7]
@@ -353,7 +405,7 @@ elseif op == 'no_answer' then
 
 elseif op == 'hangup' then
   local cid = ARGV[6]
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'st', 'ag', 'sk', 'arr', 'varr', 'rk')
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'st', 'ag', 'sk', 'arr', 'varr', 'rk', 'ans')
   if not c[1] then return offers end
   local st, aid, s = c[1], c[2], c[3]
   local waited = f(now - tonumber(c[4]))
@@ -370,11 +422,12 @@ elseif op == 'hangup' then
     redis.call('ZREM', P .. 'due', 'r|' .. aid)
     log('abandon', 'call', cid, 'skill', s, 'wait', waited, 'agent', aid)
     redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', 1)
-    make_ready(aid, tonumber(redis.call('HGET', P .. 'a:' .. aid, 'idle')))
+    make_ready(aid, redis.call('HGET', P .. 'a:' .. aid, 'idle'))
   else
     log('end', 'call', cid, 'agent', aid)
+    if c[7] then keep_handle(aid, s, now - tonumber(c[7]) + math.max(wrapup_s, 0)) end
     if wrapup_s <= 0 then
-      make_ready(aid, now)
+      make_ready(aid, ARGV[2])
     else
       set_state(aid, 'wrapup', '', '')
       redis.call('ZADD', P .. 'due', f(now + wrapup_s), 'w|' .. aid)
@@ -393,7 +446,7 @@ elseif op == 'tick' then
       local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'arr', 'varr')
       match_call(cid, c[1], advance(cid, c[1], tonumber(t), tonumber(c[2]), c[3]))
     elseif kind == 'w' then
-      make_ready(rest, now)
+      make_ready(rest, ARGV[2])
     else
       no_answer(rest, redis.call('HGET', P .. 'a:' .. rest, 'call'))
     end
@@ -404,4 +457,14 @@ else
   return redis.error_reply('unknown op ' .. tostring(op))
 end
 return offers
+"""
+
+NOTE_ESTIMATE = r"""
+-- KEYS[1]: the call's hash; ARGV[1]: the wait estimated when it was queued.  Only a call that
+-- is still waiting gets it (never recreates a call that is gone).
+if redis.call('HGET', KEYS[1], 'st') == 'waiting' then
+  redis.call('HSET', KEYS[1], 'est', ARGV[1])
+  return 1
+end
+return 0
 """

@@ -600,6 +600,9 @@ class Acd(_Model):
     announce_s: int = Field(default=30, ge=0, le=600)
     """Every this many seconds a caller waiting for the router hears their position and the
     estimated wait (``agi://…/acd_announce``); 0: music on hold only."""
+    default_handle_s: float = Field(default=300.0, gt=0, le=7200, allow_inf_nan=False)
+    """Handle time (talk + wrap-up) the wait estimate uses for a skill until the router has
+    kept handle times of its calls in Redis (``acd:h:<skill>``)."""
 
     @field_validator("specialist_steps")
     @classmethod
