@@ -90,7 +90,7 @@ end
 local function gindex(s)
   local sk = skill(s)
   if sk.gen < 0 then return end
-  local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, sk.gen), 0, 0, 'WITHSCORES')
+  local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. f(eff(s, sk.gen)), 0, 0, 'WITHSCORES')
   if head[1] then
     redis.call('ZADD', P .. 'gh:' .. sk.Tt, head[2], s)
   else
@@ -124,8 +124,8 @@ end
 
 local function unqueue(cid, s, tin)
   tin = tin or tonumber(redis.call('HGET', P .. 'c:' .. cid, 'tin'))
-  for t = 0, tin - 1 do redis.call('ZREM', P .. 'q:' .. s .. ':' .. t, cid) end
-  redis.call('ZREM', P .. 'due', 'p|' .. cid .. '|' .. tin)
+  for t = 0, tin - 1 do redis.call('ZREM', P .. 'q:' .. s .. ':' .. f(t), cid) end
+  redis.call('ZREM', P .. 'due', 'p|' .. cid .. '|' .. f(tin))
   if in_general(s, tin) then gindex(s) end
 end
 
@@ -135,16 +135,16 @@ local function advance(cid, s, tin, arr, varr, extra)
   for t = tin, #sk.after - 1 do
     local at = arr + sk.after[t + 1]
     if now < at then
-      redis.call('ZADD', P .. 'due', f(at), 'p|' .. cid .. '|' .. t)
+      redis.call('ZADD', P .. 'due', f(at), 'p|' .. cid .. '|' .. f(t))
       break
     end
-    redis.call('ZADD', P .. 'q:' .. s .. ':' .. t, varr, cid)
+    redis.call('ZADD', P .. 'q:' .. s .. ':' .. f(t), varr, cid)
     tin = t + 1
   end
   if extra then
-    redis.call('HSET', P .. 'c:' .. cid, 'tin', tin, unpack(extra))
+    redis.call('HSET', P .. 'c:' .. cid, 'tin', f(tin), unpack(extra))
   else
-    redis.call('HSET', P .. 'c:' .. cid, 'tin', tin)
+    redis.call('HSET', P .. 'c:' .. cid, 'tin', f(tin))
   end
   if in_general(s, tin) then gindex(s) end
   return tin
@@ -169,8 +169,8 @@ local function offer(cid, aid, fresh, s, tin)
   set_state(aid, 'reserved', '', cid, true)
   redis.call('ZADD', P .. 'due', f(now + ring_s), 'r|' .. aid)
   log('offer', 'agent', aid, 'call', cid, 'skill', s, 'state', 'reserved')
-  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'offered', 1)
-  redis.call('HINCRBY', P .. 'n:skill:' .. s, 'offered', 1)
+  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'offered', '1')
+  redis.call('HINCRBY', P .. 'n:skill:' .. s, 'offered', '1')
   offers[#offers + 1] = cid
   offers[#offers + 1] = aid
 end
@@ -205,7 +205,7 @@ local function match_agent(aid)
   end
   local best, best_u = nil, 0
   for i, s in ipairs(skills) do
-    local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, tiers[i]), 0, 0,
+    local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. f(eff(s, tiers[i])), 0, 0,
       'WITHSCORES')
     if head[1] then
       local u = (now - tonumber(head[2])) / targets[i]
@@ -219,7 +219,7 @@ local function match_agent(aid)
         local u = (now - tonumber(head[2])) / tonumber(Tt)
         if best == nil or u > best_u then
           local s = head[1]
-          best = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, skill(s).gen), 0, 0)[1]
+          best = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. f(eff(s, skill(s).gen)), 0, 0)[1]
           best_u = u
         end
       end
@@ -284,7 +284,7 @@ local function no_answer(aid, cid)
   redis.call('ZREM', P .. 'due', 'r|' .. aid)
   set_state(aid, 'not_ready', 'no_answer', '')
   log('no_answer', 'agent', aid, 'call', cid)
-  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'no_answer', 1)
+  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'no_answer', '1')
   wait_again(cid)
 end
 
@@ -373,7 +373,7 @@ elseif op == 'enqueue' then
     end
   end
   log('enqueue', 'call', cid, 'skill', s, 'priority', prio)
-  redis.call('HINCRBY', P .. 'n:skill:' .. s, 'entered', 1)
+  redis.call('HINCRBY', P .. 'n:skill:' .. s, 'entered', '1')
   wait(cid, s, arr, f(varr), {'sk', s, 'pr', prio, 'arr', f(arr), 'varr', f(varr), 'rk', rkey})
 
 elseif op == 'accept' then
@@ -390,13 +390,13 @@ elseif op == 'accept' then
   local skey = P .. 'n:skill:' .. c[2]
   if c[3] then  -- the wait estimated when the call was queued: its error, per skill
     log('answer', 'agent', aid, 'call', cid, 'wait', f(waited), 'state', 'on_call', 'est', c[3])
-    redis.call('HINCRBY', skey, 'est_n', 1)
+    redis.call('HINCRBY', skey, 'est_n', '1')
     redis.call('HINCRBYFLOAT', skey, 'est_abs_err', f(math.abs(tonumber(c[3]) - waited)))
   else
     log('answer', 'agent', aid, 'call', cid, 'wait', f(waited), 'state', 'on_call')
   end
-  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'answered', 1)
-  redis.call('HINCRBY', skey, 'answered', 1)
+  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'answered', '1')
+  redis.call('HINCRBY', skey, 'answered', '1')
 
 elseif op == 'no_answer' then
   local aid, cid = ARGV[6], ARGV[7]
@@ -413,7 +413,7 @@ elseif op == 'hangup' then
   redis.call('DEL', P .. 'c:' .. cid)
   if st == 'waiting' then
     log('abandon', 'call', cid, 'skill', s, 'wait', waited)
-    redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', 1)
+    redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', '1')
     if c[6] ~= '' and reentry_s > 0 then
       redis.call('HSET', P .. 're:' .. c[6], 'exp', f(now + reentry_s), 'arr', c[4], 'varr', c[5])
       redis.call('EXPIRE', P .. 're:' .. c[6], math.ceil(reentry_s) + 3600)
@@ -421,7 +421,7 @@ elseif op == 'hangup' then
   elseif st == 'reserved' then
     redis.call('ZREM', P .. 'due', 'r|' .. aid)
     log('abandon', 'call', cid, 'skill', s, 'wait', waited, 'agent', aid)
-    redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', 1)
+    redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', '1')
     make_ready(aid, redis.call('HGET', P .. 'a:' .. aid, 'idle'))
   else
     log('end', 'call', cid, 'agent', aid)
