@@ -5,16 +5,25 @@ changed, so the router stays the only writer of queue state.  The place is the c
 in its skill's tier-0 queue (every waiting call of the skill is in it, see
 :meth:`acd.engine.RedisEngine.position`); the wait is :class:`acd.estimate.WaitEstimator`'s
 staffing model, ``place × handle ÷ capacity``, with *capacity* the agents logged in at the
-skill's tiers (``P staff``) and the default handle time until handle times are kept in Redis.
+skill's tiers (``P staff``) and *handle* the skill's moving average of talk + wrap-up that
+the router keeps when calls end (``P h:<skill>``, field ``*``); before any call of the skill
+has ended, or if that value is unreadable, the configured default (``acd.default_handle_s``).
+
+:func:`entry_estimate` is the same reading with a sync client: the router records it when it
+queues a call, and the engine compares it with the real wait when the call is answered.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from acd.estimate import WaitEstimator
 from acd.policy import Refused, check_id
+
+ALL_AGENTS = "*"
+"""The field of ``P h:<skill>`` holding the skill's handle time (agent ids never contain it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +35,40 @@ class Place:
     """Estimated wait; ``None`` when nobody who serves the skill is logged in."""
 
 
+def _tier_keys(policy: bytes | str | None) -> list[str]:
+    if not policy:
+        return []
+    return [k for k in dict.fromkeys(_text(policy).split("|")[-1].split(",")) if k]
+
+
+def handle_time(raw: bytes | str | None, default_s: float) -> float:
+    """The kept handle time of a skill; ``default_s`` when there is none or it is not a sane
+    number (fail open: the caller still hears an estimate)."""
+    try:
+        value = float(_text(raw))
+    except ValueError:
+        return default_s
+    return value if math.isfinite(value) and 0 < value < 86_400 else default_s
+
+
+def _place(
+    skill: str, rank: int, staffed: list[Any], handle: bytes | str | None, default_s: float
+) -> Place:
+    capacity = sum(int(_text(n) or 0) for n in staffed)
+    wait = None
+    if capacity > 0:
+        estimator = WaitEstimator(handle_time(handle, default_s))
+        wait = estimator.staffing_estimate(skill, rank + 1, capacity)
+    return Place(skill, rank + 1, wait)
+
+
 async def waiting_place(
     redis: Any, call_id: str, *, prefix: str = "acd:", handle_s: float = 300.0
 ) -> Place | None:
     """The waiting call's place and estimated wait; ``None`` when the call is not waiting
     (unknown, already offered, gone).  ``redis`` is a ``redis.asyncio`` client; its errors
-    pass through (the caller decides what a caller hears then)."""
+    pass through (the caller decides what a caller hears then).  ``handle_s``: the default
+    handle time."""
     try:
         check_id("call", call_id)
     except Refused:
@@ -42,17 +79,33 @@ async def waiting_place(
     async with redis.pipeline(transaction=True) as pipe:
         pipe.zrank(f"{prefix}q:{skill}:0", call_id)
         pipe.hget(f"{prefix}skills", skill)
-        rank, policy = await pipe.execute()
+        pipe.hget(f"{prefix}h:{skill}", ALL_AGENTS)
+        rank, policy, handle = await pipe.execute()
     if rank is None:
         return None
-    tier_keys = list(dict.fromkeys(_text(policy).split("|")[-1].split(","))) if policy else []
-    tier_keys = [k for k in tier_keys if k]
+    tier_keys = _tier_keys(policy)
     staffed = await redis.hmget(f"{prefix}staff", *tier_keys) if tier_keys else []
-    capacity = sum(int(_text(n) or 0) for n in staffed)
-    wait = None
-    if capacity > 0:
-        wait = WaitEstimator(handle_s).staffing_estimate(skill, rank + 1, capacity)
-    return Place(skill, rank + 1, wait)
+    return _place(skill, rank, staffed, handle, handle_s)
+
+
+def entry_estimate(
+    redis: Any, call_id: str, *, prefix: str = "acd:", handle_s: float = 300.0
+) -> Place | None:
+    """:func:`waiting_place` with a sync ``redis.Redis`` client, for the router right after
+    it queued ``call_id``."""
+    skill = _text(redis.hget(f"{prefix}c:{call_id}", "sk"))
+    if not skill:
+        return None
+    with redis.pipeline(transaction=True) as pipe:
+        pipe.zrank(f"{prefix}q:{skill}:0", call_id)
+        pipe.hget(f"{prefix}skills", skill)
+        pipe.hget(f"{prefix}h:{skill}", ALL_AGENTS)
+        rank, policy, handle = pipe.execute()
+    if rank is None:
+        return None
+    tier_keys = _tier_keys(policy)
+    staffed = redis.hmget(f"{prefix}staff", *tier_keys) if tier_keys else []
+    return _place(skill, rank, staffed, handle, handle_s)
 
 
 def _text(value: bytes | str | None) -> str:

@@ -13,7 +13,7 @@ from redis import Redis
 from redis.exceptions import ResponseError
 
 from acd.lease import Fenced
-from acd.lua import SCRIPT
+from acd.lua import NOTE_ESTIMATE, SCRIPT
 from acd.policy import AgentState, Offer, Reason, Refused, check_id, ready_key
 from acd.settings import AcdSettings, AgentProfile
 
@@ -30,6 +30,7 @@ class RedisEngine:
         self.fence: str | None = None
         """The lease token of a router that is one of several (``acd/lease.py``): every
         decision carries it and is refused (:class:`Fenced`) once another router leads."""
+        self._note = client.register_script(NOTE_ESTIMATE)
         self._timers = [
             repr(float(settings.ring_timeout_s)),
             repr(float(settings.wrapup_s)),
@@ -139,6 +140,15 @@ class RedisEngine:
     def callback_failed(self, agent_id: str, call_id: str, now: float) -> list[Offer]:
         return self._call("callback_failed", now, agent_id, call_id)
 
+    def note_estimate(self, call_id: str, wait_s: float) -> bool:
+        """Record the wait estimated for ``call_id`` when it was queued; the engine logs it
+        with the real wait when the call is answered (``est_n``, ``est_abs_err`` in the
+        skill's counters).  False when the call is no longer waiting."""
+        check_id("call", call_id)
+        if not (isinstance(wait_s, int | float) and 0 <= wait_s < 1e7):
+            raise Refused(f"bad estimate {wait_s!r}")
+        return bool(self._note(keys=[f"{self.prefix}c:{call_id}"], args=[repr(float(wait_s))]))
+
     # -- time -----------------------------------------------------------------------------
 
     def next_due(self) -> float | None:
@@ -178,6 +188,25 @@ class RedisEngine:
 
     def waiting(self, skill: str) -> int:
         return self._r.zcard(f"{self.prefix}q:{skill}:0")
+
+    def handle_times(self, skill: str) -> tuple[float | None, dict[str, float]]:
+        """The skill's handle time (talk + wrap-up, moving average) and each agent's for
+        this skill, as kept when calls end; ``None`` before any call of the skill ended."""
+        raw = {
+            _text(k): float(_text(v)) for k, v in self._r.hgetall(f"{self.prefix}h:{skill}").items()
+        }
+        return raw.pop("*", None), raw
+
+    def estimate_errors(self) -> dict[str, tuple[int, float]]:
+        """Per skill: answered calls that had an entry estimate and the mean absolute error
+        of that estimate against their real wait (seconds)."""
+        out: dict[str, tuple[int, float]] = {}
+        for skill in self.settings.skills:
+            n, err = self._r.hmget(f"{self.prefix}n:skill:{skill}", "est_n", "est_abs_err")
+            count = int(_text(n) or 0)
+            if count:
+                out[skill] = (count, float(_text(err)) / count)
+        return out
 
 
 def _text(value: bytes | str | None) -> str:

@@ -6,9 +6,12 @@ It mirrors :mod:`acd.policy` step for step; key layout under the prefix ``P``:
 - ``P a:<agent>`` hash: st, rs (reason), call, idle, keys, gen (综合席), tiers
   (``skill:tier:target,…``, the general steps left to ``gh``)
 - ``P c:<call>`` hash: sk, pr, arr, varr, st, ag, tin (tiers holding it), rk (re-entry key),
+  ans (answered at), est (the wait estimated when it was queued, written by the router),
   cb (1: a callback, no channel) and tries (its failed callbacks); st ``retry``: a failed
   callback waiting for its ``k|call`` timer
 - ``P cbcfg`` hash: ring (extra ring time of a callback offer), retries, after (retry wait)
+- ``P h:<skill>`` hash: handle time (talk + wrap-up) moving average per agent (field = agent
+  id) and for the skill (field ``*``), updated when a call ends
 - ``P q:<skill>:<tier>`` zset of waiting calls by virtual arrival
 - ``P r:<readykey>`` zset of ready agents by idle-since; ``P staff`` hash readykey → logged in;
   ``P low`` hash skill → its lowest specialist tier with someone logged in
@@ -19,7 +22,8 @@ It mirrors :mod:`acd.policy` step for step; key layout under the prefix ``P``:
 - ``P lease`` the routers' leader lease ``<token>|<name>`` (``acd/lease.py``), checked when
   the op comes as ``op|token``;
 - ``P re:<key>`` re-entry places; ``P log`` stream of every change; ``P n:agent:<id>``,
-  ``P n:skill:<skill>`` counters.
+  ``P n:skill:<skill>`` counters (with ``est_n``, ``est_abs_err``: answered calls that had
+  an estimate, and the sum of its absolute errors).
 Numbers cross into Redis as ``%.17g`` so scores round-trip exactly.
 """
 
@@ -31,6 +35,8 @@ local ring_s = tonumber(ARGV[3])
 local wrapup_s = tonumber(ARGV[4])
 local reentry_s = tonumber(ARGV[5])
 local offers = {}
+-- handle times: weight of the newest call in the moving averages (``P h:<skill>``)
+local HANDLE_ALPHA = 0.1
 
 -- Several routers (acd/lease.py): the leader sends its lease token as ``op|token``; a
 -- deposed leader's late decision is refused before it changes anything.
@@ -41,11 +47,22 @@ if fence ~= '' then
   end
 end
 
-local function f(x) return string.format('%.17g', x) end
+-- numbers as text, each formatted once per call (not seeded with ARGV[2]: a tier number equal
+-- to ``now`` would then come out as now's text, e.g. '1.0', and break the timers' members)
+local ftext = {}
+local function f(x)
+  local t = ftext[x]
+  if t == nil then
+    t = string.format('%.17g', x)
+    ftext[x] = t
+  end
+  return t
+end
+local PATTERN = {[','] = '([^,]+)', ['|'] = '([^|]+)'}
 local function split(s, sep)
   local out = {}
   if s == nil or s == false or s == '' then return out end
-  for part in string.gmatch(s, '([^' .. sep .. ']+)') do out[#out + 1] = part end
+  for part in string.gmatch(s, PATTERN[sep]) do out[#out + 1] = part end
   return out
 end
 local function refuse(msg) return redis.error_reply('REFUSED ' .. msg) end
@@ -67,9 +84,10 @@ local function log(ev, ...)
   redis.call('XADD', P .. 'log', '*', 't', f(now), 'ev', ev, ...)
 end
 
--- quiet: the caller logs an event that names the new state (offer → reserved, answer → on_call)
-local function set_state(aid, st, reason, cid, quiet)
-  redis.call('HSET', P .. 'a:' .. aid, 'st', st, 'rs', reason, 'call', cid)
+-- quiet: the caller logs an event that names the new state (offer → reserved, answer → on_call);
+-- further field/value pairs are written with the state
+local function set_state(aid, st, reason, cid, quiet, ...)
+  redis.call('HSET', P .. 'a:' .. aid, 'st', st, 'rs', reason, 'call', cid, ...)
   if not quiet then log('state', 'agent', aid, 'state', st, 'reason', reason) end
 end
 
@@ -88,7 +106,7 @@ end
 local function gindex(s)
   local sk = skill(s)
   if sk.gen < 0 then return end
-  local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, sk.gen), 0, 0, 'WITHSCORES')
+  local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. f(eff(s, sk.gen)), 0, 0, 'WITHSCORES')
   if head[1] then
     redis.call('ZADD', P .. 'gh:' .. sk.Tt, head[2], s)
   else
@@ -122,8 +140,8 @@ end
 
 local function unqueue(cid, s, tin)
   tin = tin or tonumber(redis.call('HGET', P .. 'c:' .. cid, 'tin'))
-  for t = 0, tin - 1 do redis.call('ZREM', P .. 'q:' .. s .. ':' .. t, cid) end
-  redis.call('ZREM', P .. 'due', 'p|' .. cid .. '|' .. tin)
+  for t = 0, tin - 1 do redis.call('ZREM', P .. 'q:' .. s .. ':' .. f(t), cid) end
+  redis.call('ZREM', P .. 'due', 'p|' .. cid .. '|' .. f(tin))
   if in_general(s, tin) then gindex(s) end
 end
 
@@ -133,16 +151,16 @@ local function advance(cid, s, tin, arr, varr, extra)
   for t = tin, #sk.after - 1 do
     local at = arr + sk.after[t + 1]
     if now < at then
-      redis.call('ZADD', P .. 'due', f(at), 'p|' .. cid .. '|' .. t)
+      redis.call('ZADD', P .. 'due', f(at), 'p|' .. cid .. '|' .. f(t))
       break
     end
-    redis.call('ZADD', P .. 'q:' .. s .. ':' .. t, varr, cid)
+    redis.call('ZADD', P .. 'q:' .. s .. ':' .. f(t), varr, cid)
     tin = t + 1
   end
   if extra then
-    redis.call('HSET', P .. 'c:' .. cid, 'tin', tin, unpack(extra))
+    redis.call('HSET', P .. 'c:' .. cid, 'tin', f(tin), unpack(extra))
   else
-    redis.call('HSET', P .. 'c:' .. cid, 'tin', tin)
+    redis.call('HSET', P .. 'c:' .. cid, 'tin', f(tin))
   end
   if in_general(s, tin) then gindex(s) end
   return tin
@@ -154,20 +172,25 @@ local function leave_ready(aid)
   end
 end
 
--- fresh: the agent has just become ready and is in no ready set yet
-local function offer(cid, aid, fresh)
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin', 'cb')
-  local s = c[1]
-  unqueue(cid, s, tonumber(c[2]))
+-- fresh: the agent has just become ready and is in no ready set yet; s, tin: the call's skill
+-- and tiers when the caller knows them
+local function offer(cid, aid, fresh, s, tin)
+  if s == nil then
+    local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin')
+    s, tin = c[1], tonumber(c[2])
+  end
+  unqueue(cid, s, tin)
   if not fresh then leave_ready(aid) end
   redis.call('HSET', P .. 'c:' .. cid, 'st', 'reserved', 'ag', aid)
   set_state(aid, 'reserved', '', cid, true)
   local ring = ring_s
-  if c[3] == '1' then ring = ring + tonumber(redis.call('HGET', P .. 'cbcfg', 'ring') or '0') end
+  if redis.call('HGET', P .. 'c:' .. cid, 'cb') == '1' then
+    ring = ring + tonumber(redis.call('HGET', P .. 'cbcfg', 'ring') or '0')
+  end
   redis.call('ZADD', P .. 'due', f(now + ring), 'r|' .. aid)
   log('offer', 'agent', aid, 'call', cid, 'skill', s, 'state', 'reserved')
-  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'offered', 1)
-  redis.call('HINCRBY', P .. 'n:skill:' .. s, 'offered', 1)
+  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'offered', '1')
+  redis.call('HINCRBY', P .. 'n:skill:' .. s, 'offered', '1')
   offers[#offers + 1] = cid
   offers[#offers + 1] = aid
 end
@@ -178,7 +201,7 @@ local function match_call(cid, s, tin)
     if eff(s, t) < tin then
       local head = redis.call('ZRANGE', P .. 'r:' .. sk.keys[t + 1], 0, 0)
       if head[1] then
-        offer(cid, head[1])
+        offer(cid, head[1], false, s, tin)
         return true
       end
     end
@@ -186,17 +209,23 @@ local function match_call(cid, s, tin)
   return false
 end
 
+-- The agent's most urgent eligible call (nil if none) and its ready keys (text).
 local function match_agent(aid)
-  local a = redis.call('HMGET', P .. 'a:' .. aid, 'tiers', 'gen')
+  local a = redis.call('HMGET', P .. 'a:' .. aid, 'tiers', 'gen', 'keys')
   local items = split(a[1], ',')
-  local skills, tiers, targets = {}, {}, {}
+  local skills, tiers, targets, unknown = {}, {}, {}, {}
   for i, item in ipairs(items) do
     local s, t, T = string.match(item, '^(.-):(%d+):(.*)$')
     skills[i], tiers[i], targets[i] = s, tonumber(t), tonumber(T)
+    if lows[s] == nil then unknown[#unknown + 1] = s end
+  end
+  if #unknown > 0 then  -- one read of the lowest staffed tiers for all the agent's skills
+    local got = redis.call('HMGET', P .. 'low', unpack(unknown))
+    for i, s in ipairs(unknown) do lows[s] = tonumber(got[i] or '99') end
   end
   local best, best_u = nil, 0
   for i, s in ipairs(skills) do
-    local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, tiers[i]), 0, 0,
+    local head = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. f(eff(s, tiers[i])), 0, 0,
       'WITHSCORES')
     if head[1] then
       local u = (now - tonumber(head[2])) / targets[i]
@@ -210,26 +239,41 @@ local function match_agent(aid)
         local u = (now - tonumber(head[2])) / tonumber(Tt)
         if best == nil or u > best_u then
           local s = head[1]
-          best = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. eff(s, skill(s).gen), 0, 0)[1]
+          best = redis.call('ZRANGE', P .. 'q:' .. s .. ':' .. f(eff(s, skill(s).gen)), 0, 0)[1]
           best_u = u
         end
       end
     end
   end
-  return best
+  return best, a[3]
 end
 
+-- idle: the idle-since time as text (now's, or the one kept in the agent's hash)
 local function make_ready(aid, idle)
-  set_state(aid, 'ready', '', '')
-  redis.call('HSET', P .. 'a:' .. aid, 'idle', f(idle))
-  local cid = match_agent(aid)
+  set_state(aid, 'ready', '', '', false, 'idle', idle)
+  local cid, keys = match_agent(aid)
   if cid then
     offer(cid, aid, true)
     return
   end
-  for _, key in ipairs(split(redis.call('HGET', P .. 'a:' .. aid, 'keys'), ',')) do
-    redis.call('ZADD', P .. 'r:' .. key, f(idle), aid)
+  for _, key in ipairs(split(keys, ',')) do
+    redis.call('ZADD', P .. 'r:' .. key, idle, aid)
   end
+end
+
+-- A call of skill s ended at agent aid after handle_s (talk + wrap-up): moving averages per
+-- agent × skill (field aid) and per skill (field '*', never an id) in ``P h:<skill>``.
+local function keep_handle(aid, s, handle_s)
+  local key = P .. 'h:' .. s
+  local old = redis.call('HMGET', key, aid, '*')
+  local out = {}
+  for i, field in ipairs({aid, '*'}) do
+    local x = handle_s
+    if old[i] then x = tonumber(old[i]) + HANDLE_ALPHA * (handle_s - tonumber(old[i])) end
+    out[#out + 1] = field
+    out[#out + 1] = f(x)
+  end
+  redis.call('HSET', key, unpack(out))
 end
 
 -- The call (skill s, arrival arr, virtual arrival varr as stored) waits: tiers, timer, match.
@@ -260,7 +304,7 @@ local function no_answer(aid, cid)
   redis.call('ZREM', P .. 'due', 'r|' .. aid)
   set_state(aid, 'not_ready', 'no_answer', '')
   log('no_answer', 'agent', aid, 'call', cid)
-  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'no_answer', 1)
+  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'no_answer', '1')
   wait_again(cid)
 end
 
@@ -290,7 +334,7 @@ if op == 'login' then
   for _, key in ipairs(split(keys, ',')) do redis.call('HINCRBY', P .. 'staff', key, 1) end
   update_low(split(keys, ','))
   log('login', 'agent', aid)
-  if ready == '1' then make_ready(aid, now) else set_state(aid, 'not_ready', 'break', '') end
+  if ready == '1' then make_ready(aid, ARGV[2]) else set_state(aid, 'not_ready', 'break', '') end
 
 elseif op == 'ready' or op == 'wrapup_end' then
   local aid = ARGV[6]
@@ -304,7 +348,7 @@ elseif op == 'ready' or op == 'wrapup_end' then
       return refuse('agent ' .. aid .. ' is ' .. st .. ', cannot become ready')
     end
     redis.call('ZREM', P .. 'due', 'w|' .. aid)
-    make_ready(aid, now)
+    make_ready(aid, ARGV[2])
   end
 
 elseif op == 'not_ready' then
@@ -349,19 +393,30 @@ elseif op == 'enqueue' then
     end
   end
   log('enqueue', 'call', cid, 'skill', s, 'priority', prio)
-  redis.call('HINCRBY', P .. 'n:skill:' .. s, 'entered', 1)
+  redis.call('HINCRBY', P .. 'n:skill:' .. s, 'entered', '1')
   wait(cid, s, arr, f(varr), {'sk', s, 'pr', prio, 'arr', f(arr), 'varr', f(varr), 'rk', rkey})
 
 elseif op == 'accept' then
   local aid, cid = ARGV[6], ARGV[7]
-  if not held(aid, cid) then return refuse('agent ' .. aid .. ' holds no offer of call ' .. cid) end
+  local a = redis.call('HMGET', P .. 'a:' .. aid, 'st', 'call')
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'arr', 'sk', 'est')
+  if a[1] ~= 'reserved' or a[2] ~= cid or not c[1] then
+    return refuse('agent ' .. aid .. ' holds no offer of call ' .. cid)
+  end
   redis.call('ZREM', P .. 'due', 'r|' .. aid)
-  redis.call('HSET', P .. 'c:' .. cid, 'st', 'on_call')
+  redis.call('HSET', P .. 'c:' .. cid, 'st', 'on_call', 'ans', ARGV[2])
   set_state(aid, 'on_call', '', cid, true)
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'arr', 'sk')
-  log('answer', 'agent', aid, 'call', cid, 'wait', f(now - tonumber(c[1])), 'state', 'on_call')
-  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'answered', 1)
-  redis.call('HINCRBY', P .. 'n:skill:' .. c[2], 'answered', 1)
+  local waited = now - tonumber(c[1])
+  local skey = P .. 'n:skill:' .. c[2]
+  if c[3] then  -- the wait estimated when the call was queued: its error, per skill
+    log('answer', 'agent', aid, 'call', cid, 'wait', f(waited), 'state', 'on_call', 'est', c[3])
+    redis.call('HINCRBY', skey, 'est_n', '1')
+    redis.call('HINCRBYFLOAT', skey, 'est_abs_err', f(math.abs(tonumber(c[3]) - waited)))
+  else
+    log('answer', 'agent', aid, 'call', cid, 'wait', f(waited), 'state', 'on_call')
+  end
+  redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'answered', '1')
+  redis.call('HINCRBY', skey, 'answered', '1')
 
 elseif op == 'no_answer' then
   local aid, cid = ARGV[6], ARGV[7]
@@ -393,11 +448,11 @@ elseif op == 'callback_failed' then
     redis.call('ZADD', P .. 'due', f(now + tonumber(cfg[2] or '60')), 'k|' .. cid)
     log('callback_retry', 'call', cid, 'agent', aid, 'tries', tries)
   end
-  make_ready(aid, tonumber(redis.call('HGET', P .. 'a:' .. aid, 'idle')))
+  make_ready(aid, redis.call('HGET', P .. 'a:' .. aid, 'idle'))
 
 elseif op == 'hangup' then
   local cid = ARGV[6]
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'st', 'ag', 'sk', 'arr', 'varr', 'rk')
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'st', 'ag', 'sk', 'arr', 'varr', 'rk', 'ans')
   if not c[1] then return offers end
   local st, aid, s = c[1], c[2], c[3]
   local waited = f(now - tonumber(c[4]))
@@ -409,7 +464,7 @@ elseif op == 'hangup' then
     redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', 1)
   elseif st == 'waiting' then
     log('abandon', 'call', cid, 'skill', s, 'wait', waited)
-    redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', 1)
+    redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', '1')
     if c[6] ~= '' and reentry_s > 0 then
       redis.call('HSET', P .. 're:' .. c[6], 'exp', f(now + reentry_s), 'arr', c[4], 'varr', c[5])
       redis.call('EXPIRE', P .. 're:' .. c[6], math.ceil(reentry_s) + 3600)
@@ -417,12 +472,13 @@ elseif op == 'hangup' then
   elseif st == 'reserved' then
     redis.call('ZREM', P .. 'due', 'r|' .. aid)
     log('abandon', 'call', cid, 'skill', s, 'wait', waited, 'agent', aid)
-    redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', 1)
-    make_ready(aid, tonumber(redis.call('HGET', P .. 'a:' .. aid, 'idle')))
+    redis.call('HINCRBY', P .. 'n:skill:' .. s, 'abandoned', '1')
+    make_ready(aid, redis.call('HGET', P .. 'a:' .. aid, 'idle'))
   else
     log('end', 'call', cid, 'agent', aid)
+    if c[7] then keep_handle(aid, s, now - tonumber(c[7]) + math.max(wrapup_s, 0)) end
     if wrapup_s <= 0 then
-      make_ready(aid, now)
+      make_ready(aid, ARGV[2])
     else
       set_state(aid, 'wrapup', '', '')
       redis.call('ZADD', P .. 'due', f(now + wrapup_s), 'w|' .. aid)
@@ -441,7 +497,7 @@ elseif op == 'tick' then
       local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'arr', 'varr')
       match_call(cid, c[1], advance(cid, c[1], tonumber(t), tonumber(c[2]), c[3]))
     elseif kind == 'w' then
-      make_ready(rest, now)
+      make_ready(rest, ARGV[2])
     elseif kind == 'k' then
       wait_again(rest)
     else
@@ -454,4 +510,14 @@ else
   return redis.error_reply('unknown op ' .. tostring(op))
 end
 return offers
+"""
+
+NOTE_ESTIMATE = r"""
+-- KEYS[1]: the call's hash; ARGV[1]: the wait estimated when it was queued.  Only a call that
+-- is still waiting gets it (never recreates a call that is gone).
+if redis.call('HGET', KEYS[1], 'st') == 'waiting' then
+  redis.call('HSET', KEYS[1], 'est', ARGV[1])
+  return 1
+end
+return 0
 """

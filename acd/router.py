@@ -44,6 +44,7 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from acd import commands
+from acd.announce import entry_estimate
 from acd.callback_router import CallbackMixin, TicketSink
 from acd.commands import AgentCommand, CommandError, Op
 from acd.engine import RedisEngine
@@ -200,9 +201,27 @@ class AcdRouter(CallbackMixin):
             await self._act("Redirect", Channel=channel, Context=WAIT_CONTEXT,
                             Exten="fallback", Priority=1)  # fmt: skip
             return
+        if all(o.call_id != call_id for o in offers):
+            self._note_estimate(call_id)
         await self._act("Setvar", Channel=channel, Variable=V.ACD_QUEUED, Value="1")
         log.info("call %s waiting for %s (priority %d)", call_id, skill or "-", priority)
         await self.execute(offers)
+
+    def _note_estimate(self, call_id: str) -> None:
+        """Record the wait a caller queued now would hear announced (the announcement's own
+        estimate), so the engine can compare it with the real wait.  Best effort: a failure
+        costs only the statistic."""
+        try:
+            place = entry_estimate(
+                self.redis,
+                call_id,
+                prefix=self.engine.prefix,
+                handle_s=self.config.acd.default_handle_s,
+            )
+            if place is not None and place.wait_s is not None:
+                self.engine.note_estimate(call_id, place.wait_s)
+        except Exception as exc:  # only the statistic is lost; the call is queued
+            log.warning("call %s: no entry estimate (%s: %s)", call_id, type(exc).__name__, exc)
 
     async def _on_dial_end(self, event: dict[str, str]) -> None:
         call_id = event.get("Uniqueid", "")

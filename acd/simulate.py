@@ -380,13 +380,21 @@ def hotline(*, duration_s: float = 200_000, seed: int = 1, patience_s: float = 1
 
 
 def format_report(report: Report, sl_s: float = 20) -> str:
-    head = f"| skill | offered | SL≤{sl_s:g}s % | ASA s | abandoned % | est. MAE s |"
-    lines = [head, "|---|---:|---:|---:|---:|---:|"]
+    """Per skill: offered, service level, ASA, abandoned, and the mean absolute error of the
+    wait estimated at entry: the estimator's (observed time per place), its staffing model
+    (place × handle ÷ capacity, what the router announces) and app_queue's queue-wide
+    average (:class:`acd.estimate.QueueAverage`), all on the same calls."""
+    head = (
+        f"| skill | offered | SL≤{sl_s:g}s % | ASA s | abandoned % | est. MAE s "
+        "| staffing MAE s | app_queue MAE s |"
+    )
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
     rows = [*report.skills.items(), ("all", report.total())]
     for name, r in rows:
         lines.append(
             f"| {name} | {r.offered} | {100 * r.service_level:.1f} | {r.asa_s:.1f} "
-            f"| {100 * r.abandon_rate:.1f} | {r.est_mae_s:.1f} |"
+            f"| {100 * r.abandon_rate:.1f} | {r.est_mae_s:.1f} | {r.staffing_mae_s:.1f} "
+            f"| {r.peer_mae_s:.1f} |"
         )
     occ = ", ".join(f"{g} {100 * v:.0f}%" for g, v in report.occupancy.items())
     return "\n".join([*lines, f"occupancy: {occ}"])

@@ -638,6 +638,9 @@ class Acd(_Model):
     lease_s: float = Field(default=3.0, ge=0.5, le=60, allow_inf_nan=False)
     """With several routers: the leader's lease; a standby takes over at most this plus
     ``heartbeat_s`` after the leader's last renewal."""
+    default_handle_s: float = Field(default=300.0, gt=0, le=7200, allow_inf_nan=False)
+    """Handle time (talk + wrap-up) the wait estimate uses for a skill until the router has
+    kept handle times of its calls in Redis (``acd:h:<skill>``)."""
 
     @field_validator("specialist_steps")
     @classmethod

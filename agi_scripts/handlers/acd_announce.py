@@ -78,7 +78,10 @@ async def handle(session: AgiSession, app: AgiApp) -> None:
         prompts: tuple[str, ...] = PATIENCE
     else:
         try:
-            place = await asyncio.wait_for(waiting_place(app.acd_redis, call_id), REDIS_BUDGET_S)
+            handle_s = app.config.acd.default_handle_s
+            place = await asyncio.wait_for(
+                waiting_place(app.acd_redis, call_id, handle_s=handle_s), REDIS_BUDGET_S
+            )
         except Exception as exc:  # Redis down or slow: the caller waits on, told to be patient
             log.warning("call %s: ACD unavailable (%s: %s)", call_id, type(exc).__name__, exc)
             prompts = PATIENCE
