@@ -35,9 +35,11 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from acd import commands
+from acd.call_commands import PriorityCommand, is_call_command
 from acd.commands import AgentCommand, CommandError, Op
 from acd.engine import RedisEngine
 from acd.policy import Offer, Refused, check_id
+from acd.reentry import ReentryKeys
 from hotline import dialplan_vars as V
 from hotline.ami import AmiClient, AmiError
 from hotline.config import HotlineConfig
@@ -78,6 +80,7 @@ class AcdRouter:
         name: str = "router-1",
         clock: Callable[[], float] = time.time,
         blocking_redis: Any = None,
+        reentry: ReentryKeys | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
@@ -92,6 +95,8 @@ class AcdRouter:
         self.chan_key = engine.prefix + "chan"
         self.beat_key = f"{engine.prefix}router:{name}"
         self._installed = False
+        self.reentry = reentry or ReentryKeys(config.tickets.key_file)
+        """Caller number → re-entry key (keyed hash; withheld numbers get none)."""
         self._reconciling: asyncio.Task[None] | None = None
 
     # ---- AMI ------------------------------------------------------------------------------
@@ -133,9 +138,10 @@ class AcdRouter:
         skill = event.get("Skill", "")
         text = event.get("Priority", "")[:MAX_PRIORITY_TEXT]
         priority = int(text) if text.isdigit() else 0
+        rkey = self.reentry.key_for(event.get("CallerIDNum"))
         try:
             self.redis.hset(self.chan_key, call_id, channel)
-            offers = self.engine.enqueue(call_id, skill, priority, self.clock())
+            offers = self.engine.enqueue(call_id, skill, priority, self.clock(), reentry_key=rkey)
         except Refused as exc:
             log.warning("call %s not queued: %s", call_id, exc)
             return
@@ -251,9 +257,11 @@ class AcdRouter:
                 continue
             skill = await self._getvar(chan["Channel"], V.SEAT)
             prio = await self._getvar(chan["Channel"], V.PRIORITY)
+            number = await self._getvar(chan["Channel"], "CALLERID(num)")
             await self._on_wait(
-                {"Uniqueid": call_id, "Channel": chan["Channel"], "Skill": skill, "Priority": prio}
-            )
+                {"Uniqueid": call_id, "Channel": chan["Channel"], "Skill": skill,
+                 "Priority": prio, "CallerIDNum": number}
+            )  # fmt: skip
             requeued += 1
         log.info("reconciled: %d calls released, %d re-queued", released, requeued)
         await self.execute(offers)
@@ -332,6 +340,9 @@ class AcdRouter:
 
     async def apply(self, fields: dict[Any, Any]) -> None:
         """One stream entry: checked again, applied to the engine, its offers carried out."""
+        if is_call_command(fields):
+            self.apply_call(fields)
+            return
         try:
             cmd = AgentCommand.parse(fields)
         except CommandError as exc:
@@ -357,6 +368,17 @@ class AcdRouter:
             return
         log.info("agent %s: %s (%s)", cmd.agent_id, cmd.op, cmd.source)
         await self.execute(offers)
+
+    def apply_call(self, fields: dict[Any, Any]) -> None:
+        """A supervisor's priority for a waiting call (re-scored in one Lua call)."""
+        try:
+            cmd = PriorityCommand.parse(fields)
+            self.engine.reprioritize(cmd.call_id, cmd.priority, self.clock(), by=cmd.by)
+        except (CommandError, Refused) as exc:
+            log.info("priority command refused: %s", exc)
+            return
+        log.info("call %s: priority %d by %s (%s)", cmd.call_id, cmd.priority,
+                 cmd.by or "-", cmd.source)  # fmt: skip
 
 
 def _create_group(redis: Any) -> None:
