@@ -61,7 +61,7 @@ from starlette.requests import HTTPConnection
 from access.store import AccessStore, User
 from access.web import ERRORS, Problem, note, protect, require
 from admin.lifecycle import Lifecycle
-from console import agent_state, notices
+from console import acd_calls, agent_state, notices
 from console import stats as stats_mod
 from console.admin import admin_router
 from console.feed import FeedHub, sse
@@ -259,6 +259,7 @@ def make_app(
     if sv.kb is not None and threshold is not None:
         mount(app, sv.kb, threshold)
     agent_state.mount(app, config, sv.hub)
+    acd_calls.mount(app, config)
     mount_supervise(app, config, sv, own)
     mount_spy(app, config, sv)
     mount_qa(app, config)
