@@ -56,6 +56,8 @@ READY_LINE = "ACD router: following AMI"
 COMMAND_BLOCK_MS = 1000
 """How long one read of the command stream waits for a new command."""
 MAX_PRIORITY_TEXT = 3
+PRIORITY_FIELD = "QueuePriority"
+"""The ``AcdWait`` field with the call's queue priority (``HOTLINE_PRIORITY``)."""
 
 
 def engine_for(config: HotlineConfig, client: Any) -> RedisEngine:
@@ -136,7 +138,9 @@ class AcdRouter:
             log.warning("AcdWait ignored: %s", exc)
             return
         skill = event.get("Skill", "")
-        text = event.get("Priority", "")[:MAX_PRIORITY_TEXT]
+        # not "Priority": every channel event already has one (the dialplan step); AMI would
+        # deliver both, joined
+        text = event.get(PRIORITY_FIELD, "")[:MAX_PRIORITY_TEXT]
         priority = int(text) if text.isdigit() else 0
         rkey = self.reentry.key_for(event.get("CallerIDNum"))
         try:
@@ -260,7 +264,7 @@ class AcdRouter:
             number = await self._getvar(chan["Channel"], "CALLERID(num)")
             await self._on_wait(
                 {"Uniqueid": call_id, "Channel": chan["Channel"], "Skill": skill,
-                 "Priority": prio, "CallerIDNum": number}
+                 PRIORITY_FIELD: prio, "CallerIDNum": number}
             )  # fmt: skip
             requeued += 1
         log.info("reconciled: %d calls released, %d re-queued", released, requeued)

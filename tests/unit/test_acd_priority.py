@@ -228,6 +228,17 @@ def test_malformed_priority_commands_are_refused(raw: dict[str, str]) -> None:
         PriorityCommand.parse(raw)
 
 
+def test_router_reads_the_queue_priority_not_the_channels_dialplan_priority(
+    routed: tuple,
+) -> None:
+    router, engine, ami, _clock = routed
+    event = {**wait_event("1700.1"), "Priority": "4", "QueuePriority": "2"}
+    run(router.handle(event, ami))
+    assert engine._calls["1700.1"].priority == 2
+    run(router.handle({**wait_event("1700.2"), "QueuePriority": "2\r\nAction: x"}, ami))
+    assert engine._calls["1700.2"].priority == 0
+
+
 def test_router_applies_a_supervisors_priority_to_the_waiting_call(routed: tuple) -> None:
     router, engine, ami, clock = routed
     run(router.handle(wait_event("1700.1"), ami))
