@@ -1,4 +1,5 @@
-"""Real calls: priority rules, wrap-up and re-entry with the ACD router (issue 9).
+"""Real calls: priority rules, a supervisor's boost, wrap-up and re-entry with the ACD router
+(issue 9).
 
 The ``acdprio`` stack is the ACD stack of test_acd_calls.py (``running_acd``) with an elderly
 key (``#`` in the main menu, priority 2) and a longer wrap-up.  Only the 公积金 specialist
@@ -16,6 +17,8 @@ from collections.abc import Awaitable, Callable, Iterator
 import pytest
 from test_acd_calls import GENERAL, GENERAL2, GJJ, KEY_AFTER_S, Acd, running_acd
 
+from acd.call_commands import PriorityCommand
+from acd.commands import STREAM
 from acd.policy import AgentState
 from hotline.ami import AmiClient
 
@@ -170,3 +173,29 @@ def test_caller_who_hangs_up_and_calls_again_is_ahead_of_a_later_caller(acd: Acd
     assert dials and dials[0][1] == ids["a2"], (dials, ids)
     entries = [f for _, f in acd.redis.xrange("acd:log") if f.get(b"call") == ids["a1"].encode()]
     assert [f[b"ev"] for f in entries] == [b"enqueue", b"abandon"]
+
+
+def test_supervisor_boosts_the_later_of_two_waiting_calls_and_it_is_answered_first(
+    acd: Acd,
+) -> None:
+    acd.set_agents(not_ready=(GJJ, GENERAL, GENERAL2))
+    calls: dict[str, dict] = {}
+
+    async def scenario(watch: Watch) -> None:
+        first = place(acd, "2", hold_s=40)
+        await until(lambda: acd.engine.waiting("gjj") >= 1, "first call queued")
+        second = place(acd, "2", hold_s=12)
+        await until(lambda: acd.engine.waiting("gjj") >= 2, "second call queued")
+        later = acd.redis.zrange("acd:q:gjj:0", 1, 1)[0].decode()
+        boost = PriorityCommand(later, 3, by="itest-supervisor")  # what the console sends
+        acd.redis.xadd(STREAM, boost.fields())
+        await until(lambda: acd.engine.position(later) == 1, "boosted call at the head")
+        acd.command("ready", GJJ)
+        calls["first"], calls["second"] = await asyncio.gather(first, second)
+
+    watch = asyncio.run(watching(acd, scenario))
+    dials = watch.dials(GJJ)
+    assert dials and dials[0][1] == calls["second"]["linkedid"], (dials, calls)
+    logged = [f for _, f in acd.redis.xrange("acd:log") if f[b"ev"] == b"priority"]
+    assert logged[-1][b"call"].decode() == calls["second"]["linkedid"]
+    assert logged[-1][b"by"] == b"itest-supervisor"
