@@ -125,6 +125,13 @@ class RedisEngine:
         varr = now - priority * self.settings.priority_boost * target
         return self._call("enqueue", now, call_id, skill, str(priority), repr(varr), reentry_key)
 
+    def reprioritize(self, call_id: str, priority: int, now: float, *, by: str = "") -> None:
+        """A supervisor's boost: the waiting call's priority set, re-scored atomically."""
+        check_id("call", call_id)
+        priority = max(0, min(int(priority), self.settings.max_priority))
+        boost = repr(float(self.settings.priority_boost))
+        self._call("priority", now, call_id, str(priority), boost, _by(by))
+
     def accept(self, agent_id: str, call_id: str, now: float) -> None:
         self._call("accept", now, agent_id, call_id)
 
@@ -207,6 +214,11 @@ class RedisEngine:
             if count:
                 out[skill] = (count, float(_text(err)) / count)
         return out
+
+
+def _by(by: str) -> str:
+    """Who asked, for the log: printable, at most 64 characters."""
+    return "".join(ch for ch in by[:64] if ch.isprintable())
 
 
 def _text(value: bytes | str | None) -> str:

@@ -396,6 +396,18 @@ elseif op == 'enqueue' then
   redis.call('HINCRBY', P .. 'n:skill:' .. s, 'entered', '1')
   wait(cid, s, arr, f(varr), {'sk', s, 'pr', prio, 'arr', f(arr), 'varr', f(varr), 'rk', rkey})
 
+elseif op == 'priority' then
+  -- a supervisor's boost: the waiting call re-scored from its arrival in every queue it is in
+  local cid, prio, boost, by = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'st', 'sk', 'arr', 'tin')
+  if c[1] ~= 'waiting' then return refuse('call ' .. cid .. ' is not waiting') end
+  local s, tin = c[2], tonumber(c[4])
+  local varr = tonumber(c[3]) - prio * boost * skill(s).T
+  for t = 0, tin - 1 do redis.call('ZADD', P .. 'q:' .. s .. ':' .. t, 'XX', f(varr), cid) end
+  redis.call('HSET', P .. 'c:' .. cid, 'pr', prio, 'varr', f(varr))
+  if in_general(s, tin) then gindex(s) end
+  log('priority', 'call', cid, 'skill', s, 'priority', prio, 'by', by)
+
 elseif op == 'accept' then
   local aid, cid = ARGV[6], ARGV[7]
   local a = redis.call('HMGET', P .. 'a:' .. aid, 'st', 'call')

@@ -243,6 +243,20 @@ class Policy:
         self._log(now, "enqueue", call=call_id, skill=skill, priority=priority)
         return self._wait(call_id, now)
 
+    def reprioritize(self, call_id: str, priority: int, now: float, *, by: str = "") -> None:
+        """A supervisor's boost: the waiting call's priority set and its virtual arrival
+        computed again from its arrival (aging goes on from there); no offer follows (the
+        call's eligible agents are all busy, or it would not be waiting)."""
+        call = self._calls.get(check_id("call", call_id))
+        if call is None or call.state != "waiting":
+            raise Refused(f"call {call_id} is not waiting")
+        call.priority = max(0, min(int(priority), self.settings.max_priority))
+        target = self.settings.skills[call.skill].service_level_s
+        call.varr = call.arrival - call.priority * self.settings.priority_boost * target
+        for tier in range(call.tiers_in):
+            self._queues[call.skill, tier].add(call_id, call.varr)
+        self._log(now, "priority", call=call_id, skill=call.skill, priority=call.priority, by=by)
+
     def accept(self, agent_id: str, call_id: str, now: float) -> None:
         agent, call = self._agent(agent_id), self._calls.get(call_id)
         if agent.state != AgentState.RESERVED or agent.call != call_id or call is None:

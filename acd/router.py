@@ -45,11 +45,13 @@ from redis.exceptions import RedisError
 
 from acd import commands
 from acd.announce import entry_estimate
+from acd.call_commands import PriorityCommand, is_call_command
 from acd.callback_router import CallbackMixin, TicketSink
 from acd.commands import AgentCommand, CommandError, Op
 from acd.engine import RedisEngine
 from acd.lease import Lease
 from acd.policy import Offer, Refused, check_id
+from acd.reentry import ReentryKeys
 from hotline import dialplan_vars as V
 from hotline.ami import AmiClient, AmiError
 from hotline.config import HotlineConfig
@@ -72,6 +74,8 @@ MISSED_MAX = 20_000
 """A standby keeps at most this many recent dial-end, hang-up and leave events."""
 REPLAY_LEASES = 3
 """A new leader replays the events of the last this many leases (plus a heartbeat)."""
+PRIORITY_FIELD = "QueuePriority"
+"""The ``AcdWait`` field with the call's queue priority (``HOTLINE_PRIORITY``)."""
 
 
 def engine_for(config: HotlineConfig, client: Any) -> RedisEngine:
@@ -99,6 +103,7 @@ class AcdRouter(CallbackMixin):
         blocking_redis: Any = None,
         tickets: TicketSink | None = None,
         lease: Lease | None = None,
+        reentry: ReentryKeys | None = None,
     ) -> None:
         self.config = config
         self.redis = redis
@@ -114,6 +119,8 @@ class AcdRouter(CallbackMixin):
         self.chan_key = engine.prefix + "chan"
         self.beat_key = f"{engine.prefix}router:{name}"
         self._installed = False
+        self.reentry = reentry or ReentryKeys(config.tickets.key_file)
+        """Caller number → re-entry key (keyed hash; withheld numbers get none)."""
         self._reconciling: asyncio.Task[None] | None = None
         self.lease = lease
         """None: the only router (always leads, decisions unfenced)."""
@@ -188,11 +195,14 @@ class AcdRouter(CallbackMixin):
             log.warning("AcdWait ignored: %s", exc)
             return
         skill = event.get("Skill", "")
-        text = event.get("Priority", "")[:MAX_PRIORITY_TEXT]
+        # not "Priority": every channel event already has one (the dialplan step); AMI would
+        # deliver both, joined
+        text = event.get(PRIORITY_FIELD, "")[:MAX_PRIORITY_TEXT]
         priority = int(text) if text.isdigit() else 0
+        rkey = self.reentry.key_for(event.get("CallerIDNum"))
         try:
             self.redis.hset(self.chan_key, call_id, channel)
-            offers = self.engine.enqueue(call_id, skill, priority, self.clock())
+            offers = self.engine.enqueue(call_id, skill, priority, self.clock(), reentry_key=rkey)
         except Refused as exc:
             log.warning("call %s not queued: %s", call_id, exc)
             return
@@ -349,9 +359,11 @@ class AcdRouter(CallbackMixin):
                 continue
             skill = await self._getvar(chan["Channel"], V.SEAT)
             prio = await self._getvar(chan["Channel"], V.PRIORITY)
+            number = await self._getvar(chan["Channel"], "CALLERID(num)")
             await self._on_wait(
-                {"Uniqueid": call_id, "Channel": chan["Channel"], "Skill": skill, "Priority": prio}
-            )
+                {"Uniqueid": call_id, "Channel": chan["Channel"], "Skill": skill,
+                 PRIORITY_FIELD: prio, "CallerIDNum": number}
+            )  # fmt: skip
             requeued += 1
         await self.execute(offers)
         if lost:
@@ -541,6 +553,9 @@ class AcdRouter(CallbackMixin):
 
     async def apply(self, fields: dict[Any, Any]) -> None:
         """One stream entry: checked again, applied to the engine, its offers carried out."""
+        if is_call_command(fields):
+            self.apply_call(fields)
+            return
         try:
             cmd = AgentCommand.parse(fields)
         except CommandError as exc:
@@ -566,6 +581,17 @@ class AcdRouter(CallbackMixin):
             return
         log.info("agent %s: %s (%s)", cmd.agent_id, cmd.op, cmd.source)
         await self.execute(offers)
+
+    def apply_call(self, fields: dict[Any, Any]) -> None:
+        """A supervisor's priority for a waiting call (re-scored in one Lua call)."""
+        try:
+            cmd = PriorityCommand.parse(fields)
+            self.engine.reprioritize(cmd.call_id, cmd.priority, self.clock(), by=cmd.by)
+        except (CommandError, Refused) as exc:
+            log.info("priority command refused: %s", exc)
+            return
+        log.info("call %s: priority %d by %s (%s)", cmd.call_id, cmd.priority,
+                 cmd.by or "-", cmd.source)  # fmt: skip
 
 
 def _replayed(event: dict[str, str]) -> bool:

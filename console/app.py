@@ -21,6 +21,7 @@ Knowledge base (``console/kb.py``): ``/api/kb/…`` of ``kb/api.py``.
 
 Agent state (``console/agent_state.py``): ``/api/agents/{agent}/state``, ``…/login``,
 ``…/logout``, ``…/ready``, ``…/not-ready``.
+Waiting calls (``console/acd_calls.py``, supervisors): ``POST /api/acd/calls/{call_id}/priority``.
 QA (``console/qa.py``, roles qa and supervisor): ``/qa`` and ``/api/qa/…`` (recordings,
 transcripts, scores).
 
@@ -61,7 +62,7 @@ from starlette.requests import HTTPConnection
 from access.store import AccessStore, User
 from access.web import ERRORS, Problem, note, protect, require
 from admin.lifecycle import Lifecycle
-from console import agent_state, notices
+from console import acd_calls, agent_state, notices
 from console import stats as stats_mod
 from console.admin import admin_router
 from console.feed import FeedHub, sse
@@ -259,6 +260,7 @@ def make_app(
     if sv.kb is not None and threshold is not None:
         mount(app, sv.kb, threshold)
     agent_state.mount(app, config, sv.hub)
+    acd_calls.mount(app, config)
     mount_supervise(app, config, sv, own)
     mount_spy(app, config, sv)
     mount_qa(app, config)

@@ -600,6 +600,34 @@ class AcdCallback(_Model):
 CALLBACK_SETUP_S = 15.0
 """Beyond the caller's ring and the agent's ring: the carrier's call set-up and the greeting
 the called-back caller hears (the engine's safety-net timer for a callback offer)."""
+PRIORITY_FACTS = ("exhausted", "elderly", "new_facts")
+"""What a priority rule matches on (docs/acd.md "Priority rules")."""
+
+
+class PriorityRule(_Model):
+    """One queue-priority rule the IVR applies (``acd.priority_rules``):
+
+    - ``exhausted``: the caller made no valid choice in a menu (no key);
+    - ``elderly``: the caller pressed ``key`` in the main menu (老年人优先);
+    - ``new_facts``: a caller with an open demand pressed ``key`` in the progress offer
+      (反映新的诉求: something new since the demand was taken).
+    A call gets the highest priority of the rules it matches."""
+
+    when: Literal["exhausted", "elderly", "new_facts"]
+    priority: int = Field(ge=1, le=100)
+    key: DIGIT | None = None
+
+    @model_validator(mode="after")
+    def _key_fits(self) -> PriorityRule:
+        if self.when == "exhausted" and self.key is not None:
+            raise ValueError("the 'exhausted' rule takes no key")
+        if self.when != "exhausted" and self.key is None:
+            raise ValueError(f"the {self.when!r} rule needs a key")
+        return self
+
+
+def _priority_rules() -> tuple[PriorityRule, ...]:
+    return (PriorityRule(when="exhausted", priority=1),)
 
 
 class Acd(_Model):
@@ -618,6 +646,10 @@ class Acd(_Model):
     service_level_s: float = Field(default=20.0, gt=0, le=3600, allow_inf_nan=False)
     priority_boost: float = Field(default=1.0, ge=0, le=100, allow_inf_nan=False)
     max_priority: int = Field(default=9, ge=0, le=100)
+    priority_rules: tuple[PriorityRule, ...] = Field(
+        default_factory=_priority_rules, max_length=len(PRIORITY_FACTS)
+    )
+    """Queue priorities the IVR gives (elderly key, new facts, no key); each fact once."""
     wrapup_s: float = Field(default=15.0, ge=0, le=3600, allow_inf_nan=False)
     ring_timeout_s: float = Field(default=15.0, ge=2, le=300, allow_inf_nan=False)
     reentry_s: float = Field(default=120.0, ge=0, le=86_400, allow_inf_nan=False)
@@ -657,6 +689,13 @@ class Acd(_Model):
             raise ValueError("stale_s must be longer than heartbeat_s")
         if self.routers > 1 and self.lease_s < 2 * self.heartbeat_s:
             raise ValueError("lease_s must be at least twice heartbeat_s (renewed every beat)")
+        facts = [r.when for r in self.priority_rules]
+        twice = sorted({f for f in facts if facts.count(f) > 1})
+        if twice:
+            raise ValueError(f"priority_rules: one rule per fact; twice: {', '.join(twice)}")
+        over = [r.when for r in self.priority_rules if r.priority > self.max_priority]
+        if over:
+            raise ValueError(f"priority_rules: {', '.join(over)} above max_priority")
         return self
 
 
@@ -889,6 +928,13 @@ class HotlineConfig(_Model):
             for seat in agent.levels:
                 if seat not in agent.seats:
                     out.append((f"agents.{i}.levels.{seat}", f"{seat!r} is not in its seats"))
+        main = self.menus.get("main")
+        for i, rule in enumerate(self.acd.priority_rules):
+            where = f"acd.priority_rules.{i}.key"
+            if rule.when == "elderly" and main is not None and rule.key in main.options:
+                out.append((where, f"key {rule.key} already leads somewhere in menus.main"))
+            if rule.when == "new_facts" and rule.key == "1":
+                out.append((where, "key 1 of the progress offer plays the progress"))
         general = next((s.id for s in self.seats if s.kind == "general"), None)
         if general in self.acd.skills and self.acd.skills[general].general_tier is None:
             out.append((f"acd.skills.{general}", "the general seat needs a 'general' step"))

@@ -23,7 +23,10 @@ What a caller meets:
 * a menu: its prompts (interruptible) → a key → the key's target; an unknown key plays
   ``invalid_prompt``, silence ``no_input_prompt``, and the menu is offered again; after
   ``retries`` failed rounds the caller goes to ``on_exhausted`` (the general seat by default,
-  at :data:`EXHAUSTED_PRIORITY`: a caller who cannot use the keypad must reach a person).
+  at the ``exhausted`` rule's priority (``acd.priority_rules``, default
+  :data:`EXHAUSTED_PRIORITY`: a caller who cannot use the keypad must reach a person);
+* queue priority: the highest ``acd.priority_rules`` rule the call matches (the elderly key
+  in the main menu, 2 in the progress offer for something new, no valid key; ivr/priority.py).
 
 Every call ends in a terminal action within :data:`MAX_COLLECTS` menu rounds, whatever the
 caller presses (a repeat key or menu loops cannot keep a caller in the IVR forever).
@@ -59,6 +62,7 @@ from ivr.actions import (
     Result,
     Route,
 )
+from ivr.priority import priority_of, rule_key
 from ivr.speak import MAX_NUMBER, say_date, say_number
 
 GREETING = "greeting"
@@ -115,6 +119,8 @@ class _Call:
     via: str = "key"
     clock: datetime | None = None
     holidays: HolidayCalendar = field(default_factory=HolidayCalendar)
+    facts: set[str] = field(default_factory=set)
+    """What the priority rules match on (``elderly``, ``new_facts``; ivr/priority.py)."""
 
     @property
     def ivr_path(self) -> str:
@@ -215,6 +221,10 @@ def _run_menu(c: _Call, name: str, *, emergency_only: bool = False) -> Step:
         target = options.get(key)
         if target is not None and target.kind == "repeat":
             continue
+        if target is None and name == "main" and not emergency_only and key == _elderly_key(c):
+            c.facts.add("elderly")  # 老年人: the menu again, no failure counted
+            c.path.append(key)
+            continue
         if target is not None:
             c.path.append(key)
             if c.via == "exhausted":  # a choice made after all: no longer a keypad failure
@@ -243,13 +253,16 @@ def _goto(c: _Call, target: Target) -> Step:
 # ---- target handlers --------------------------------------------------------------------
 def _route(c: _Call, seat_id: str, extra: Mapping[str, object] | None = None) -> Step:
     """Terminal: "正在为您转接人工坐席" then the ACD."""
-    priority = EXHAUSTED_PRIORITY if c.via == "exhausted" else 0
+    facts = c.facts | ({"exhausted"} if c.via == "exhausted" else set())
+    priority, matched = priority_of(c.config.acd.priority_rules, facts)
     fields: dict[str, object] = {
         "ivr_path": c.ivr_path,
         "caller_flag": c.info.caller_flag,
         "via": c.via,
         **(extra or {}),
     }
+    if matched:
+        fields["priority_rules"] = ",".join(matched)
     notice = str((extra or {}).get("out_of_scope") or "")
     yield Play((TRANSFER,))
     request = RouteRequest(c.info.call_id, c.info.caller, seat_id, priority, fields)
@@ -483,7 +496,14 @@ def _offer_progress(c: _Call) -> Step:
     if key == "1":
         c.path += ["progress", "1"]
         yield Play(progress_details(c.info.open_tickets[0], c.config.business_hours.timezone))
+    elif key and key == rule_key(c.config.acd.priority_rules, "new_facts"):
+        c.facts.add("new_facts")  # something new on an open demand (反映新的诉求)
+        c.path += ["progress", key]
     return "main"
+
+
+def _elderly_key(c: _Call) -> str | None:
+    return rule_key(c.config.acd.priority_rules, "elderly")
 
 
 HANDLERS: dict[str, Handler] = {

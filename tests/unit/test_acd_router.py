@@ -134,7 +134,7 @@ def login(router: AcdRouter, *agents: str) -> None:
 def wait_event(uid: str, skill: str = "gjj", channel: str = "") -> dict[str, str]:
     channel = channel or f"PJSIP/carrier-{uid}"
     return {"Event": "UserEvent", "UserEvent": "AcdWait", "Uniqueid": uid,
-            "Channel": channel, "Skill": skill, "Priority": "0"}  # fmt: skip
+            "Channel": channel, "Skill": skill, "QueuePriority": "0"}  # fmt: skip
 
 
 def test_gongjijin_caller_is_redirected_to_the_gongjijin_agent_not_the_longer_idle_zonghe(

@@ -1,0 +1,134 @@
+"""A supervisor raises (or lowers) a waiting call's priority: the boost of docs/acd.md.
+
+::
+
+    POST /api/acd/calls/{call_id}/priority {"priority": 0..acd.max_priority}  → 202, command sent
+
+Supervisors only; the call is its channel's uniqueid (what the wallboard and the engine
+show).  The console never changes queue state: it checks that the call is waiting now (409
+otherwise), appends an :class:`acd.call_commands.PriorityCommand` to the ACD's command
+stream and the router re-scores the call in one Lua call.  Every request is in the access
+audit (who, when, the answer); this one adds the call and the priority.  Redis down → 503,
+nothing sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from redis.exceptions import RedisError
+
+from access.store import User
+from access.web import ERRORS, Problem, note, require
+from acd.agent_log import quick_client
+from acd.call_commands import PriorityCommand
+from acd.commands import MAXLEN, STREAM, Source
+from acd.policy import Refused, check_id
+from hotline.config import HotlineConfig
+
+log = logging.getLogger("console.acd_calls")
+
+SUPERVISOR = require("supervisor")
+PREFIX = "acd:"
+"""The engine's key prefix (acd/lua.py)."""
+
+
+class PriorityBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    priority: StrictInt = Field(ge=0, le=100)
+
+
+class PrioritySent(BaseModel):
+    """The command as sent to the ACD router."""
+
+    call: str
+    priority: int
+    by: str
+    at: float
+    entry: str
+
+
+class CallDesk:
+    """The console's side of waiting calls: a ``redis.asyncio`` client (lazy)."""
+
+    def __init__(self, config: HotlineConfig, redis: Any = None) -> None:
+        self.config = config
+        self._redis = redis
+
+    @property
+    def redis(self) -> Any:
+        if self._redis is None:
+            self._redis = quick_client(self.config)
+        return self._redis
+
+    async def boost(
+        self, request: Request, call_id: str, priority: int, user: User
+    ) -> PrioritySent:
+        """Check the call waits now, send the command, note it in the audit entry."""
+        try:
+            check_id("call", call_id)
+        except Refused:
+            raise HTTPException(422, "malformed call id") from None
+        top = self.config.acd.max_priority
+        if priority > top:
+            raise HTTPException(422, f"priority must be 0..{top} (acd.max_priority)")
+        cmd = PriorityCommand(call_id, priority, Source.SUPERVISOR, user.name[:64])
+        try:
+            state = await self.redis.hget(f"{PREFIX}c:{call_id}", "st")
+            if state not in (b"waiting", "waiting"):
+                raise HTTPException(409, f"call {call_id} is not waiting for an agent")
+            entry = await self.redis.xadd(STREAM, cmd.fields(), maxlen=MAXLEN, approximate=True)
+        except (RedisError, OSError) as exc:
+            log.warning("ACD queue store unavailable: %s: %s", type(exc).__name__, exc)
+            raise HTTPException(
+                503, "排队服务不可用 (the ACD's Redis is down); nothing was sent"
+            ) from None
+        note(request, f"call {call_id} priority {priority} by supervisor")
+        log.info("call %s: priority %d asked by supervisor %s", call_id, priority, user.name)
+        entry = entry.decode() if isinstance(entry, bytes) else str(entry)
+        return PrioritySent(call=call_id, priority=priority, by=cmd.by, at=cmd.at, entry=entry)
+
+
+def router(desk: CallDesk) -> APIRouter:
+    responses: dict[int | str, dict[str, Any]] = {
+        **ERRORS,
+        409: {"model": Problem, "description": "the call is not waiting for an agent"},
+        503: {"model": Problem, "description": "the ACD's Redis is down; nothing was sent"},
+    }
+    r = APIRouter(prefix="/api/acd/calls/{call_id}", responses=responses)
+
+    @r.post("/priority", status_code=202)
+    async def priority(
+        call_id: str,
+        body: PriorityBody,
+        request: Request,
+        user: Annotated[User, Depends(SUPERVISOR)],
+    ) -> PrioritySent:
+        return await desk.boost(request, call_id, body.priority, user)
+
+    return r
+
+
+def mount(app: FastAPI, config: HotlineConfig, redis: Any = None) -> CallDesk:
+    """Add the route to ``app``; the Redis client is closed with the app."""
+    desk = CallDesk(config, redis)
+    app.include_router(router(desk))
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a: FastAPI) -> AsyncIterator[Any]:
+        async with inner(a) as state:
+            try:
+                yield state
+            finally:
+                if redis is None and desk._redis is not None:
+                    with contextlib.suppress(Exception):
+                        await desk._redis.aclose()
+
+    app.router.lifespan_context = lifespan
+    return desk
