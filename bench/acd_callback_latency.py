@@ -24,24 +24,28 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from acd_ready_to_invite import AGENT, Bench, config_data, invite_times, wait_until  # noqa: E402
+from acd_ready_to_invite import (  # noqa: E402
+    AGENT,
+    Bench,
+    config_data,
+    invite_times,
+    on_stack,
+    wait_until,
+)
 
 from acd.policy import AgentState, Reason, Refused  # noqa: E402
 from cli.commands.call import place_call  # noqa: E402
-from hotline.config import HotlineConfig, load_config  # noqa: E402
+from hotline.config import HotlineConfig  # noqa: E402
 from runtime.stack import Stack  # noqa: E402
 from testphones.sipp import (  # noqa: E402
     CallerSpec,
     key_steps,
     prepare_media,
     start_phone,
-    start_phones,
     stop_phone,
 )
 
@@ -117,19 +121,9 @@ def main() -> int:
     parser.add_argument("--instance", default="bench-callback")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="acd-callback-"))
-    path = tmp / "bench.yaml"
-    path.write_text(yaml.safe_dump(callback_config(args.offset, tmp), allow_unicode=True))
-    config = load_config(path)
-    stack = Stack(path, instance=args.instance, run_dir=tmp / "run")
-    phones = None
-    try:
-        stack.up(require_fastagi=True, speech=False)
-        phones = start_phones(config, tmp / "phones")
-        asyncio.run(measure(config, stack, phones, tmp, args.calls))
-    finally:
-        if phones is not None:
-            phones.stop()
-        stack.down()
+    on_stack(callback_config(args.offset, tmp), tmp, args.instance,
+             lambda config, stack, phones: asyncio.run(
+                 measure(config, stack, phones, tmp, args.calls)))  # fmt: skip
     return 0
 
 

@@ -182,6 +182,24 @@ async def measure(config: HotlineConfig, stack: Stack, phones, tmp: Path, calls:
           f"router p50 / app_queue p50 = {r['p50'] / q['p50']:.2f}")  # fmt: skip
 
 
+def on_stack(data: dict, tmp: Path, instance: str, run) -> None:  # type: ignore[no-untyped-def]
+    """Write ``data`` as the stack's config, bring the stack and the agents' phones up, call
+    ``run(config, stack, phones)``, and take both down again whatever happens."""
+    path = tmp / "bench.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    config = load_config(path)
+    stack = Stack(path, instance=instance, run_dir=tmp / "run")
+    phones = None
+    try:
+        stack.up(require_fastagi=True, speech=False)
+        phones = start_phones(config, tmp / "phones")
+        run(config, stack, phones)
+    finally:
+        if phones is not None:
+            phones.stop()
+        stack.down()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=12)
@@ -194,19 +212,9 @@ def main() -> int:
     parser.add_argument("--instance", default="bench-acd")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="acd-ready-"))
-    path = tmp / "bench.yaml"
-    path.write_text(yaml.safe_dump(config_data(args.offset, tmp), allow_unicode=True))
-    config = load_config(path)
-    stack = Stack(path, instance=args.instance, run_dir=tmp / "run")
-    phones = None
-    try:
-        stack.up(require_fastagi=True, speech=False)
-        phones = start_phones(config, tmp / "phones")
-        asyncio.run(measure(config, stack, phones, tmp, args.calls))
-    finally:
-        if phones is not None:
-            phones.stop()
-        stack.down()
+    on_stack(config_data(args.offset, tmp), tmp, args.instance,
+             lambda config, stack, phones: asyncio.run(
+                 measure(config, stack, phones, tmp, args.calls)))  # fmt: skip
     return 0
 
 

@@ -30,14 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
 from redis import Redis
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from acd_ready_to_invite import config_data  # noqa: E402
+from acd_ready_to_invite import config_data, on_stack  # noqa: E402
 
 from acd.commands import STREAM, AgentCommand  # noqa: E402
 from acd.engine import RedisEngine  # noqa: E402
@@ -45,9 +44,9 @@ from acd.estimate import QueueAverage  # noqa: E402
 from acd.policy import AgentState, Refused  # noqa: E402
 from cli.commands.call import place_call  # noqa: E402
 from hotline.ami import AmiClient  # noqa: E402
-from hotline.config import HotlineConfig, load_config  # noqa: E402
+from hotline.config import HotlineConfig  # noqa: E402
 from runtime.stack import Stack  # noqa: E402
-from testphones.sipp import CallerSpec, key_steps, prepare_media, start_phones  # noqa: E402
+from testphones.sipp import CallerSpec, key_steps, prepare_media  # noqa: E402
 
 AGENTS = ("1002", "1009")
 SKILL = "gjj"
@@ -191,26 +190,16 @@ def main() -> int:
     if not (0 < args.calls <= 200 and 0 < args.talk_min <= args.talk_max <= 600):
         parser.error("--calls in 1..200, 0 < --talk-min <= --talk-max <= 600")
     tmp = Path(tempfile.mkdtemp(prefix="acd-wait-"))
-    path = tmp / "bench.yaml"
-    path.write_text(
-        yaml.safe_dump(bench_config(args.offset, tmp, args.default_handle), allow_unicode=True)
-    )
-    config = load_config(path)
-    stack = Stack(path, instance=args.instance, run_dir=tmp / "run")
-    phones = None
     print(f"{args.calls} callers, mean gap {args.gap} s, talk {args.talk_min}–{args.talk_max} "
           f"s, wrap-up 2 s, default handle {args.default_handle} s, agents "
           f"{', '.join(AGENTS)}")  # fmt: skip
-    try:
-        stack.up(require_fastagi=True, speech=False)
-        phones = start_phones(config, tmp / "phones")
+
+    def run(config: HotlineConfig, stack: Stack, phones: object) -> None:
         t0 = time.monotonic()
         asyncio.run(Run(config, tmp, args).main())
         print(f"calls placed and answered in {time.monotonic() - t0:.0f} s")
-    finally:
-        if phones is not None:
-            phones.stop()
-        stack.down()
+
+    on_stack(bench_config(args.offset, tmp, args.default_handle), tmp, args.instance, run)
     return 0
 
 
