@@ -175,16 +175,19 @@ end
 -- fresh: the agent has just become ready and is in no ready set yet; s, tin: the call's skill
 -- and tiers when the caller knows them
 local function offer(cid, aid, fresh, s, tin)
+  local cb
   if s == nil then
-    local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin')
-    s, tin = c[1], tonumber(c[2])
+    local c = redis.call('HMGET', P .. 'c:' .. cid, 'sk', 'tin', 'cb')
+    s, tin, cb = c[1], tonumber(c[2]), c[3]
+  else
+    cb = redis.call('HGET', P .. 'c:' .. cid, 'cb')
   end
   unqueue(cid, s, tin)
   if not fresh then leave_ready(aid) end
   redis.call('HSET', P .. 'c:' .. cid, 'st', 'reserved', 'ag', aid)
   set_state(aid, 'reserved', '', cid, true)
   local ring = ring_s
-  if redis.call('HGET', P .. 'c:' .. cid, 'cb') == '1' then
+  if cb == '1' then
     ring = ring + tonumber(redis.call('HGET', P .. 'cbcfg', 'ring') or '0')
   end
   redis.call('ZADD', P .. 'due', f(now + ring), 'r|' .. aid)
