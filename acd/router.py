@@ -60,6 +60,10 @@ log = logging.getLogger("acd.router")
 
 WAIT_CONTEXT = "hotline-acd-wait"
 DIAL_CONTEXT = V.ACD_DIAL_CONTEXT
+DIAL_STEP = frozenset({DIAL_CONTEXT, V.QUEUE_PREP_CONTEXT})
+"""Where a caller offered to an agent may be when the channels are listed: the Dial context
+or the subroutine it runs before ringing (judged "elsewhere", the agent would be freed while
+his phone is about to ring)."""
 RING_GRACE_S = 3.0
 """The engine's own ring timer runs this much longer than the dial's time-out: normally the
 ``DialEnd`` decides; the timer only catches a lost event."""
@@ -342,6 +346,8 @@ class AcdRouter(CallbackMixin):
             if chan is not None and state[0] == "reserved" and where == WAIT_CONTEXT:
                 lost[call_id] = state  # the Redirect was lost, or is on its way
                 continue
+            if expected == DIAL_CONTEXT and where in DIAL_STEP:
+                where = DIAL_CONTEXT
             if chan is not None and state[0] == "reserved" and where == DIAL_CONTEXT:
                 if chan.get("BridgeId"):  # talking to the agent: the DialEnd was missed
                     with contextlib.suppress(Refused):

@@ -55,6 +55,9 @@ ACD_DIAL_CONTEXT = "hotline-acd-dial"
 """The context the ACD router redirects a waiting caller into to ring the offered agent: its
 ``DialEnd`` with ``DialStatus: ANSWER`` is the router's "agent answered" (what app_queue's
 ``AgentConnect`` is for queued calls)."""
+QUEUE_PREP_CONTEXT = "hotline-queue-prep"
+"""The subroutine a caller runs just before ringing agents (app_queue's queues and the ACD's
+Dial context): while in it, a channel offered to an agent is still on its way to ring him."""
 ACD_CB_OFFER = "HOTLINE_ACD_CB_OFFER"
 """1 once a waiting caller was offered a callback (key 1 then works during the music too)."""
 ACD_CB_TOKEN = "HOTLINE_ACD_CB_TOKEN"

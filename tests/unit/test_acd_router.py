@@ -230,6 +230,27 @@ def test_reconcile_releases_dead_calls_and_requeues_live_waiting_channels(setup:
     assert ami.redirects() == [("PJSIP/carrier-b", DIAL_CONTEXT)]
 
 
+def test_reconcile_keeps_an_offer_whose_caller_is_in_the_pre_dial_subroutine(
+    setup: tuple,
+) -> None:
+    """A takeover lists the channels while the offered caller runs hotline-queue-prep on his
+    way to Dial: the agent stays reserved, and the next caller is not rung on his phone."""
+    router, engine, _redis, ami, _clock = setup
+    login(router, "1002")
+    run(router.handle(wait_event("1700.9"), ami))
+    ami.channels = [
+        {"Uniqueid": "1700.9", "Channel": "PJSIP/carrier-1700.9",
+         "Context": V.QUEUE_PREP_CONTEXT},
+        {"Uniqueid": "1701.1", "Channel": "PJSIP/carrier-b", "Context": WAIT_CONTEXT},
+    ]  # fmt: skip
+    ami.vars[("PJSIP/carrier-b", V.SEAT)] = "gjj"
+    ami.actions.clear()
+    run(router.reconcile())
+    assert engine.call_state("1700.9") == ("reserved", "1002")
+    assert engine.call_state("1701.1") == ("waiting", "")
+    assert ami.agents_rung() == []
+
+
 def test_commands_change_agent_state_and_malformed_ones_are_refused(setup: tuple) -> None:
     router, engine, _redis, _ami, _clock = setup
     login(router, "1002")
