@@ -48,6 +48,7 @@ class Problem(BaseModel):
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "a body that cannot be parsed (not UTF-8 JSON)"},
     401: {"model": Problem, "description": "no valid session (log in first)"},
     403: {"model": Problem, "description": "the session's role may not do this"},
     413: {"model": Problem, "description": "request body over the limit"},

@@ -4,13 +4,17 @@ ones the schema documents (401/403/404/413/422 included)."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
+from redis_kit import redis_server
 from schemathesis import checks
 from test_console import FakeThrottle, fast_store
+from test_console_agent_state import on_redis
 
 from console.app import Services, make_app
 from console.feed import FeedHub
@@ -37,7 +41,7 @@ def _app(tmp: Path):
     text = (REPO / "hotline.yaml").read_text(encoding="utf-8")
     path = tmp / "h.yaml"
     path.write_text(text.replace("run/tickets.sqlite3", str(tmp / "t.sqlite3")))
-    config = load_config(path)
+    config = on_redis(load_config(path), REDIS_PORT)  # its own: no other test's state
     store = SqliteTicketStore(config.tickets.path, CallerKey(b"k" * 32))
     access = fast_store(tmp / "a.sqlite3")
     access.add_user("sup", PASSWORD, "supervisor")
@@ -56,6 +60,10 @@ def _tmp() -> Path:
     return Path(tempfile.mkdtemp(prefix="console-schema-"))
 
 
+_SERVERS = contextlib.ExitStack()
+atexit.register(_SERVERS.close)
+REDIS_PORT = _SERVERS.enter_context(redis_server(_tmp()))
+"""A real redis-server for the routes that read the ACD's or the agents' state."""
 APP, TOKENS = _app(_tmp())
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
