@@ -51,6 +51,7 @@ async def serve(config: HotlineConfig, name: str) -> None:
         tickets=tickets,
         lease=lease,
     )
+    router.sign_in_configured()  # acd.login_at_start: applied by the leader's command loop
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

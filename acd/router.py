@@ -47,7 +47,7 @@ from acd import commands
 from acd.announce import entry_estimate
 from acd.call_commands import PriorityCommand, is_call_command
 from acd.callback_router import CallbackMixin, TicketSink
-from acd.commands import AgentCommand, CommandError, Op
+from acd.commands import AgentCommand, CommandError, Op, Source
 from acd.engine import RedisEngine
 from acd.lease import Lease
 from acd.policy import Offer, Refused, check_id
@@ -58,7 +58,7 @@ from hotline.config import HotlineConfig
 
 log = logging.getLogger("acd.router")
 
-WAIT_CONTEXT = "hotline-acd-wait"
+WAIT_CONTEXT = V.ACD_WAIT_CONTEXT
 DIAL_CONTEXT = V.ACD_DIAL_CONTEXT
 DIAL_STEP = frozenset({DIAL_CONTEXT, V.QUEUE_PREP_CONTEXT})
 """Where a caller offered to an agent may be when the channels are listed: the Dial context
@@ -416,6 +416,34 @@ class AcdRouter(CallbackMixin):
         except AmiError:
             return ""
         return reply.get("Value", "")
+
+    def sign_in_configured(self) -> list[str]:
+        """``acd.login_at_start``: a login command (source ``system``) for each agent of the
+        config the engine has never seen; the leader applies it like any other, so with
+        several routers a second login is refused, and an agent who signed out stays out.
+        Returns the agents asked for (none when Redis does not answer: logged, calls fail
+        open to app_queue until the router beats)."""
+        if not self.config.acd.login_at_start:
+            return []
+        asked = []
+        try:
+            for agent_id in self.profiles:
+                try:
+                    self.engine.agent_state(agent_id)
+                    continue  # known: signed in or out by a person, left as it is
+                except Refused:
+                    pass
+                cmd = AgentCommand(
+                    op=Op.LOGIN, agent_id=agent_id, source=Source.SYSTEM, by="login_at_start"
+                )
+                self.redis.xadd(commands.STREAM, cmd.fields(), maxlen=commands.MAXLEN,
+                                approximate=True)  # fmt: skip
+                asked.append(agent_id)
+        except RedisError as exc:
+            log.error("agents not signed in at start: Redis unavailable (%s)", exc)
+        if asked:
+            log.info("signing in %d agents at start (acd.login_at_start)", len(asked))
+        return asked
 
     # ---- loops ----------------------------------------------------------------------------
     def claim_lease(self) -> bool:

@@ -637,6 +637,12 @@ class Acd(_Model):
     calls go to the app_queue queues as before."""
 
     mode: Literal["app_queue", "router"] = "app_queue"
+    """``app_queue`` for a config without this section (its agents are static members, as
+    before); the shipped hotline.yaml routes with the router."""
+    login_at_start: bool = False
+    """Agents of ``agents`` the router has never seen are signed in (ready) when it starts
+    (a lab, a demo, a small centre whose seats are always staffed).  Off: agents sign in at
+    their phone (``agent_codes.login``) or the console; an agent who signed out stays out."""
     specialist_steps: tuple[Step, ...] = Field(
         default_factory=_specialist_steps, min_length=1, max_length=9
     )

@@ -51,6 +51,9 @@ ACD_SAID = "HOTLINE_ACD_SAID"
 """Unix time of the waiting caller's last position announcement (``acd.announce_s``)."""
 ACD_KEY = "HOTLINE_ACD_KEY"
 """The key a waiting caller pressed during the announcement (the emergency exit key)."""
+ACD_WAIT_CONTEXT = "hotline-acd-wait"
+"""The ACD router's waiting room: music, announcements, the emergency exit; the router
+queues a caller on its ``AcdWait`` event and redirects him out of it to ring an agent."""
 ACD_DIAL_CONTEXT = "hotline-acd-dial"
 """The context the ACD router redirects a waiting caller into to ring the offered agent: its
 ``DialEnd`` with ``DialStatus: ANSWER`` is the router's "agent answered" (what app_queue's

@@ -61,6 +61,7 @@ def acd_config_data(tmp: Path, offset: int = OFFSET) -> dict:
     data["acd"] = {
         **data.get("acd", {}),
         "mode": "router",
+        "login_at_start": False,  # each scenario signs in the agents it needs
         "specialist_steps": [
             {"level": 1, "after_s": 0},
             {"level": "general", "after_s": OVERFLOW_S},

@@ -26,6 +26,7 @@ from admin.lifecycle import ConfigError, Lifecycle, StackTarget
 from admin.versions import VersionStore
 from admin.yaml_edit import set_value
 from cli.commands.call import first_key_after
+from hotline import dialplan_vars as V
 from hotline import safe_yaml
 from hotline.config import load_config
 from testphones.sipp import offset_config, start_phones
@@ -181,7 +182,10 @@ def test_menu_key_apply_keeps_calls_up_then_broken_config_and_rollback(admin_sta
 def talking_and_waiting(found: list[list[str]]) -> bool:
     """The 交通 agent bridged to one caller while another caller waits in a queue."""
     agent_up = any(c[0].startswith("PJSIP/agent1003-") and c[4] == "Up" for c in found)
-    queued = any(c[0].startswith("PJSIP/carrier-") and c[5] == "Queue" for c in found)
+    queued = any(
+        c[0].startswith("PJSIP/carrier-") and (c[5] == "Queue" or c[1] == V.ACD_WAIT_CONTEXT)
+        for c in found
+    )  # app_queue's queue or the ACD router's waiting room
     return agent_up and queued
 
 

@@ -27,6 +27,7 @@ from acd.queues import queue_name
 from asterisk_conf.render import MODULES
 from hotline import safe_yaml
 from hotline.ami import AmiClient
+from hotline.call import answered_by
 from hotline.config import ConfigError, HotlineConfig, load_config
 from runtime import Stack, StackError
 from runtime.procs import alive, port_open, udp_port_bound
@@ -242,8 +243,10 @@ def test_agent_feature_code_sends_the_caller_to_the_emergency_trunk(
                 while "DialEnd" not in seen:
                     e = await events.get()
                     name = e.get("UserEvent") or e.get("Event", "")
-                    if name in ("HotlineFallback", "AgentConnect", "HotlineEmergency"):
+                    if name in ("HotlineFallback", "HotlineEmergency"):
                         seen.setdefault(name, e)
+                    if answered_by(e):  # app_queue's AgentConnect or the router's DialEnd
+                        seen.setdefault("answered", e)
                     if name == "DialEnd" and e.get("DestChannel", "").startswith(
                         "PJSIP/emergency-"
                     ):
@@ -261,7 +264,7 @@ def test_agent_feature_code_sends_the_caller_to_the_emergency_trunk(
             proc.wait(10)
         stack.start_fastagi(required=False)
     assert seen["HotlineFallback"]["Reason"].startswith("agi-")
-    agent = seen["AgentConnect"]["MemberName"]
+    agent = f"agent{answered_by(seen['answered'])}"
     emergency = seen["HotlineEmergency"]
     assert emergency["Line"] == line
     assert emergency["Reason"] == f"agent:{agent}"

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from hotline.call import answered_by
 from testphones.sipp import CallerSpec, caller_argv
 
 from .security_helpers import RTP_TIMEOUT_S, SILENT_KEY, SecStack
@@ -33,6 +34,11 @@ def named(call: dict, event: str, user_event: str | None = None) -> list[dict]:
     ]
 
 
+def answered(call: dict) -> list[dict]:
+    """An agent's answer: app_queue's ``AgentConnect`` or the ACD router's ``DialEnd``."""
+    return [e for e in call["events"] if answered_by(e)]
+
+
 def caller_hangup(call: dict) -> dict:
     ends = [e for e in named(call, "Hangup") if e.get("Channel") == call["channel"]]
     assert ends, f"the caller's channel never hung up: {call['sipp']}"
@@ -49,24 +55,24 @@ def test_silent_caller_in_the_ivr_is_hung_up_within_the_timeout(sec: SecStack) -
     start = named(call, "UserEvent", "HotlineCall")[0]["t"]
     assert caller_hangup(call)["t"] - start <= RTP_TIMEOUT_S + MARGIN_S
     assert not named(call, "UserEvent", "HotlineRoute")  # still in the IVR when it was cut
-    assert not named(call, "AgentConnect")
+    assert not answered(call)
 
 
 def test_caller_gone_while_waiting_in_a_queue_is_hung_up(sec: SecStack) -> None:
     call = sec.place(digits=SILENT_KEY, hold_s=HOLD_S)  # that seat's agent has no phone
     hung_up_by_the_hotline(call)
-    joined = named(call, "QueueCallerJoin")
-    assert joined, "the caller never reached the queue"
+    joined = named(call, "QueueCallerJoin") + named(call, "UserEvent", "AcdWait")
+    assert joined, "the caller never reached the queue (app_queue's or the ACD router's)"
     key = [e for e in named(call, "DTMFEnd") if e.get("Channel") == call["channel"]][-1]["t"]
     end = caller_hangup(call)["t"]
     assert joined[0]["t"] < end <= key + RTP_TIMEOUT_S + MARGIN_S
-    assert not named(call, "AgentConnect")
+    assert not answered(call)
 
 
 def test_caller_gone_while_talking_to_an_agent_is_hung_up(sec: SecStack) -> None:
     call = sec.place(digits="2", hold_s=HOLD_S)
     hung_up_by_the_hotline(call)
-    connected = named(call, "AgentConnect")
+    connected = answered(call)
     assert connected, "the caller never reached an agent"
     key = [e for e in named(call, "DTMFEnd") if e.get("Channel") == call["channel"]][-1]["t"]
     end = caller_hangup(call)["t"]

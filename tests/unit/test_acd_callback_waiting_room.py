@@ -171,7 +171,8 @@ def test_the_dial_string_takes_only_a_valid_number() -> None:
 # ---- config and dialplan ---------------------------------------------------------------------
 def test_callbacks_need_the_router_and_sane_timers(tmp_path: Path) -> None:
     data = safe_yaml.load_file(EXAMPLE)
-    data["acd"]["callback"] = {"enabled": True}  # mode app_queue
+    data["acd"]["mode"] = "app_queue"
+    data["acd"]["callback"] = {"enabled": True}
     path = tmp_path / "h.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     with pytest.raises(Exception, match=r"acd\.callback\.enabled"):

@@ -6,10 +6,13 @@ from test_config import EXAMPLE, example_text, line_of, problems_of
 
 from hotline.config import load_config, parse_config
 
+APP_QUEUE = example_text().replace("\n  mode: router ", "\n  mode: app_queue ", 1)
+"""hotline.yaml with static app_queue queues instead of the router."""
 
-def test_example_routes_with_app_queue_and_every_seat_has_a_policy() -> None:
+
+def test_example_routes_with_the_router_and_every_seat_has_a_policy() -> None:
     config = load_config(EXAMPLE)
-    assert config.acd.mode == "app_queue"
+    assert config.acd.mode == "router" and config.acd.login_at_start
     settings = config.acd_settings()
     assert set(settings.skills) == {s.id for s in config.seats}
     assert settings.fallback_skill == "zonghe"
@@ -26,9 +29,10 @@ def test_agent_profiles_come_from_seats_and_levels() -> None:
     assert profiles["1009"].skills == {"gjj": 2, "renshe": 1} and profiles["1009"].general
 
 
-def test_older_config_without_acd_section_still_loads() -> None:
+def test_older_config_without_acd_section_still_loads_with_its_static_queues() -> None:
     text = example_text().split("\nacd:", 1)[0]
-    assert parse_config(text).acd.mode == "app_queue"
+    acd = parse_config(text).acd
+    assert acd.mode == "app_queue" and not acd.login_at_start
 
 
 def test_skill_policy_for_an_unknown_seat_is_refused_at_its_line() -> None:
@@ -59,14 +63,14 @@ def test_steps_out_of_order_are_refused() -> None:
 def test_router_dialplan_waits_in_the_acd_context_and_keeps_app_queue_as_fallback() -> None:
     from asterisk_conf.render import render_text
 
-    routed = parse_config(example_text().replace("mode: app_queue", "mode: router"))
+    routed = parse_config(example_text())
     text = render_text(routed)["extensions.conf"]
     assert "[hotline-acd-wait]" in text and "[hotline-acd-dial]" in text
     queue = text.split("exten => queue,1", 1)[1].split("exten => emergency", 1)[0]
     assert queue.index("hotline-acd-wait,s,1") < queue.index("Queue(${HOTLINE_QUEUE}")
     assert "Goto(hotline-route,queue,static)" in text
     assert "Goto(hotline-queue-exit,9,1)" in text
-    plain = render_text(load_config(EXAMPLE))["extensions.conf"]
+    plain = render_text(parse_config(APP_QUEUE))["extensions.conf"]
     assert "hotline-acd-wait" not in plain
 
 
@@ -75,12 +79,12 @@ def test_a_call_the_router_hands_to_an_agent_is_recorded_like_a_queued_one() -> 
     app_queue's Queue() runs, and neither does when recording is off."""
     from asterisk_conf.render import render_text
 
-    routed = parse_config(example_text().replace("mode: app_queue", "mode: router"))
+    routed = parse_config(example_text())
     text = render_text(routed)["extensions.conf"]
     dial = text.split("\n[hotline-acd-dial]\n", 1)[1].split("\n[", 1)[0]
     assert "U(hotline-agent-record))" in dial
     assert ",,,,,hotline-agent-record)" in text  # the app_queue fallback records too
-    quiet = example_text().replace("mode: app_queue", "mode: router")
+    quiet = example_text()
     assert "  enabled: true\n  include_ivr:" in quiet
     quiet = quiet.replace("  enabled: true\n  include_ivr:", "  enabled: false\n  include_ivr:")
     off = render_text(parse_config(quiet))["extensions.conf"]

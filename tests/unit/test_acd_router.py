@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from acd.commands import AgentCommand
+from acd.commands import STREAM, AgentCommand
 from acd.policy import AgentState, Policy, Reason
 from acd.router import DIAL_CONTEXT, WAIT_CONTEXT, AcdRouter
 from hotline import dialplan_vars as V
@@ -35,6 +35,7 @@ class FakeRedis:
     def __init__(self, engine: PolicyEngine) -> None:
         self.hashes: dict[str, dict[str, str]] = {}
         self.keys: dict[str, str] = {}
+        self.streams: dict[str, list[dict[str, str]]] = {}
         self.engine = engine
         self.down = False
 
@@ -65,6 +66,11 @@ class FakeRedis:
     def set(self, key: str, value: str, ex: int) -> None:
         self._check()
         self.keys[key] = value
+
+    def xadd(self, stream: str, fields: dict[str, str], **_: object) -> str:
+        self._check()
+        self.streams.setdefault(stream, []).append(fields)
+        return f"{len(self.streams[stream])}-0"
 
     def scan_iter(self, match: str, count: int) -> list[str]:
         return [f"acd:c:{call}" for call in self.engine._calls]
@@ -260,6 +266,27 @@ def test_commands_change_agent_state_and_malformed_ones_are_refused(setup: tuple
     run(router.apply({"op": "ready", "agent": "1002;DROP", "at": "1"}))
     run(router.apply({"op": "login", "agent": "4242", "at": "1"}))  # not in the config
     assert engine.agent_state("1002")[0] == AgentState.NOT_READY
+
+
+def test_agents_never_seen_are_signed_in_at_start_and_one_who_signed_out_stays_out(
+    setup: tuple,
+) -> None:
+    router, engine, redis, _ami, _clock = setup
+    assert router.config.acd.login_at_start  # hotline.yaml: a demo centre
+    login(router, "1002")
+    run(router.apply(AgentCommand(op="logout", agent_id="1002").fields()))  # type: ignore[arg-type]
+    asked = router.sign_in_configured()
+    assert "1002" not in asked and set(asked) == set(CONFIG.acd_profiles()) - {"1002"}
+    for fields in redis.streams[STREAM]:
+        assert AgentCommand.parse(fields).source == "system"
+        run(router.apply(fields))  # the leader's command loop
+    assert engine.agent_state("1001")[0] == AgentState.READY
+    assert engine.agent_state("1002")[0] == AgentState.LOGGED_OUT
+    assert router.sign_in_configured() == []  # a restart: everybody is known now
+    redis.down = True
+    assert router.sign_in_configured() == []  # logged; calls fail open meanwhile
+    off = CONFIG.model_copy(update={"acd": CONFIG.acd.model_copy(update={"login_at_start": False})})
+    assert AcdRouter(off, redis, engine).sign_in_configured() == []  # type: ignore[arg-type]
 
 
 def test_heartbeat_reaches_asterisk_only_while_redis_answers(setup: tuple) -> None:
