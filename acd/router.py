@@ -427,6 +427,7 @@ class AcdRouter(CallbackMixin):
             return []
         asked = []
         try:
+            _create_group(self.redis)  # else the group, made later at "$", skips these
             for agent_id in self.profiles:
                 try:
                     self.engine.agent_state(agent_id)

@@ -36,6 +36,8 @@ class FakeRedis:
         self.hashes: dict[str, dict[str, str]] = {}
         self.keys: dict[str, str] = {}
         self.streams: dict[str, list[dict[str, str]]] = {}
+        self.groups: dict[str, dict[str, int]] = {}
+        """stream → group → the entries before it was made ("$": it never reads them)."""
         self.engine = engine
         self.down = False
 
@@ -71,6 +73,10 @@ class FakeRedis:
         self._check()
         self.streams.setdefault(stream, []).append(fields)
         return f"{len(self.streams[stream])}-0"
+
+    def xgroup_create(self, stream: str, group: str, id: str, mkstream: bool) -> None:
+        self._check()
+        self.groups.setdefault(stream, {group: len(self.streams.get(stream, []))})
 
     def scan_iter(self, match: str, count: int) -> list[str]:
         return [f"acd:c:{call}" for call in self.engine._calls]
@@ -277,6 +283,7 @@ def test_agents_never_seen_are_signed_in_at_start_and_one_who_signed_out_stays_o
     run(router.apply(AgentCommand(op="logout", agent_id="1002").fields()))  # type: ignore[arg-type]
     asked = router.sign_in_configured()
     assert "1002" not in asked and set(asked) == set(CONFIG.acd_profiles()) - {"1002"}
+    assert redis.groups[STREAM]["acd-router"] == 0  # made first: the router reads them all
     for fields in redis.streams[STREAM]:
         assert AgentCommand.parse(fields).source == "system"
         run(router.apply(fields))  # the leader's command loop
