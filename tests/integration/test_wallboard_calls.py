@@ -1,8 +1,9 @@
 """The supervisors' wallboard in a real call (issue 10): the console started by the Stack
 reads the call event stream the AMI bridge writes.  A caller presses 8 (教育专席) while the
-seat's only agent has no phone up: the wallboard shows the caller waiting within 2 s of
-joining the queue; the agent's phone comes up, app_queue's next attempt connects, and the
-wallboard shows the call answered and the agent on it.  Stack slot ``supervisor``."""
+seat's only agent is signed in but on a break with no phone up: the wallboard shows the
+caller waiting within 2 s of joining the queue; the agent's phone comes up, he goes ready,
+the ACD router rings him, and the wallboard shows the call answered and the agent on it.
+Stack slot ``supervisor``."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ import httpx
 import pytest
 import yaml
 from instances import stack_instance
+from redis import Redis
 
+from acd.commands import STREAM, AgentCommand
+from acd.policy import Reason
 from hotline import safe_yaml
-from hotline.config import load_config
+from hotline.config import HotlineConfig, load_config
 from testphones.sipp import PhoneSet, offset_config, start_phone
 
 pytestmark = [pytest.mark.integration]
@@ -65,10 +69,20 @@ def board_hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
             ("emergency", trunk.host, trunk.port),
         ]:
             phones.phones[role] = start_phone(role, host, port, tmp / "phones")
+        # signed in at the router's start (acd.login_at_start), then on a break: a caller
+        # for his seat waits for him (no overflow to the 综合席 before 45 s)
+        agent_command(config, "not_ready", AGENT, Reason.BREAK)
         yield Hotline(config, config_path, stack, phones, tmp)
     finally:
         phones.stop()
         stack.down()
+
+
+def agent_command(config: HotlineConfig, op: str, agent: str, reason: Reason | None = None) -> None:
+    """What the agent's phone or console button asks of the ACD router."""
+    cmd = AgentCommand(op=op, agent_id=agent, reason=reason, by="itest")  # type: ignore[arg-type]
+    with Redis(**config.redis.client_kwargs()) as redis:  # type: ignore[arg-type]
+        redis.xadd(STREAM, cmd.fields())
 
 
 async def watch(client: httpx.AsyncClient, auth: dict, seen: list) -> None:
@@ -118,10 +132,11 @@ def test_a_waiting_caller_shows_on_the_wallboard_then_is_answered(board_hotline)
             waiting_at, _ = await until(
                 seen, lambda b: seat_of(b)["waiting"] == before["waiting"] + 1, 90
             )
-            # the seat's agent logs on: app_queue's next attempt rings the phone
+            # the seat's agent's phone comes up and he goes ready: the router rings him
             h.phones.phones[agent.endpoint] = start_phone(
                 agent.endpoint, agent.host, agent.port, h.workdir / "phones"
             )
+            agent_command(h.config, "ready", AGENT)
             _, answered = await until(
                 seen,
                 lambda b: agent_of(b)["state"] == "on_call" and agent_of(b)["seat"] == SEAT,
