@@ -69,6 +69,8 @@ GREETING = "greeting"
 """A menu whose first prompt is this plays it once, as a separate :class:`Play`."""
 TRANSFER = "transfer"
 GOODBYE = "goodbye"
+ELDERLY_ACK = "elderly-ack"
+"""Heard after the elderly key (已为您开通老年人优先服务), before the menu again."""
 KEYS = frozenset("0123456789*#")
 MAX_COLLECTS = 30
 """Menu rounds per call before the caller is sent to the general seat regardless."""
@@ -222,8 +224,9 @@ def _run_menu(c: _Call, name: str, *, emergency_only: bool = False) -> Step:
         if target is not None and target.kind == "repeat":
             continue
         if target is None and name == "main" and not emergency_only and key == _elderly_key(c):
-            c.facts.add("elderly")  # 老年人: the menu again, no failure counted
+            c.facts.add("elderly")  # 老年人: told so, the menu again, no failure counted
             c.path.append(key)
+            lead = (ELDERLY_ACK,)
             continue
         if target is not None:
             c.path.append(key)

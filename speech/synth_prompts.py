@@ -51,6 +51,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _CN_DIGITS = "零一二三四五六七八九"
 _PHONE_DIGITS = "零幺二三四五六七八九"
 _KEY_WORDS = {"*": "星号键", "#": "井号键"}
+ELDERLY_PHRASE = "六十岁以上的老年朋友，请先按{key}，再选择业务，我们将优先为您接通"
+"""The main menu's first phrase when ``acd.priority_rules`` has the elderly rule."""
 EMERGENCY_LABELS = {"110": "治安报警", "119": "火警", "120": "医疗急救", "122": "交通事故"}
 """How the emergency menu names each line (the line number is spoken after the label)."""
 NOTICE_LABELS = {
@@ -205,6 +207,9 @@ def render_menu_texts(config: Any) -> dict[str, str]:
                 f"{_option_label(config, target)}，请按{_key_words(key)}"
                 for key, target in menu.options.items()
             ]
+            elderly = next((r.key for r in config.acd.priority_rules if r.when == "elderly"), None)
+            if menu_id == "main" and elderly is not None:  # named first: before the matters
+                phrases.insert(0, ELDERLY_PHRASE.format(key=_key_words(elderly)))
             out[name] = "；".join(phrases) + "。"
     return out
 

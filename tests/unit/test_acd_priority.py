@@ -82,7 +82,7 @@ def test_default_rules_keep_the_keypad_failure_priority() -> None:
 def test_elderly_caller_presses_the_elderly_key_then_2_and_queues_with_its_priority() -> None:
     config = with_rules(ELDERLY, EXHAUSTED)
     call = place_call(config, ["#", "2"])
-    assert call.played() == ["greeting", "main-menu", "main-menu", "transfer"]  # no "invalid"
+    assert call.played() == ["greeting", "main-menu", "elderly-ack", "main-menu", "transfer"]
     assert call.route.request.skill == "gjj"
     assert call.route.request.priority == 2
     assert call.route.request.fields["priority_rules"] == "elderly"

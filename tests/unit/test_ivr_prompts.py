@@ -154,6 +154,21 @@ def test_admin_moving_a_seat_to_another_key_changes_the_menu_text() -> None:
     assert "人社业务，请按2" in text
 
 
+def test_with_the_elderly_rule_the_main_menu_names_its_key_first_and_the_ack_has_audio(
+    config: HotlineConfig, prompts: dict[str, str]
+) -> None:
+    data = safe_yaml.load_file(EXAMPLE)
+    data["acd"]["priority_rules"] = [{"when": "elderly", "key": "#", "priority": 2}]
+    elderly = HotlineConfig.model_validate(data)
+    text = render_menu_texts(elderly)["main-menu"]
+    assert text.startswith("六十岁以上的老年朋友，请先按井号键")
+    assert text.endswith(render_menu_texts(config)["main-menu"])  # the matters as before
+    heard = _heard(elderly, ("#", "2"))
+    assert "elderly-ack" in heard and "elderly-ack" in prompts
+    assert (SOUNDS / "elderly-ack.wav").exists(), "run make prompts"
+    assert "elderly-ack" not in _reachable(config)  # no rule, never heard
+
+
 def test_emergency_menu_names_each_line_and_its_key(config: HotlineConfig) -> None:
     text = render_menu_texts(config)["emergency-menu"]
     for key, target in config.menus["emergency"].options.items():
