@@ -5,6 +5,7 @@ the boost of docs/acd.md.
 
     GET  /api/acd/calls                                → the waiting calls (at most LIMIT)
     POST /api/acd/calls/{call_id}/priority {"priority": 0..acd.max_priority}  → 202, command sent
+    GET  /supervisor/queue                             the page (等待来电; log in on it)
 
 Supervisors only; a call is its channel's uniqueid (the engine's call id).  The list is read
 from the engine's queues (:func:`acd.waiting.waiting_calls`): per call its skill and seat
@@ -22,9 +23,11 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from redis.exceptions import RedisError
 
@@ -44,6 +47,7 @@ PREFIX = "acd:"
 """The engine's key prefix (acd/lua.py)."""
 LIMIT = 500
 """Waiting calls listed at most (by seat, then place); ``total`` still counts them all."""
+PAGE = Path(__file__).with_name("queue.html")
 DOWN = "排队服务不可用 (the ACD's Redis is down)"
 
 
@@ -151,6 +155,10 @@ def router(desk: CallDesk) -> APIRouter:
     r = APIRouter(responses=ERRORS)
     down = "the ACD's Redis is down"
 
+    @r.get("/supervisor/queue", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> str:
+        return PAGE.read_text(encoding="utf-8")
+
     @r.get("/api/acd/calls", responses={503: {"model": Problem, "description": down}})
     async def waiting(request: Request, _: Annotated[User, Depends(SUPERVISOR)]) -> WaitingCalls:
         return await desk.waiting(request)
@@ -175,7 +183,7 @@ def router(desk: CallDesk) -> APIRouter:
 
 
 def mount(app: FastAPI, config: HotlineConfig, redis: Any = None) -> CallDesk:
-    """Add the routes to ``app``; the Redis client is closed with the app."""
+    """Add the routes and the page to ``app``; the Redis client is closed with the app."""
     desk = CallDesk(config, redis)
     app.include_router(router(desk))
     inner = app.router.lifespan_context
