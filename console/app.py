@@ -21,7 +21,8 @@ Knowledge base (``console/kb.py``): ``/api/kb/…`` of ``kb/api.py``.
 
 Agent state (``console/agent_state.py``): ``/api/agents/{agent}/state``, ``…/login``,
 ``…/logout``, ``…/ready``, ``…/not-ready``.
-Waiting calls (``console/acd_calls.py``, supervisors): ``POST /api/acd/calls/{call_id}/priority``.
+Waiting calls (``console/acd_calls.py``, supervisors): ``GET /api/acd/calls``,
+``POST /api/acd/calls/{call_id}/priority``, page ``/supervisor/queue``.
 QA (``console/qa.py``, roles qa and supervisor): ``/qa`` and ``/api/qa/…`` (recordings,
 transcripts, scores).
 

@@ -1,5 +1,5 @@
-// The supervisors' pages' session (wallboard.html, reports.html): the login form, the logout
-// button and the role check.  The session cookie is HttpOnly: it goes with every request.
+// The supervisors' pages' session (wallboard.html, reports.html, queue.html): the login form,
+// the logout button and the role check.  The session cookie is HttpOnly: it goes with every request.
 function supervisorPage(onUser, onLogout) {
   const el = (id) => document.getElementById(id);
   async function start() {
