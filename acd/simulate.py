@@ -8,6 +8,7 @@ per agent group.
 
     python -m acd.simulate erlang-c
     python -m acd.simulate wallace-whitt --duration 200000
+    python -m acd.simulate estimates      # wait estimates: tuning vs held-out seeds
 """
 
 from __future__ import annotations
