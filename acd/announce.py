@@ -3,11 +3,13 @@
 Read-only: one pipelined read of the engine's keys (layout in ``acd/lua.py``), nothing is
 changed, so the router stays the only writer of queue state.  The place is the call's rank
 in its skill's tier-0 queue (every waiting call of the skill is in it, see
-:meth:`acd.engine.RedisEngine.position`); the wait is :class:`acd.estimate.WaitEstimator`'s
-staffing model, ``place × handle ÷ capacity``, with *capacity* the agents logged in at the
-skill's tiers (``P staff``) and *handle* the skill's moving average of talk + wrap-up that
-the router keeps when calls end (``P h:<skill>``, field ``*``); before any call of the skill
-has ended, or if that value is unreadable, the configured default (``acd.default_handle_s``).
+:meth:`acd.engine.RedisEngine.position`); the wait is :func:`acd.estimate.announced_wait`:
+the staffing model ``place × handle ÷ capacity`` (*capacity* the agents logged in at the
+skill's tiers, ``P staff``; *handle* the skill's moving average of talk + wrap-up that the
+router keeps when calls end, ``P h:<skill>`` field ``*``, else the configured default
+``acd.default_handle_s``) blended with ``place ×`` the observed time per place the router
+keeps when calls are answered (``P g:<skill>`` field ``gap``) once there is one.  A kept
+value that is not a sane number is ignored (fail open: the caller still hears an estimate).
 
 :func:`entry_estimate` is the same reading with a sync client: the router records it when it
 queues a call, and the engine compares it with the real wait when the call is answered.
@@ -19,7 +21,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from acd.estimate import WaitEstimator
+from acd.estimate import announced_wait, sane_gap
 from acd.policy import Refused, check_id
 
 ALL_AGENTS = "*"
@@ -51,15 +53,26 @@ def handle_time(raw: bytes | str | None, default_s: float) -> float:
     return value if math.isfinite(value) and 0 < value < 86_400 else default_s
 
 
+def observed_gap(raw: bytes | str | None) -> float | None:
+    """The kept time per place of a skill; ``None`` when there is none or it is not a sane
+    number (the staffing model alone is announced then)."""
+    try:
+        value = float(_text(raw))
+    except ValueError:
+        return None
+    return value if sane_gap(value) else None
+
+
 def _place(
-    skill: str, rank: int, staffed: list[Any], handle: bytes | str | None, default_s: float
+    skill: str,
+    rank: int,
+    staffed: list[Any],
+    kept: tuple[bytes | str | None, bytes | str | None],
+    default_s: float,
 ) -> Place:
     capacity = sum(int(_text(n) or 0) for n in staffed)
-    wait = None
-    if capacity > 0:
-        estimator = WaitEstimator(handle_time(handle, default_s))
-        wait = estimator.staffing_estimate(skill, rank + 1, capacity)
-    return Place(skill, rank + 1, wait)
+    handle, gap = handle_time(kept[0], default_s), observed_gap(kept[1])
+    return Place(skill, rank + 1, announced_wait(rank + 1, capacity, handle, gap))
 
 
 async def waiting_place(
@@ -80,12 +93,13 @@ async def waiting_place(
         pipe.zrank(f"{prefix}q:{skill}:0", call_id)
         pipe.hget(f"{prefix}skills", skill)
         pipe.hget(f"{prefix}h:{skill}", ALL_AGENTS)
-        rank, policy, handle = await pipe.execute()
+        pipe.hget(f"{prefix}g:{skill}", "gap")
+        rank, policy, handle, gap = await pipe.execute()
     if rank is None:
         return None
     tier_keys = _tier_keys(policy)
     staffed = await redis.hmget(f"{prefix}staff", *tier_keys) if tier_keys else []
-    return _place(skill, rank, staffed, handle, handle_s)
+    return _place(skill, rank, staffed, (handle, gap), handle_s)
 
 
 def entry_estimate(
@@ -100,12 +114,13 @@ def entry_estimate(
         pipe.zrank(f"{prefix}q:{skill}:0", call_id)
         pipe.hget(f"{prefix}skills", skill)
         pipe.hget(f"{prefix}h:{skill}", ALL_AGENTS)
-        rank, policy, handle = pipe.execute()
+        pipe.hget(f"{prefix}g:{skill}", "gap")
+        rank, policy, handle, gap = pipe.execute()
     if rank is None:
         return None
     tier_keys = _tier_keys(policy)
     staffed = redis.hmget(f"{prefix}staff", *tier_keys) if tier_keys else []
-    return _place(skill, rank, staffed, handle, handle_s)
+    return _place(skill, rank, staffed, (handle, gap), handle_s)
 
 
 def _text(value: bytes | str | None) -> str:

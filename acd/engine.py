@@ -204,6 +204,12 @@ class RedisEngine:
         }
         return raw.pop("*", None), raw
 
+    def time_per_place(self, skill: str) -> tuple[float | None, int]:
+        """The skill's observed time per place as kept at the answers (``acd.estimate
+        .next_gap``) and the gaps counted; ``(None, 0)`` before any caller of it waited."""
+        gap, n = self._r.hmget(f"{self.prefix}g:{skill}", "gap", "n")
+        return (None, 0) if gap is None else (float(_text(gap)), int(_text(n) or 0))
+
     def estimate_errors(self) -> dict[str, tuple[int, float]]:
         """Per skill: answered calls that had an entry estimate and the mean absolute error
         of that estimate against their real wait (seconds)."""

@@ -6,12 +6,16 @@ It mirrors :mod:`acd.policy` step for step; key layout under the prefix ``P``:
 - ``P a:<agent>`` hash: st, rs (reason), call, idle, keys, gen (综合席), tiers
   (``skill:tier:target,…``, the general steps left to ``gh``)
 - ``P c:<call>`` hash: sk, pr, arr, varr, st, ag, tin (tiers holding it), rk (re-entry key),
-  ans (answered at), est (the wait estimated when it was queued, written by the router),
+  off (offered at: later than arr for a call that was queued), ans (answered at), est (the
+  wait estimated when it was queued, written by the router),
   cb (1: a callback, no channel) and tries (its failed callbacks); st ``retry``: a failed
   callback waiting for its ``k|call`` timer
 - ``P cbcfg`` hash: ring (extra ring time of a callback offer), retries, after (retry wait)
 - ``P h:<skill>`` hash: handle time (talk + wrap-up) moving average per agent (field = agent
   id) and for the skill (field ``*``), updated when a call ends
+- ``P g:<skill>`` hash: the observed time per place (``acd.estimate.next_gap``), updated when
+  a call is answered: ``last`` (that answer's time), ``gap`` (the moving gap between answers
+  while the queue was not empty), ``n`` (gaps counted)
 - ``P q:<skill>:<tier>`` zset of waiting calls by virtual arrival
 - ``P r:<readykey>`` zset of ready agents by idle-since; ``P staff`` hash readykey → logged in;
   ``P low`` hash skill → its lowest specialist tier with someone logged in
@@ -24,10 +28,13 @@ It mirrors :mod:`acd.policy` step for step; key layout under the prefix ``P``:
 - ``P re:<key>`` re-entry places; ``P log`` stream of every change; ``P n:agent:<id>``,
   ``P n:skill:<skill>`` counters (with ``est_n``, ``est_abs_err``: answered calls that had
   an estimate, and the sum of its absolute errors).
-Numbers cross into Redis as ``%.17g`` so scores round-trip exactly.
+Numbers cross into Redis as ``%.17g`` so scores round-trip exactly.  The moving averages'
+weights come from :mod:`acd.estimate` (one definition for the engine and the simulator).
 """
 
-SCRIPT = r"""
+from acd.estimate import GAP_ALPHA, HANDLE_ALPHA, MAX_GAP_S
+
+_SCRIPT = r"""
 local P = KEYS[1]
 local op, fence = string.match(ARGV[1], '^([^|]*)|?(.*)$')
 local now = tonumber(ARGV[2])
@@ -36,7 +43,9 @@ local wrapup_s = tonumber(ARGV[4])
 local reentry_s = tonumber(ARGV[5])
 local offers = {}
 -- handle times: weight of the newest call in the moving averages (``P h:<skill>``)
-local HANDLE_ALPHA = 0.1
+local HANDLE_ALPHA = @HANDLE_ALPHA@
+-- observed time per place (``P g:<skill>``): weight of the newest gap, largest value believed
+local GAP_ALPHA, MAX_GAP = @GAP_ALPHA@, @MAX_GAP@
 
 -- Several routers (acd/lease.py): the leader sends its lease token as ``op|token``; a
 -- deposed leader's late decision is refused before it changes anything.
@@ -184,7 +193,7 @@ local function offer(cid, aid, fresh, s, tin)
   end
   unqueue(cid, s, tin)
   if not fresh then leave_ready(aid) end
-  redis.call('HSET', P .. 'c:' .. cid, 'st', 'reserved', 'ag', aid)
+  redis.call('HSET', P .. 'c:' .. cid, 'st', 'reserved', 'ag', aid, 'off', ARGV[2])
   set_state(aid, 'reserved', '', cid, true)
   local ring = ring_s
   if cb == '1' then
@@ -277,6 +286,30 @@ local function keep_handle(aid, s, handle_s)
     out[#out + 1] = f(x)
   end
   redis.call('HSET', key, unpack(out))
+end
+
+-- A call of skill s was answered after waited seconds; if it was queued (offered after it
+-- came), the time since the skill's last answer, at most this wait, is one gap of the
+-- observed time per place, averaged with weight max(GAP_ALPHA, 1/n); an old value that is not
+-- a sane number starts again (acd/estimate.py next_gap, the same rule).
+local function keep_gap(s, waited, queued)
+  local key = P .. 'g:' .. s
+  if not (queued and waited > 0) then
+    redis.call('HSET', key, 'last', ARGV[2])
+    return
+  end
+  local g = redis.call('HMGET', key, 'last', 'gap', 'n')
+  local sample = waited
+  local last = tonumber(g[1])
+  if last and last <= now then sample = math.min(now - last, waited) end
+  local gap, n = tonumber(g[2]), tonumber(g[3])
+  if gap and n and gap >= 0 and gap <= MAX_GAP and n >= 1 and n == math.floor(n) then
+    n = n + 1
+    gap = gap + math.max(GAP_ALPHA, 1 / n) * (sample - gap)
+  else
+    gap, n = sample, 1
+  end
+  redis.call('HSET', key, 'last', ARGV[2], 'gap', f(gap), 'n', f(n))
 end
 
 -- The call (skill s, arrival arr, virtual arrival varr as stored) waits: tiers, timer, match.
@@ -414,7 +447,7 @@ elseif op == 'priority' then
 elseif op == 'accept' then
   local aid, cid = ARGV[6], ARGV[7]
   local a = redis.call('HMGET', P .. 'a:' .. aid, 'st', 'call')
-  local c = redis.call('HMGET', P .. 'c:' .. cid, 'arr', 'sk', 'est')
+  local c = redis.call('HMGET', P .. 'c:' .. cid, 'arr', 'sk', 'est', 'off')
   if a[1] ~= 'reserved' or a[2] ~= cid or not c[1] then
     return refuse('agent ' .. aid .. ' holds no offer of call ' .. cid)
   end
@@ -432,6 +465,8 @@ elseif op == 'accept' then
   end
   redis.call('HINCRBY', P .. 'n:agent:' .. aid, 'answered', '1')
   redis.call('HINCRBY', skey, 'answered', '1')
+  local off = tonumber(c[4])
+  keep_gap(c[2], waited, off ~= nil and off > tonumber(c[1]))
 
 elseif op == 'no_answer' then
   local aid, cid = ARGV[6], ARGV[7]
@@ -526,6 +561,12 @@ else
 end
 return offers
 """
+
+SCRIPT = (
+    _SCRIPT.replace("@HANDLE_ALPHA@", repr(HANDLE_ALPHA))
+    .replace("@GAP_ALPHA@", repr(GAP_ALPHA))
+    .replace("@MAX_GAP@", repr(MAX_GAP_S))
+)
 
 NOTE_ESTIMATE = r"""
 -- KEYS[1]: the call's hash; ARGV[1]: the wait estimated when it was queued.  Only a call that

@@ -8,6 +8,7 @@ per agent group.
 
     python -m acd.simulate erlang-c
     python -m acd.simulate wallace-whitt --duration 200000
+    python -m acd.simulate estimates      # wait estimates: tuning vs held-out seeds
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ import heapq
 import math
 import random
 import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from acd.erlang import erlang_a, erlang_c_asa, erlang_c_service_level
-from acd.estimate import QueueAverage, WaitEstimator
+from acd.estimate import HANDLE_ALPHA, QueueAverage, WaitEstimator, announced_wait
 from acd.policy import Offer, Policy
 from acd.settings import AcdSettings, AgentProfile, SkillPolicy, Step
 
 
 @dataclass(frozen=True, slots=True)
 class Dist:
-    """A positive random duration: exponential, constant or log-normal (mean and CV)."""
+    """A positive random duration: exponential, constant, log-normal or uniform (mean and
+    CV; uniform on ``mean × (1 ± √3·cv)``)."""
 
-    kind: Literal["exp", "const", "lognormal"]
+    kind: Literal["exp", "const", "lognormal", "uniform"]
     mean: float
     cv: float = 1.0
 
@@ -39,6 +42,9 @@ class Dist:
             return rng.expovariate(1 / self.mean)
         if self.kind == "const":
             return self.mean
+        if self.kind == "uniform":
+            half = math.sqrt(3) * self.cv * self.mean
+            return rng.uniform(self.mean - half, self.mean + half)
         sigma2 = math.log(1 + self.cv**2)
         return rng.lognormvariate(math.log(self.mean) - sigma2 / 2, math.sqrt(sigma2))
 
@@ -63,6 +69,12 @@ class Scenario:
     warmup_s: float = 0.0
     seed: int = 1
     sl_s: float = 20.0
+    default_handle_s: float = 300.0
+    """The handle time the estimates use before any call of a skill has ended."""
+
+
+MODELS = ("announced", "staffing_kept", "observed", "staffing", "app_queue")
+"""The wait estimates the simulator scores on the same calls (see :func:`format_estimates`)."""
 
 
 @dataclass
@@ -72,9 +84,11 @@ class SkillReport:
     within_sl: int = 0
     abandoned: int = 0
     wait_answered_s: float = 0.0
-    est_error_s: list[float] = field(default_factory=list)
-    staffing_error_s: list[float] = field(default_factory=list)
-    peer_error_s: list[float] = field(default_factory=list)
+    errors: dict[str, list[float]] = field(default_factory=dict)
+    """Model → absolute errors of the estimate made at entry, one per caller who waited and
+    was answered (a *scored* caller)."""
+    scored: int = 0
+    scored_wait_s: float = 0.0
 
     @property
     def service_level(self) -> float:
@@ -88,17 +102,20 @@ class SkillReport:
     def abandon_rate(self) -> float:
         return self.abandoned / self.offered if self.offered else math.nan
 
-    @property
-    def est_mae_s(self) -> float:
-        return _mean(self.est_error_s)
+    def mae(self, model: str) -> float:
+        """Mean absolute error of ``model``'s estimate at entry (NaN with no such call)."""
+        return _mean(self.errors.get(model, []))
 
-    @property
-    def staffing_mae_s(self) -> float:
-        return _mean(self.staffing_error_s)
-
-    @property
-    def peer_mae_s(self) -> float:
-        return _mean(self.peer_error_s)
+    def merge(self, other: SkillReport) -> None:
+        self.offered += other.offered
+        self.answered += other.answered
+        self.within_sl += other.within_sl
+        self.abandoned += other.abandoned
+        self.wait_answered_s += other.wait_answered_s
+        self.scored += other.scored
+        self.scored_wait_s += other.scored_wait_s
+        for model, errors in other.errors.items():
+            self.errors.setdefault(model, []).extend(errors)
 
 
 def _mean(values: list[float]) -> float:
@@ -114,14 +131,7 @@ class Report:
     def total(self) -> SkillReport:
         out = SkillReport()
         for r in self.skills.values():
-            out.offered += r.offered
-            out.answered += r.answered
-            out.within_sl += r.within_sl
-            out.abandoned += r.abandoned
-            out.wait_answered_s += r.wait_answered_s
-            out.est_error_s += r.est_error_s
-            out.staffing_error_s += r.staffing_error_s
-            out.peer_error_s += r.peer_error_s
+            out.merge(r)
         return out
 
 
@@ -142,13 +152,28 @@ class _Call:
     arrival: float
     handle: float
     counted: bool
-    estimate: float | None = None
-    staffing: float = 0.0
-    peer: float = 0.0
+    estimates: dict[str, float] | None = None
+    agent: str = ""
+    answered: float = 0.0
 
 
-def simulate(scenario: Scenario, router: Router | None = None) -> Report:
-    """Run ``scenario``; arrivals stop at ``duration_s``, then the queues drain."""
+Probe = Callable[[str], float | None]
+"""Reads an estimate for a call just queued (e.g. the announcement, from Redis)."""
+
+
+def simulate(
+    scenario: Scenario, router: Router | None = None, probes: Mapping[str, Probe] | None = None
+) -> Report:
+    """Run ``scenario``; arrivals stop at ``duration_s``, then the queues drain.
+
+    Estimates scored at entry (:data:`MODELS`): ``announced`` is the production rule
+    (:func:`acd.estimate.announced_wait`) fed as the engine feeds it: the gap and the handle
+    time kept as the Lua script keeps them (handle time at the call's end, weight
+    :data:`~acd.estimate.HANDLE_ALPHA`), capacity = agents logged in at the skill's tiers;
+    ``staffing_kept`` is its staffing model alone (what was announced before the gap was
+    kept); ``observed`` and ``staffing`` are :class:`~acd.estimate.WaitEstimator`'s
+    (handle times seen at the answer, capacity by share of calls); ``app_queue`` is
+    :class:`~acd.estimate.QueueAverage`.  ``probes`` add models read by name."""
     rng = random.Random(scenario.seed)
     if router is None:
         router = Policy(scenario.settings, keep_log=False)
@@ -159,7 +184,9 @@ def simulate(scenario: Scenario, router: Router | None = None) -> Report:
     events: list[tuple[float, int, str, str]] = []
     seq = 0
     decisions = 0
-    estimator, peer = WaitEstimator(), QueueAverage()
+    estimator = WaitEstimator(scenario.default_handle_s)
+    kept = WaitEstimator(scenario.default_handle_s, alpha=HANDLE_ALPHA)
+    peer = QueueAverage()
     serving: dict[str, list[tuple[str, int]]] = {s: [] for s in skills}
     for agent_id, profile in scenario.agents.items():
         tiers = profile.tiers(scenario.settings)
@@ -180,6 +207,7 @@ def simulate(scenario: Scenario, router: Router | None = None) -> Report:
             done = call.handle + scenario.settings.wrapup_s
             estimator.observe(offer.agent_id, call.skill, done)
             estimator.observe_answer(call.skill, now, wait)
+            kept.observe_answer(call.skill, now, wait)
             if wait > 0:
                 peer.observe(call.skill, wait)
             if call.counted:
@@ -187,14 +215,32 @@ def simulate(scenario: Scenario, router: Router | None = None) -> Report:
                 rep.answered += 1
                 rep.within_sl += wait <= scenario.sl_s
                 rep.wait_answered_s += wait
-                if call.estimate is not None:
-                    rep.est_error_s.append(abs(call.estimate - wait))
-                    rep.staffing_error_s.append(abs(call.staffing - wait))
-                    rep.peer_error_s.append(abs(call.peer - wait))
+                if call.estimates is not None:
+                    rep.scored += 1
+                    rep.scored_wait_s += wait
+                    for model, est in call.estimates.items():
+                        rep.errors.setdefault(model, []).append(abs(est - wait))
                 group = scenario.groups[offer.agent_id]
                 busy[group] = busy.get(group, 0.0) + done
-            call.estimate = None
+            call.estimates = None
+            call.agent, call.answered = offer.agent_id, now
             push(now + call.handle, "end", offer.call_id)
+
+    def estimates(call_id: str, skill: str) -> dict[str, float]:
+        position = router.position(call_id)
+        cap = estimator.capacity(skill, serving[skill])
+        handle = kept.handle(skill)
+        handle = scenario.default_handle_s if handle is None else handle
+        out = {
+            "announced": announced_wait(position, len(serving[skill]), handle, kept.gap(skill)),
+            "staffing_kept": announced_wait(position, len(serving[skill]), handle, None),
+            "observed": estimator.estimate(skill, position, cap),
+            "staffing": estimator.staffing_estimate(skill, position, cap),
+            "app_queue": peer.estimate(skill),
+        }
+        for name, probe in (probes or {}).items():
+            out[name] = probe(call_id)
+        return {k: v for k, v in out.items() if v is not None}
 
     for agent_id, profile in scenario.agents.items():
         handle_offers(router.login(agent_id, profile, 0.0), 0.0)
@@ -229,11 +275,7 @@ def simulate(scenario: Scenario, router: Router | None = None) -> Report:
                 push(now + load.patience.sample(rng), "abandon", call_id)
             offers = router.enqueue(call_id, ref, priority, now)
             if not offers:
-                cap = estimator.capacity(ref, serving[ref])
-                position = router.position(call_id)
-                call.estimate = estimator.estimate(ref, position, cap)
-                call.staffing = estimator.staffing_estimate(ref, position, cap)
-                call.peer = peer.estimate(ref)
+                call.estimates = estimates(call_id, ref)
             handle_offers(offers, now)
         elif kind == "abandon":
             state = router.call_state(ref)
@@ -243,7 +285,10 @@ def simulate(scenario: Scenario, router: Router | None = None) -> Report:
                     reports[call.skill].abandoned += 1
                 handle_offers(router.hangup(ref, now), now)
         else:
-            calls.pop(ref, None)
+            ended = calls.pop(ref, None)
+            if ended is not None:  # the engine keeps talk + wrap-up when the call ends
+                done = now - ended.answered + scenario.settings.wrapup_s
+                kept.observe(ended.agent, ended.skill, done)
             handle_offers(router.hangup(ref, now), now)
     span = max(scenario.duration_s - scenario.warmup_s, 1e-9)
     sizes: dict[str, int] = {}
@@ -376,33 +421,106 @@ def hotline(*, duration_s: float = 200_000, seed: int = 1, patience_s: float = 1
     return Scenario(settings, agents, groups, loads, duration_s, duration_s * 0.02, seed)
 
 
+def two_agents(*, duration_s: float = 96, seed: int = 1) -> Scenario:
+    """The real-call bench (``bench/acd_wait_estimate.py``) in the simulator: two 公积金
+    agents, callers at exponential gaps (mean 6 s) who hold on, talk uniform 8–24 s, wrap-up
+    2 s, default handle 30 s; 96 s of arrivals is its 16 callers on average."""
+    settings = AcdSettings(
+        skills={"gjj": SkillPolicy(steps=(Step(level=1, after_s=0),))},
+        fallback_skill="gjj",
+        wrapup_s=2,
+        priority_boost=0,
+    )
+    agents = {a: AgentProfile(skills={"gjj": 1}) for a in ("1002", "1009")}
+    load = Load(rate_per_s=1 / 6, handle=Dist("uniform", 16.0, 8 / (16 * math.sqrt(3))))
+    return Scenario(
+        settings, agents, dict.fromkeys(agents, "gjj"), {"gjj": load}, duration_s,
+        seed=seed, default_handle_s=30.0,
+    )  # fmt: skip
+
+
+def pooled(make: Callable[[int], Scenario], seeds: Iterable[int]) -> Report:
+    """One report over several seeded runs (each skill's calls and errors together)."""
+    out = Report({}, {}, 0)
+    for seed in seeds:
+        report = simulate(make(seed))
+        out.decisions += report.decisions
+        for name, r in report.skills.items():
+            out.skills.setdefault(name, SkillReport()).merge(r)
+    return out
+
+
+TUNING_SEEDS = {"hotline": range(1, 4), "two-agents": range(1, 201)}
+"""Seeds the announced rule and :data:`acd.estimate.GAP_ALPHA` were chosen on."""
+HELD_OUT_SEEDS = {"hotline": range(11, 16), "two-agents": range(1001, 1201)}
+"""Seeds not looked at while choosing: the figures to quote."""
+
+MODEL_LABELS = {
+    "announced": "announced: ½ observed gap + ½ staffing",
+    "staffing_kept": "staffing, kept handle (announced before)",
+    "observed": "observed gap (WaitEstimator)",
+    "staffing": "staffing, capacity by call shares",
+    "app_queue": "app_queue's average",
+}
+
+
+def format_estimates(report: Report) -> str:
+    """Per model (:data:`MODELS`, then any probe): the MAE of the wait estimated at entry,
+    per skill and over all, on the same callers (those who waited and were answered)."""
+    total = report.total()
+    names = [*report.skills, "all"]
+    models = [*MODELS, *(m for m in total.errors if m not in MODELS)]
+    rows = [*report.skills.values(), total]
+    lines = [
+        "| model | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+        "| callers scored (n) | " + " | ".join(str(r.scored) for r in rows) + " |",
+        "| their mean wait s | " + " | ".join(f"{_mean_wait(r):.1f}" for r in rows) + " |",
+    ]
+    for model in models:
+        maes = " | ".join(f"{r.mae(model):.1f}" for r in rows)
+        lines.append(f"| {MODEL_LABELS.get(model, model)} | {maes} |")
+    return "\n".join(lines)
+
+
+def _mean_wait(r: SkillReport) -> float:
+    """Mean real wait of the callers whose estimates are scored."""
+    return r.scored_wait_s / r.scored if r.scored else math.nan
+
+
 # -- CLI --------------------------------------------------------------------------------------
 
 
 def format_report(report: Report, sl_s: float = 20) -> str:
     """Per skill: offered, service level, ASA, abandoned, and the mean absolute error of the
-    wait estimated at entry: the estimator's (observed time per place), its staffing model
-    (place × handle ÷ capacity, what the router announces) and app_queue's queue-wide
-    average (:class:`acd.estimate.QueueAverage`), all on the same calls."""
+    wait announced at entry (:func:`acd.estimate.announced_wait`) beside app_queue's
+    queue-wide average, on the same calls; then every model's (:func:`format_estimates`)."""
     head = (
-        f"| skill | offered | SL≤{sl_s:g}s % | ASA s | abandoned % | est. MAE s "
-        "| staffing MAE s | app_queue MAE s |"
+        f"| skill | offered | SL≤{sl_s:g}s % | ASA s | abandoned % | announced MAE s "
+        "| app_queue MAE s |"
     )
-    lines = [head, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
     rows = [*report.skills.items(), ("all", report.total())]
     for name, r in rows:
         lines.append(
             f"| {name} | {r.offered} | {100 * r.service_level:.1f} | {r.asa_s:.1f} "
-            f"| {100 * r.abandon_rate:.1f} | {r.est_mae_s:.1f} | {r.staffing_mae_s:.1f} "
-            f"| {r.peer_mae_s:.1f} |"
+            f"| {100 * r.abandon_rate:.1f} | {r.mae('announced'):.1f} | {r.mae('app_queue'):.1f} |"
         )
     occ = ", ".join(f"{g} {100 * v:.0f}%" for g, v in report.occupancy.items())
-    return "\n".join([*lines, f"occupancy: {occ}"])
+    estimates = format_estimates(report)
+    return "\n".join(
+        [*lines, f"occupancy: {occ}", "", "wait estimated at entry, MAE s:", estimates]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m acd.simulate", description=__doc__)
-    parser.add_argument("scenario", choices=["erlang-c", "erlang-a", "wallace-whitt", "hotline"])
+    parser.add_argument(
+        "scenario",
+        choices=["erlang-c", "erlang-a", "wallace-whitt", "hotline", "two-agents", "estimates"],
+        help="estimates: the estimate models on the tuning and the held-out seeds of "
+        "hotline and two-agents (--duration applies to hotline, default 100000)",
+    )
     parser.add_argument("--duration", type=float, default=None, help="simulated seconds")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--erlangs", type=float, default=10.0)
@@ -432,6 +550,19 @@ def main(argv: list[str] | None = None) -> int:
                 f"Erlang A: SL {100 * a['service_level']:.2f} %, "
                 f"abandoned {100 * a['p_abandon']:.2f} %"
             )
+    elif args.scenario == "estimates":
+        hotline_s = args.duration or 100_000
+        makers: dict[str, Callable[[int], Scenario]] = {
+            "hotline": lambda seed: hotline(duration_s=hotline_s, seed=seed),
+            "two-agents": lambda seed: two_agents(seed=seed),
+        }
+        for name, make in makers.items():
+            for kind, seeds in (("tuning", TUNING_SEEDS), ("held-out", HELD_OUT_SEEDS)):
+                span = f"{seeds[name][0]}–{seeds[name][-1]}"
+                table = format_estimates(pooled(make, seeds[name]))
+                print(f"## {name}, {kind} seeds {span}\n{table}\n")
+    elif args.scenario == "two-agents":
+        print(format_report(simulate(two_agents(seed=args.seed, **kw))))
     elif args.scenario == "wallace-whitt":
         for design in WW_DESIGNS:
             report = simulate(wallace_whitt(design, seed=args.seed, **kw))

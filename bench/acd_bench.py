@@ -33,7 +33,7 @@ from redis import Redis
 from acd.engine import RedisEngine
 from acd.erlang import erlang_a, erlang_c_service_level
 from acd.settings import AcdSettings, AgentProfile, SkillPolicy, Step
-from acd.simulate import WW_DESIGNS, hotline, simulate, single_skill, wallace_whitt
+from acd.simulate import MODELS, WW_DESIGNS, hotline, simulate, single_skill, wallace_whitt
 
 P99_TARGET_MS = 2.0
 RATE_TARGET = 5000
@@ -235,13 +235,14 @@ def estimate(duration: float, seed: int, label: str) -> None:
     print(f"{duration:.0f} simulated s, log-normal handle (CV 0.8), exponential patience 180 s")
     print("Mean absolute error of the estimate made when the caller started waiting, over")
     print("callers who waited and were answered:")
-    print("| skill | n | SL % | abandon % | observed MAE s | staffing MAE s | app_queue MAE s |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| skill | n | SL % | abandon % | announced MAE s | staffing (announced before) MAE s "
+          "| observed MAE s | staffing by shares MAE s | app_queue MAE s |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in [*rep.skills.items(), ("all", rep.total())]:
+        maes = " | ".join(f"{r.mae(m):.1f}" for m in MODELS)
         print(
-            f"| {name} | {len(r.est_error_s)} | {100 * r.service_level:.1f} "
-            f"| {100 * r.abandon_rate:.1f} | {r.est_mae_s:.1f} | {r.staffing_mae_s:.1f} "
-            f"| {r.peer_mae_s:.1f} |"
+            f"| {name} | {r.scored} | {100 * r.service_level:.1f} "
+            f"| {100 * r.abandon_rate:.1f} | {maes} |"
         )
     print()
 

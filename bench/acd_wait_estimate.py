@@ -10,13 +10,17 @@ queues them and rings the agents.  An agent talks for a random time (uniform
 ``--talk-min``..``--talk-max`` s) after answering, then hangs up (AMI ``Hangup`` of the call's
 channel, what the agent's phone would do); wrap-up 2 s.
 
-The router records each queued caller's estimate at entry (the announcement's own estimate:
-place × handle ÷ agents logged in, handle = the skill's kept talk + wrap-up, else
-``acd.default_handle_s``); the engine compares it with the real wait at the answer.  Printed
-from the engine's ``acd:log`` and its counters: per skill, answered calls with an estimate,
-the mean real wait, the estimate's mean absolute error, and the app_queue-style peer's (a
-``(3·old + new) / 4`` average of the waits answered before the caller arrived) on the same
-calls.
+The router records each queued caller's estimate at entry (the announcement's own estimate,
+``acd.estimate.announced_wait``: place × handle ÷ agents logged in, handle = the skill's kept
+talk + wrap-up, else ``acd.default_handle_s``, blended with place × the observed time per
+place once the engine keeps one); the engine compares it with the real wait at the answer.
+Printed from the engine's ``acd:log`` and its counters: per skill, answered calls with an
+estimate, the mean real wait, the estimate's mean absolute error, and on the same calls the
+staffing model alone (what was announced before the observed gap was kept) and the
+app_queue-style peer's (a ``(3·old + new) / 4`` average of the waits answered before the
+caller arrived).  The staffing model and a check of the router's figure are replayed from
+the log: places from enqueue/offer/abandon/no-answer entries, handle times from answer →
+end, the gap from the answers (the rules of ``acd.estimate``), two agents logged in.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from acd_ready_to_invite import config_data, on_stack  # noqa: E402
 
 from acd.commands import STREAM, AgentCommand  # noqa: E402
 from acd.engine import RedisEngine  # noqa: E402
-from acd.estimate import QueueAverage  # noqa: E402
+from acd.estimate import HANDLE_ALPHA, QueueAverage, WaitEstimator, announced_wait  # noqa: E402
 from acd.policy import AgentState, Refused  # noqa: E402
 from cli.commands.call import place_call  # noqa: E402
 from hotline.ami import AmiClient  # noqa: E402
@@ -50,6 +54,7 @@ from testphones.sipp import CallerSpec, key_steps, prepare_media  # noqa: E402
 
 AGENTS = ("1002", "1009")
 SKILL = "gjj"
+WRAPUP_S = 2.0
 HOLD_S = 600.0
 """Callers hold on longer than any wait here: only the agent ends a call."""
 
@@ -59,7 +64,7 @@ def bench_config(offset: int, tmp: Path, default_handle_s: float) -> dict:
     for agent in data["agents"]:
         if agent["id"] == "1009":
             agent["seats"] = [SKILL]
-    data["acd"] |= {"wrapup_s": 2, "announce_s": 0, "default_handle_s": default_handle_s}
+    data["acd"] |= {"wrapup_s": WRAPUP_S, "announce_s": 0, "default_handle_s": default_handle_s}
     return data
 
 
@@ -126,49 +131,100 @@ class Run:
             stop.set()
             await hangups
             await ami.close()
-        report(self.redis, self.engine)
+        report(self.redis, self.engine, self.args.default_handle)
 
 
-def report(redis: Redis, engine: RedisEngine) -> None:
-    """Per skill: the router's entry estimates against the real waits (from ``acd:log``),
-    beside the app_queue-style average on the same calls."""
-    entered: dict[str, tuple[str, float]] = {}
-    peer = QueueAverage()
-    rows: dict[str, list[tuple[float, float, float]]] = {}
-    peer_at_entry: dict[str, float] = {}
-    for _, raw in redis.xrange("acd:log"):
-        e = {k.decode(): v.decode() for k, v in raw.items()}
-        if e["ev"] == "enqueue":
-            entered[e["call"]] = (e["skill"], float(e["t"]))
-            peer_at_entry[e["call"]] = peer.estimate(e["skill"])
-        elif e["ev"] == "answer" and e.get("call") in entered:
-            skill, _ = entered[e["call"]]
+class Scored:
+    """One answered caller who had an entry estimate, with the models' figures at entry."""
+
+    def __init__(self, wait: float, est: float, staffing: float, replayed: float | None,
+                 peer: float) -> None:  # fmt: skip
+        self.wait, self.est, self.staffing = wait, est, staffing
+        self.replayed, self.peer = replayed, peer
+
+
+def replay(entries: list[dict[str, str]], default_handle_s: float) -> dict[str, list[Scored]]:
+    """Per skill, the scored callers: the router's estimate (``est``), the staffing model
+    alone, the router's rule replayed from the log, and the app_queue-style average, each as
+    it stood when the caller was queued (``len(AGENTS)`` agents logged in throughout)."""
+    kept, peer = WaitEstimator(default_handle_s, alpha=HANDLE_ALPHA), QueueAverage()
+    waiting: dict[str, dict[str, float]] = {}
+    calls: dict[str, dict[str, float | str]] = {}
+    at_entry: dict[str, tuple[float, float | None, float]] = {}
+    rows: dict[str, list[Scored]] = {}
+    for e in entries:
+        ev, call = e["ev"], e.get("call", "")
+        t = float(e["t"])
+        if ev == "enqueue":
+            calls[call] = {"skill": e["skill"], "arr": t}
+            queue = waiting.setdefault(e["skill"], {})
+            queue[call] = t
+            place = sorted(queue, key=queue.__getitem__).index(call) + 1
+            handle = kept.handle(e["skill"]) or default_handle_s
+            staffing = announced_wait(place, len(AGENTS), handle, None)
+            rule = announced_wait(place, len(AGENTS), handle, kept.gap(e["skill"]))
+            at_entry[call] = (staffing or 0.0, rule, peer.estimate(e["skill"]))
+        elif call not in calls:
+            continue
+        skill = str(calls[call]["skill"])
+        if ev == "offer":
+            waiting[skill].pop(call, None)
+            calls[call]["off"] = t
+        elif ev == "no_answer":
+            waiting[skill][call] = float(calls[call]["arr"])
+        elif ev == "abandon":
+            waiting[skill].pop(call, None)
+        elif ev == "answer":
             wait = float(e["wait"])
+            queued = float(calls[call].get("off", 0.0)) > float(calls[call]["arr"])
+            kept.observe_answer(skill, t, wait, queued)
+            calls[call] |= {"ans": t, "agent": e["agent"]}
             if "est" in e:
-                rows.setdefault(skill, []).append((wait, float(e["est"]), peer_at_entry[e["call"]]))
+                staffing, rule, peer_s = at_entry[call]
+                rows.setdefault(skill, []).append(
+                    Scored(wait, float(e["est"]), staffing, rule, peer_s)
+                )
             if wait > 0:
                 peer.observe(skill, wait)
+        elif ev == "end" and "ans" in calls[call]:
+            done = t - float(calls[call]["ans"]) + WRAPUP_S
+            kept.observe(str(calls[call]["agent"]), skill, done)
+    return rows
+
+
+def report(redis: Redis, engine: RedisEngine, default_handle_s: float) -> None:
+    """Per skill: the router's entry estimates against the real waits (from ``acd:log``),
+    beside the staffing model alone and the app_queue-style average on the same calls."""
+    entries = [
+        {k.decode(): v.decode() for k, v in raw.items()} for _, raw in redis.xrange("acd:log")
+    ]
+    rows = replay(entries, default_handle_s)
     print("## Estimated wait at entry vs real wait (real calls through the ACD router)")
-    print("| skill | answered with an estimate | mean wait s | estimate MAE s "
-          "| app_queue-style MAE s | engine counters: n, MAE s |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| skill | answered with an estimate | mean wait s | announced MAE s "
+          "| staffing alone MAE s | app_queue-style MAE s | engine counters: n, MAE s "
+          "| replay = router |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     counters = engine.estimate_errors()
     for skill, calls in rows.items():
         n = len(calls)
-        mean_wait = sum(w for w, _, _ in calls) / n
-        ours = sum(abs(e - w) for w, e, _ in calls) / n
-        theirs = sum(abs(p - w) for w, _, p in calls) / n
+        mean_wait = sum(c.wait for c in calls) / n
+        ours = sum(abs(c.est - c.wait) for c in calls) / n
+        staffing = sum(abs(c.staffing - c.wait) for c in calls) / n
+        theirs = sum(abs(c.peer - c.wait) for c in calls) / n
+        same = all(c.replayed is not None and abs(c.replayed - c.est) < 1e-6 for c in calls)
         cn, cmae = counters.get(skill, (0, float("nan")))
-        print(f"| {skill} | {n} | {mean_wait:.1f} | {ours:.1f} | {theirs:.1f} | {cn}, {cmae:.1f} |")
+        print(f"| {skill} | {n} | {mean_wait:.1f} | {ours:.1f} | {staffing:.1f} | {theirs:.1f} "
+              f"| {cn}, {cmae:.1f} | {'yes' if same else 'NO'} |")  # fmt: skip
     handle, per_agent = engine.handle_times(SKILL)
     kept = ", ".join(f"{a} {h:.1f}" for a, h in sorted(per_agent.items()))
+    gap, n_gaps = engine.time_per_place(SKILL)
     print(f"kept handle time {SKILL}: {handle if handle is None else round(handle, 1)} s "
-          f"(agents: {kept})")  # fmt: skip
-    for _, raw in redis.xrange("acd:log"):
-        e = {k.decode(): v.decode() for k, v in raw.items()}
-        if e["ev"] == "answer" and "est" in e:
-            print(f"  call {e['call']}: waited {float(e['wait']):6.1f} s, estimated "
-                  f"{float(e['est']):6.1f} s")  # fmt: skip
+          f"(agents: {kept}); time per place {gap if gap is None else round(gap, 1)} s "
+          f"({n_gaps} gaps)")  # fmt: skip
+    for skill, calls in rows.items():
+        for c in calls:
+            print(f"  {skill}: waited {c.wait:6.1f} s, announced {c.est:6.1f} s, staffing "
+                  f"{c.staffing:6.1f} s")  # fmt: skip
 
 
 def main() -> int:
