@@ -6,7 +6,9 @@ the re-entry key nor anything else about the caller.  Every waiting call of a sk
 its tier-0 queue ``P q:<skill>:0`` (the first step starts at 0 s), ranked by virtual arrival,
 so a call's place is its rank there (as in :func:`acd.announce.waiting_place`).  Four
 pipelined reads, bounded by ``limit`` calls; nothing is scanned and nothing is written, so
-the router stays the only writer of queue state.
+the router stays the only writer of queue state.  The reads are not one transaction: a list
+read while the router changes a call may pair its new priority with its old place; the next
+read is right.
 """
 
 from __future__ import annotations

@@ -246,9 +246,12 @@ def make_app(
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+            # services the caller passed in are the caller's to close (a lifespan may stop
+            # and start again, as schemathesis does between tests)
+            closers = (sv.store, sv.throttle, redis) if own else ()
             if own and sv.kb is not None:
                 sv.kb.close()
-            for closer in (sv.store, sv.throttle, redis):
+            for closer in closers:
                 if closer is not None:
                     with contextlib.suppress(Exception):
                         await (closer.aclose() if closer is redis else closer.close())

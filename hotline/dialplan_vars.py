@@ -51,6 +51,8 @@ ACD_SAID = "HOTLINE_ACD_SAID"
 """Unix time of the waiting caller's last position announcement (``acd.announce_s``)."""
 ACD_KEY = "HOTLINE_ACD_KEY"
 """The key a waiting caller pressed during the announcement (the emergency exit key)."""
+FLAGGED_BY = "HOTLINE_FLAGGED_BY"
+"""On an agent's channel: the endpoint that pressed the harassment feature code."""
 ACD_WAIT_CONTEXT = "hotline-acd-wait"
 """The ACD router's waiting room: music, announcements, the emergency exit; the router
 queues a caller on its ``AcdWait`` event and redirects him out of it to ring an agent."""
@@ -105,6 +107,7 @@ ALL = (
     ACD_CB_TOKEN,
     ACD_CB_OK,
     ACD_CB_TRIES,
+    FLAGGED_BY,
     SPY_TARGET,
 )
 

@@ -107,10 +107,13 @@ def test_a_supervisor_raises_the_later_callers_priority_and_it_is_served_first(
     assert (cmd.call_id, cmd.priority, cmd.by, cmd.source) == (LATE, 3, "sup1", Source.SUPERVISOR)
 
     engine.reprioritize(cmd.call_id, cmd.priority, time.time(), by=cmd.by)  # the router
+    # the list is read in three pipelined steps, not atomically: a refresh read across the
+    # router's change may show the new priority in the old order; the next one shows both
     page.wait_for_function(
-        f"document.querySelector(\"#calls tr[data-call='{LATE}'] td.priority\")"
+        f"document.querySelector('#calls tbody tr').dataset.call === '{LATE}'"
+        f" && document.querySelector(\"#calls tr[data-call='{LATE}'] td.priority\")"
         ".textContent === '3'",
-        timeout=6000,
+        timeout=9000,
     )
     order = page.locator("#calls tbody tr").evaluate_all("rs => rs.map(r => r.dataset.call)")
     assert order == [LATE, EARLY, CALLBACK]

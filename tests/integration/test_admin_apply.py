@@ -55,6 +55,13 @@ def admin_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     data["menus"]["main"]["retries"] = 3
     data.setdefault("speech", {})["mode"] = "off"
     data["admin"] = {"versions_db": str(tmp / "config-versions.sqlite3")}
+    # a caller waiting for the busy 交通 agent waits for him: his wrap-up short, the 综合席
+    # overflow late (the ACD router's escalation, docs/acd.md)
+    data["acd"] = {**data["acd"], "wrapup_s": 2}
+    data["acd"]["specialist_steps"] = [
+        {"level": 1, "after_s": 0},
+        {"level": "general", "after_s": 120},
+    ]
     config_path = tmp / f"{INSTANCE}.yaml"
     config_path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
     config = load_config(config_path)

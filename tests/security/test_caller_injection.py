@@ -64,8 +64,13 @@ def test_hostile_caller_is_answered_routed_and_forges_nothing(sec: SecStack, cas
     events = [m for m in msgs if header(m, "Event")]
     assert all(len(header(m, "Event")) == 1 for m in events), f"{case}: a 2nd Event header"
     for m in events:
-        for field in ("CallerIDNum", "ConnectedLineNum", "DestCallerIDNum"):
-            assert all(NUMBER.match(v) for v in header(m, field)), (case, m)
+        bad = [
+            (field, v)
+            for field in ("CallerIDNum", "ConnectedLineNum", "DestCallerIDNum")
+            for v in header(m, field)
+            if not NUMBER.match(v)
+        ]
+        assert not bad, (case, bad, header(m, "Event"))
         for field in ("CallerIDName", "DestCallerIDName", "ConnectedLineName"):
             assert all(len(v.encode()) <= 80 and "\x00" not in v for v in header(m, field)), m
     assert "13999999999" not in out["raw"] and "Linkedid: 1\r\n" not in out["raw"]
