@@ -90,11 +90,7 @@ async def waiting_place(
     if not skill:
         return None
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.zrank(f"{prefix}q:{skill}:0", call_id)
-        pipe.hget(f"{prefix}skills", skill)
-        pipe.hget(f"{prefix}h:{skill}", ALL_AGENTS)
-        pipe.hget(f"{prefix}g:{skill}", "gap")
-        rank, policy, handle, gap = await pipe.execute()
+        rank, policy, handle, gap = await _ask(pipe, prefix, skill, call_id).execute()
     if rank is None:
         return None
     tier_keys = _tier_keys(policy)
@@ -111,16 +107,22 @@ def entry_estimate(
     if not skill:
         return None
     with redis.pipeline(transaction=True) as pipe:
-        pipe.zrank(f"{prefix}q:{skill}:0", call_id)
-        pipe.hget(f"{prefix}skills", skill)
-        pipe.hget(f"{prefix}h:{skill}", ALL_AGENTS)
-        pipe.hget(f"{prefix}g:{skill}", "gap")
-        rank, policy, handle, gap = pipe.execute()
+        rank, policy, handle, gap = _ask(pipe, prefix, skill, call_id).execute()
     if rank is None:
         return None
     tier_keys = _tier_keys(policy)
     staffed = redis.hmget(f"{prefix}staff", *tier_keys) if tier_keys else []
     return _place(skill, rank, staffed, (handle, gap), handle_s)
+
+
+def _ask(pipe: Any, prefix: str, skill: str, call_id: str) -> Any:
+    """Queue on ``pipe`` the reads both readings make: the call's rank in the skill's tier-0
+    queue, the skill's policy, its kept handle time and its kept time per place."""
+    pipe.zrank(f"{prefix}q:{skill}:0", call_id)
+    pipe.hget(f"{prefix}skills", skill)
+    pipe.hget(f"{prefix}h:{skill}", ALL_AGENTS)
+    pipe.hget(f"{prefix}g:{skill}", "gap")
+    return pipe
 
 
 def _text(value: bytes | str | None) -> str:
