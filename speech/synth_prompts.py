@@ -200,6 +200,7 @@ def render_menu_texts(config: Any) -> dict[str, str]:
     for seat in config.seats:
         if seat.prompt:
             out[seat.prompt] = seat.name
+    elderly = next((r.key for r in config.acd.priority_rules if r.when == "elderly"), None)
     for menu_id, menu in config.menus.items():
         name = f"{menu_id.replace('_', '-')}-menu"
         if name in menu.prompts:
@@ -207,7 +208,6 @@ def render_menu_texts(config: Any) -> dict[str, str]:
                 f"{_option_label(config, target)}，请按{_key_words(key)}"
                 for key, target in menu.options.items()
             ]
-            elderly = next((r.key for r in config.acd.priority_rules if r.when == "elderly"), None)
             if menu_id == "main" and elderly is not None:  # named first: before the matters
                 phrases.insert(0, ELDERLY_PHRASE.format(key=_key_words(elderly)))
             out[name] = "；".join(phrases) + "。"
